@@ -1,0 +1,59 @@
+# Two commands matter: `make run` (set up and serve on the embedded SQLite default)
+# and `make test` (set up, lint, type-check and run the whole suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BUF_VERSION := 1.75.0
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck buflint pytest proto proto-check bench clean
+
+help:
+	@echo "make run     set up .venv and serve on SQLite at 127.0.0.1:50051"
+	@echo "make test    set up .venv with dev tools; ruff, mypy, buf lint, pytest"
+	@echo "make proto   regenerate client/accolade/v1 from protos/"
+	@echo "make bench   run the benchmarks in bench/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamps re-run the install whenever pyproject.toml changes.
+$(VENV)/.server-installed: pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server]'
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
+	@touch $@ $(VENV)/.server-installed
+
+run: $(VENV)/.server-installed
+	$(BIN)/accolade serve
+
+test: $(VENV)/.dev-installed lint typecheck buflint pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+# buf comes from the npm registry; skipped (with a message) where npm is absent.
+buflint:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -x .tools/node_modules/.bin/buf ] || npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null; \
+	  .tools/node_modules/.bin/buf lint && echo "buf lint: ok"; \
+	else echo "buf lint: skipped (npm not found)"; fi
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+proto: $(VENV)/.dev-installed
+	$(BIN)/python tools/gen_protos.py
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache build *.egg-info

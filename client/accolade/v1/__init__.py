@@ -1,0 +1,1 @@
+"""Generated from protos/accolade/v1. Do not edit."""

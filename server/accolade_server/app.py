@@ -1,0 +1,122 @@
+"""Build the server from one Settings object: store → services → grpc.aio server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc
+from accolade_server.config import Settings
+from accolade_server.domain.errors import FailedPrecondition
+from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.errors import ErrorInterceptor
+from accolade_server.rpc.tracker import BadgeTrackerServicer
+from accolade_server.service.achievements import AchievementService
+from accolade_server.store import migrate
+from accolade_server.store.db import make_engine
+from accolade_server.store.uow import UnitOfWork
+
+log = structlog.get_logger("accolade.server")
+
+SERVICE_NAMES = (
+    admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
+    tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
+)
+
+# Idle streams survive proxies that drop quiet connections; clients may ping every 20 s.
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass
+class App:
+    server: grpc.aio.Server
+    engine: AsyncEngine
+    health: health.aio.HealthServicer
+    port: int
+
+    async def stop(self, grace: float) -> None:
+        """Health NOT_SERVING, stop accepting and drain calls, then close the database."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.engine.dispose()
+
+
+async def prepare_database(settings: Settings, engine: AsyncEngine) -> None:
+    """Migrate the embedded SQLite database; require an up-to-date schema elsewhere."""
+    if settings.is_sqlite:
+        path = settings.database_url.split("///", 1)[-1].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        await migrate.upgrade(engine)
+    else:
+        await migrate.ensure_current(engine)
+
+
+async def build(settings: Settings) -> App:
+    """Build and start a server; `settings.listen` may use port 0 (see `App.port`)."""
+    engine = make_engine(settings.database_url, schema=settings.database_schema)
+    try:
+        await prepare_database(settings, engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    uow = UnitOfWork(engine)
+    achievements = AchievementService(uow, settings)
+
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    admin_pb2_grpc.add_AchievementAdminServicer_to_server(
+        AchievementAdminServicer(achievements),  # type: ignore[abstract]
+        server,
+    )
+    tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
+        BadgeTrackerServicer(),  # type: ignore[abstract]
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:
+        await engine.dispose()
+        raise FailedPrecondition(f"cannot listen on {settings.listen}: {exc}") from exc
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return App(server=server, engine=engine, health=health_servicer, port=port)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    app = await build(settings)
+    host = settings.listen.rpartition(":")[0]
+    log.info(
+        "serving",
+        listen=f"{host}:{app.port}",
+        database=settings.database_url.split("@")[-1],
+        services=list(SERVICE_NAMES),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", grace_seconds=settings.shutdown_grace_seconds)
+    await app.stop(settings.shutdown_grace_seconds)
+    log.info("stopped")

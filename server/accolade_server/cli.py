@@ -1,0 +1,75 @@
+"""Server verbs of the `accolade` command: serve and migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from accolade_server import app, logs
+from accolade_server.config import Settings
+from accolade_server.domain.errors import AccoladeError
+from accolade_server.store import migrate as migrations
+from accolade_server.store.db import make_engine
+
+
+def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """Settings from the environment and config file; exit with a clear message if invalid."""
+    if getattr(args, "config", None):
+        os.environ["ACCOLADE_CONFIG_FILE"] = args.config
+    config_file = os.environ.get("ACCOLADE_CONFIG_FILE")
+    if config_file and not os.path.isfile(config_file):
+        raise SystemExit(f"accolade: configuration file {config_file} does not exist")
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            option = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"ACCOLADE_{str(err['loc'][0]).upper()}" if err["loc"] else ""
+            lines.append(f"  {option} ({env}): {err['msg']}")
+        raise SystemExit("accolade: invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args, listen=getattr(args, "listen", None))
+    logs.configure(settings.log_level)
+    if settings.is_sqlite:
+        print(
+            f"accolade: serving on {settings.listen} with {settings.database_url} "
+            "(embedded SQLite; set ACCOLADE_DATABASE_URL for PostgreSQL)",
+            file=sys.stderr,
+        )
+        print(f"  try: accolade achievements list --target {settings.listen}", file=sys.stderr)
+    try:
+        asyncio.run(app.serve(settings))
+    except AccoladeError as exc:
+        raise SystemExit(f"accolade: {exc}") from None
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+
+    async def run() -> tuple[str | None, str | None]:
+        engine = make_engine(settings.database_url, schema=settings.database_schema)
+        try:
+            before = await migrations.current_revision(engine)
+            await migrations.upgrade(engine)
+            return before, await migrations.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        before, after = asyncio.run(run())
+    except OSError as exc:
+        raise SystemExit(f"accolade: cannot reach the database: {exc}") from None
+    if before == after:
+        print(f"database already at revision {after}")
+    else:
+        print(f"database migrated from {before or 'empty'} to revision {after}")
+    return 0

@@ -1,0 +1,1 @@
+"""Plain domain values and validation; knows nothing of gRPC or SQL."""

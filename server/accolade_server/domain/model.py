@@ -1,0 +1,85 @@
+"""Achievement definitions as plain, immutable values."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Aggregate(enum.StrEnum):
+    COUNT = "count"
+    SUM = "sum"
+    MAX = "max"
+    DISTINCT = "distinct"
+    STREAK_DAYS = "streak_days"
+
+
+#: Aggregates that read `Rule.field`.
+FIELD_AGGREGATES = frozenset({Aggregate.SUM, Aggregate.MAX, Aggregate.DISTINCT})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    event_types: tuple[str, ...]
+    condition: str = ""
+    aggregate: Aggregate = Aggregate.COUNT
+    field: str = ""
+    target: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: str
+    threshold: float
+    points: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Achievement:
+    id: str
+    title: str
+    rule: Rule
+    description: str = ""
+    icon_url: str = ""
+    category: str = ""
+    points: int = 0
+    hidden: bool = False
+    enabled: bool = True
+    tiers: tuple[Tier, ...] = ()
+    prerequisites: tuple[str, ...] = ()
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    use_level_thresholds: bool = False
+    # Set by the store.
+    create_time: datetime | None = field(default=None, compare=False)
+    update_time: datetime | None = field(default=None, compare=False)
+    revision: int = field(default=0, compare=False)
+
+    @property
+    def etag(self) -> str:
+        """Changes whenever the stored definition changes."""
+        return f"r{self.revision}" if self.revision else ""
+
+    def same_definition(self, other: Achievement) -> bool:
+        """True when both define the same thing (store metadata is not compared)."""
+        return self == other
+
+
+#: The mutable fields of an Achievement, as named in update masks.
+MUTABLE_FIELDS = (
+    "title",
+    "description",
+    "icon_url",
+    "category",
+    "points",
+    "hidden",
+    "enabled",
+    "rule",
+    "tiers",
+    "prerequisites",
+    "start_time",
+    "end_time",
+    "use_level_thresholds",
+)
+RULE_FIELDS = ("event_types", "condition", "aggregate", "field", "target")

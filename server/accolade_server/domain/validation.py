@@ -1,0 +1,191 @@
+"""Validation of achievement definitions, with errors that name the offending field."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from accolade_server.domain.errors import InvalidArgument
+from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate
+from accolade_server.rules.cel import compile_condition
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+PROPERTY_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}$")
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 2000
+MAX_ICON_URL = 2048
+MAX_CONDITION = 4096
+MAX_EVENT_TYPES = 50
+MAX_TIERS = 20
+MAX_PREREQUISITES = 50
+MAX_POINTS = 1_000_000_000
+MAX_VALUE = 1e15
+
+
+def check_slug(value: str, field: str) -> None:
+    if not SLUG.match(value):
+        raise InvalidArgument(
+            f"{value!r} is not a valid id: use 1-64 characters of a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit",
+            field=field,
+        )
+
+
+def _check_number(value: float, field: str, *, positive: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or value > MAX_VALUE:
+        bound = "greater than 0" if positive else "at least 0"
+        raise InvalidArgument(f"must be a finite number {bound} and at most 1e15", field=field)
+
+
+def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
+    """Check one definition on its own (prerequisites are checked by `validate_graph`)."""
+    check_slug(a.id, f"{prefix}.id")
+    if not a.title.strip():
+        raise InvalidArgument("is required", field=f"{prefix}.title")
+    for name, value, limit in (
+        ("title", a.title, MAX_TITLE),
+        ("description", a.description, MAX_DESCRIPTION),
+        ("icon_url", a.icon_url, MAX_ICON_URL),
+    ):
+        if len(value) > limit:
+            raise InvalidArgument(f"is longer than {limit} characters", field=f"{prefix}.{name}")
+    if a.icon_url and not re.match(r"^https?://\S+$", a.icon_url):
+        raise InvalidArgument("must be an http(s) URL", field=f"{prefix}.icon_url")
+    if a.category:
+        check_slug(a.category, f"{prefix}.category")
+    if not 0 <= a.points <= MAX_POINTS:
+        raise InvalidArgument(f"must be between 0 and {MAX_POINTS}", field=f"{prefix}.points")
+    if a.start_time and a.end_time and a.start_time >= a.end_time:
+        raise InvalidArgument("must be after start_time", field=f"{prefix}.end_time")
+    _validate_rule(a, f"{prefix}.rule")
+    _validate_tiers(a, prefix)
+    _validate_prerequisite_list(a, f"{prefix}.prerequisites")
+
+
+def _validate_rule(a: Achievement, prefix: str) -> None:
+    rule = a.rule
+    if not rule.event_types:
+        raise InvalidArgument("at least one event type is required", field=f"{prefix}.event_types")
+    if len(rule.event_types) > MAX_EVENT_TYPES:
+        raise InvalidArgument(
+            f"at most {MAX_EVENT_TYPES} event types", field=f"{prefix}.event_types"
+        )
+    if len(set(rule.event_types)) != len(rule.event_types):
+        raise InvalidArgument("contains duplicates", field=f"{prefix}.event_types")
+    for i, event_type in enumerate(rule.event_types):
+        if not EVENT_TYPE.match(event_type):
+            raise InvalidArgument(
+                f"{event_type!r} is not a valid event type: 1-128 characters of letters, digits "
+                "and _ . : -",
+                field=f"{prefix}.event_types[{i}]",
+            )
+    if len(rule.condition) > MAX_CONDITION:
+        raise InvalidArgument(
+            f"is longer than {MAX_CONDITION} characters", field=f"{prefix}.condition"
+        )
+    if rule.condition.strip():
+        try:
+            compile_condition(rule.condition)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.detail, field=f"{prefix}.condition") from exc
+    if rule.aggregate in FIELD_AGGREGATES:
+        if not rule.field:
+            raise InvalidArgument(
+                f"is required for aggregate {rule.aggregate.name}", field=f"{prefix}.field"
+            )
+        if not PROPERTY_PATH.match(rule.field):
+            raise InvalidArgument(
+                f"{rule.field!r} is not a property name (e.g. 'amount' or 'item.price')",
+                field=f"{prefix}.field",
+            )
+    elif rule.field:
+        raise InvalidArgument(
+            f"is only read by SUM, MAX and DISTINCT, not {rule.aggregate.name}",
+            field=f"{prefix}.field",
+        )
+    _check_number(rule.target, f"{prefix}.target", positive=True)
+    if rule.aggregate in (Aggregate.COUNT, Aggregate.DISTINCT, Aggregate.STREAK_DAYS) and (
+        rule.target != int(rule.target)
+    ):
+        raise InvalidArgument(
+            f"must be a whole number for {rule.aggregate.name}", field=f"{prefix}.target"
+        )
+
+
+def _validate_tiers(a: Achievement, prefix: str) -> None:
+    if a.tiers and a.use_level_thresholds:
+        raise InvalidArgument(
+            "set either tiers or use_level_thresholds, not both",
+            field=f"{prefix}.use_level_thresholds",
+        )
+    if len(a.tiers) > MAX_TIERS:
+        raise InvalidArgument(f"at most {MAX_TIERS} tiers", field=f"{prefix}.tiers")
+    names: set[str] = set()
+    previous = 0.0
+    for i, tier in enumerate(a.tiers):
+        field = f"{prefix}.tiers[{i}]"
+        if not tier.name.strip() or len(tier.name) > 64:
+            raise InvalidArgument("is required (at most 64 characters)", field=f"{field}.name")
+        if tier.name in names:
+            raise InvalidArgument(f"duplicate tier name {tier.name!r}", field=f"{field}.name")
+        names.add(tier.name)
+        _check_number(tier.threshold, f"{field}.threshold", positive=True)
+        if tier.threshold <= previous:
+            raise InvalidArgument(
+                f"thresholds must be strictly increasing ({tier.threshold:g} follows {previous:g})",
+                field=f"{field}.threshold",
+            )
+        previous = tier.threshold
+        if not 0 <= tier.points <= MAX_POINTS:
+            raise InvalidArgument(f"must be between 0 and {MAX_POINTS}", field=f"{field}.points")
+
+
+def _validate_prerequisite_list(a: Achievement, field: str) -> None:
+    if len(a.prerequisites) > MAX_PREREQUISITES:
+        raise InvalidArgument(f"at most {MAX_PREREQUISITES} prerequisites", field=field)
+    if len(set(a.prerequisites)) != len(a.prerequisites):
+        raise InvalidArgument("contains duplicates", field=field)
+    for i, pid in enumerate(a.prerequisites):
+        check_slug(pid, f"{field}[{i}]")
+        if pid == a.id:
+            raise InvalidArgument("an achievement cannot require itself", field=f"{field}[{i}]")
+
+
+def validate_graph(
+    changed: Iterable[tuple[str, Achievement]], prerequisites: Mapping[str, tuple[str, ...]]
+) -> None:
+    """Check that the prerequisites of `changed` exist and form no cycle.
+
+    `changed` pairs each new definition with its field prefix; `prerequisites` maps every
+    achievement id that will exist after the change to its prerequisites.
+    """
+    for prefix, a in changed:
+        for i, pid in enumerate(a.prerequisites):
+            if pid not in prerequisites:
+                raise InvalidArgument(
+                    f"unknown achievement {pid!r}", field=f"{prefix}.prerequisites[{i}]"
+                )
+    for prefix, a in changed:
+        cycle = _find_cycle(a.id, prerequisites)
+        if cycle:
+            raise InvalidArgument(
+                "prerequisite cycle: " + " -> ".join(cycle), field=f"{prefix}.prerequisites"
+            )
+
+
+def _find_cycle(start: str, graph: Mapping[str, tuple[str, ...]]) -> list[str] | None:
+    """Depth-first search for a path from `start` back to itself."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in graph.get(node, ()):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None

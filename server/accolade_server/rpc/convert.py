@@ -1,0 +1,155 @@
+"""Proto messages to and from domain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from accolade.v1 import types_pb2 as pb
+from accolade_server.domain.errors import InvalidArgument
+from accolade_server.domain.model import (
+    MUTABLE_FIELDS,
+    RULE_FIELDS,
+    Achievement,
+    Aggregate,
+    Rule,
+    Tier,
+)
+
+_AGGREGATE_TO_DOMAIN = {
+    pb.AGGREGATE_UNSPECIFIED: Aggregate.COUNT,
+    pb.AGGREGATE_COUNT: Aggregate.COUNT,
+    pb.AGGREGATE_SUM: Aggregate.SUM,
+    pb.AGGREGATE_MAX: Aggregate.MAX,
+    pb.AGGREGATE_DISTINCT: Aggregate.DISTINCT,
+    pb.AGGREGATE_STREAK_DAYS: Aggregate.STREAK_DAYS,
+}
+_AGGREGATE_TO_PROTO = {
+    Aggregate.COUNT: pb.AGGREGATE_COUNT,
+    Aggregate.SUM: pb.AGGREGATE_SUM,
+    Aggregate.MAX: pb.AGGREGATE_MAX,
+    Aggregate.DISTINCT: pb.AGGREGATE_DISTINCT,
+    Aggregate.STREAK_DAYS: pb.AGGREGATE_STREAK_DAYS,
+}
+
+MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
+MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def timestamp_to_datetime(ts: Timestamp, field: str) -> datetime:
+    if not MIN_SECONDS <= ts.seconds <= MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument("is not a valid timestamp", field=field)
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def datetime_to_timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _optional_time(msg: Any, name: str, field: str) -> datetime | None:
+    return timestamp_to_datetime(getattr(msg, name), field) if msg.HasField(name) else None
+
+
+def rule_from_proto(rule: pb.Rule, field: str) -> Rule:
+    aggregate = _AGGREGATE_TO_DOMAIN.get(rule.aggregate)
+    if aggregate is None:
+        raise InvalidArgument(f"unknown aggregate {rule.aggregate}", field=f"{field}.aggregate")
+    return Rule(
+        event_types=tuple(rule.event_types),
+        condition=rule.condition,
+        aggregate=aggregate,
+        field=rule.field,
+        target=rule.target or 1.0,
+    )
+
+
+def achievement_from_proto(a: pb.Achievement, field: str = "achievement") -> Achievement:
+    if not a.HasField("rule"):
+        raise InvalidArgument("is required", field=f"{field}.rule")
+    return Achievement(
+        id=a.id,
+        title=a.title,
+        description=a.description,
+        icon_url=a.icon_url,
+        category=a.category,
+        points=a.points,
+        hidden=a.hidden,
+        enabled=a.enabled if a.HasField("enabled") else True,
+        rule=rule_from_proto(a.rule, f"{field}.rule"),
+        tiers=tuple(Tier(t.name, t.threshold, t.points) for t in a.tiers),
+        prerequisites=tuple(a.prerequisites),
+        start_time=_optional_time(a, "start_time", f"{field}.start_time"),
+        end_time=_optional_time(a, "end_time", f"{field}.end_time"),
+        use_level_thresholds=a.use_level_thresholds,
+    )
+
+
+def rule_to_proto(rule: Rule) -> pb.Rule:
+    return pb.Rule(
+        event_types=rule.event_types,
+        condition=rule.condition,
+        aggregate=_AGGREGATE_TO_PROTO[rule.aggregate],
+        field=rule.field,
+        target=rule.target,
+    )
+
+
+def achievement_to_proto(a: Achievement) -> pb.Achievement:
+    msg = pb.Achievement(
+        id=a.id,
+        title=a.title,
+        description=a.description,
+        icon_url=a.icon_url,
+        category=a.category,
+        points=a.points,
+        hidden=a.hidden,
+        enabled=a.enabled,
+        rule=rule_to_proto(a.rule),
+        tiers=[pb.Tier(name=t.name, threshold=t.threshold, points=t.points) for t in a.tiers],
+        prerequisites=a.prerequisites,
+        etag=a.etag,
+        use_level_thresholds=a.use_level_thresholds,
+    )
+    for name in ("start_time", "end_time", "create_time", "update_time"):
+        value = getattr(a, name)
+        if value is not None:
+            getattr(msg, name).CopyFrom(datetime_to_timestamp(value))
+    return msg
+
+
+def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
+    """Domain field values for the update mask paths (AIP-134 semantics, see admin.proto)."""
+    full = achievement_from_proto(a) if a.HasField("rule") else None
+    if not paths:
+        paths = [f.name for f, _ in a.ListFields() if f.name not in ("id", "etag")]
+    elif paths == ["*"]:
+        if full is None:
+            raise InvalidArgument("is required to replace everything", field="achievement.rule")
+        return {name: getattr(full, name) for name in MUTABLE_FIELDS}
+    patch: dict[str, Any] = {}
+    for path in paths:
+        head, _, sub = path.partition(".")
+        if head == "rule":
+            rule = rule_from_proto(a.rule, "achievement.rule")
+            if sub:
+                patch[path] = getattr(rule, sub) if sub in RULE_FIELDS else None
+            else:
+                patch["rule"] = rule
+        elif head in MUTABLE_FIELDS and not sub:
+            if head in ("start_time", "end_time"):
+                patch[head] = _optional_time(a, head, f"achievement.{head}")
+            elif head == "enabled":
+                patch[head] = a.enabled
+            elif head == "tiers":
+                patch[head] = tuple(Tier(t.name, t.threshold, t.points) for t in a.tiers)
+            elif head == "prerequisites":
+                patch[head] = tuple(a.prerequisites)
+            else:
+                patch[head] = getattr(a, head)
+        else:
+            patch[path] = None  # rejected with a clear message by the service
+    return patch

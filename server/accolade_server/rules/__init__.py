@@ -1,0 +1,1 @@
+"""The rule engine: pure and I/O-free."""

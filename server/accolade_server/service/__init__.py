@@ -1,0 +1,1 @@
+"""Use cases: validate, run one unit of work, return domain values."""

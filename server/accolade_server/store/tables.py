@@ -1,0 +1,113 @@
+"""The schema. Migrations in `migrations/versions` must produce exactly this (a test checks)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# BIGINT autoincrement is INTEGER on SQLite (where only INTEGER PRIMARY KEY is the rowid).
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+achievements = sa.Table(
+    "achievements",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("category", sa.String(64), nullable=False, server_default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # The whole definition (domain fields) as JSON; category/enabled are copied out for filters.
+    sa.Column("definition", JSONType, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_achievements_category", "category", "id"),
+)
+
+# Every received event, once: `event_id` is the idempotency key. `outcome` keeps what the
+# first call answered so a retry gets the same answer.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("properties", JSONType, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tracked", sa.Boolean, nullable=False),
+    sa.Column("outcome", JSONType, nullable=True),
+    sa.Index("ix_events_received_at", "received_at"),
+)
+
+# Per-user, per-achievement aggregate state. `level` counts the tiers (or the single level)
+# the rule has awarded, so a level is awarded once even if later revoked.
+progress = sa.Table(
+    "progress",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False, server_default="0"),
+    sa.Column("level", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("streak_day", sa.Integer, nullable=True),
+    sa.Column("streak_current", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+)
+
+# DISTINCT aggregates: one row per value seen, so concurrent inserts count exactly.
+progress_distinct = sa.Table(
+    "progress_distinct",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("value_hash", sa.String(64), primary_key=True),
+)
+
+# The append-only award log. `cursor` increases in commit order (see repository).
+awards = sa.Table(
+    "awards",
+    metadata,
+    sa.Column("cursor", BigIntId, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("achievement_id", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(64), nullable=False, server_default=""),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("actor", sa.String(128), nullable=False, server_default=""),
+    sa.Column("event_id", sa.String(128), nullable=True),
+    sa.Column("award_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_awards_user_cursor", "user_id", "cursor"),
+)
+
+# One row holds the last cursor handed out; updating it locks it until commit, which makes
+# cursor order equal commit order across transactions and replicas.
+award_log_head = sa.Table(
+    "award_log_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_cursor", sa.BigInteger, nullable=False),
+)
+
+# What each user holds now: the unique key makes "award once" an atomic insert.
+holdings = sa.Table(
+    "holdings",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("tier", sa.String(64), primary_key=True),
+    sa.Column("award_cursor", sa.BigInteger, nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("earned_time", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Total points per user; its row is also the per-user lock that serializes a user's events.
+user_points = sa.Table(
+    "user_points",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+)

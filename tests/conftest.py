@@ -1,0 +1,158 @@
+"""Fixtures: a real PostgreSQL schema per test run, a SQLite file, and a real grpc.aio server.
+
+PostgreSQL comes from ACCOLADE_TEST_POSTGRES_URL (default: the local trust-auth server,
+database `test`). Each run creates its own schema and drops it at the end, so parallel runs
+never collide. Tables are emptied before each test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
+from accolade_server import app
+from accolade_server.config import Settings
+from accolade_server.store import migrate
+from accolade_server.store.db import make_engine
+from accolade_server.store.tables import award_log_head, metadata
+
+POSTGRES_URL = os.environ.get(
+    "ACCOLADE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgres"]
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str
+    schema: str | None
+    engine: AsyncEngine
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": self.url,
+            "database_schema": self.schema,
+            "listen": "127.0.0.1:0",
+            "track_event_types": ["*"],
+            "shutdown_grace_seconds": 1.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def truncate(self) -> None:
+        async with self.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(table.delete())
+            await conn.execute(award_log_head.insert().values(id=1, last_cursor=0))
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+async def create_schema(name: str) -> None:
+    admin = make_engine(POSTGRES_URL)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    finally:
+        await admin.dispose()
+
+
+async def drop_schema(name: str) -> None:
+    admin = make_engine(POSTGRES_URL)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def postgres_db(run_id: str) -> AsyncIterator[Database]:
+    schema = f"accolade_{run_id}"
+    await create_schema(schema)
+    engine = make_engine(POSTGRES_URL, schema=schema)
+    try:
+        await migrate.upgrade(engine)
+        yield Database("postgres", POSTGRES_URL, schema, engine)
+    finally:
+        await engine.dispose()
+        await drop_schema(schema)
+
+
+@pytest.fixture(scope="session")
+async def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'accolade.db'}"
+    engine = make_engine(url)
+    try:
+        await migrate.upgrade(engine)
+        yield Database("sqlite", url, None, engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(
+    request: pytest.FixtureRequest, postgres_db: Database, sqlite_db: Database
+) -> Database:
+    """A migrated, empty database on each backend in turn."""
+    database = postgres_db if request.param == "postgres" else sqlite_db
+    await database.truncate()
+    return database
+
+
+@dataclass
+class Running:
+    app: app.App
+    target: str
+    channel: grpc.aio.Channel
+    admin: admin_pb2_grpc.AchievementAdminAsyncStub
+    tracker: tracker_pb2_grpc.BadgeTrackerAsyncStub
+    db: Database
+
+
+async def start_server(database: Database, **overrides: Any) -> Running:
+    built = await app.build(database.settings(**overrides))
+    target = f"127.0.0.1:{built.port}"
+    channel = grpc.aio.insecure_channel(target)
+    return Running(
+        app=built,
+        target=target,
+        channel=channel,
+        admin=admin_pb2_grpc.AchievementAdminStub(channel),
+        tracker=tracker_pb2_grpc.BadgeTrackerStub(channel),
+        db=database,
+    )
+
+
+async def stop_server(running: Running) -> None:
+    await running.channel.close()
+    await running.app.stop(0.5)
+
+
+@pytest.fixture
+async def server(db: Database) -> AsyncIterator[Running]:
+    """A real grpc.aio server on a free port over `db`, with every event type tracked."""
+    running = await start_server(db)
+    try:
+        yield running
+    finally:
+        await stop_server(running)
+
+
+@pytest.fixture
+def repo_root() -> Iterator[Path]:
+    yield Path(__file__).resolve().parent.parent
