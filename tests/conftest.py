@@ -24,7 +24,7 @@ from accolade_server import app
 from accolade_server.config import Settings
 from accolade_server.store import migrate
 from accolade_server.store.db import make_engine
-from accolade_server.store.tables import award_log_head, metadata
+from accolade_server.store.tables import award_log_head, definitions_version, metadata
 
 POSTGRES_URL = os.environ.get(
     "ACCOLADE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -55,6 +55,7 @@ class Database:
             for table in reversed(metadata.sorted_tables):
                 await conn.execute(table.delete())
             await conn.execute(award_log_head.insert().values(id=1, last_cursor=0))
+            await conn.execute(definitions_version.insert().values(id=1, version=0))
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,9 @@ from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.service.achievements import AchievementService
+from accolade_server.service.awards import AwardService
+from accolade_server.service.rulecache import RuleCache
+from accolade_server.service.tracking import TrackingService
 from accolade_server.store import migrate
 from accolade_server.store.db import make_engine
 from accolade_server.store.uow import UnitOfWork
@@ -75,15 +78,17 @@ async def build(settings: Settings) -> App:
         await engine.dispose()
         raise
     uow = UnitOfWork(engine)
+    rules = RuleCache(settings)
     achievements = AchievementService(uow, settings)
+    tracking = TrackingService(uow, settings, rules)
+    awards = AwardService(uow, settings, rules)
 
     server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
-        AchievementAdminServicer(achievements),  # type: ignore[abstract]
-        server,
+        AchievementAdminServicer(achievements, awards), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
-        BadgeTrackerServicer(),  # type: ignore[abstract]
+        BadgeTrackerServicer(tracking, awards),  # type: ignore[abstract]  # WatchAwards: issue 4
         server,
     )
     health_servicer = health.aio.HealthServicer()

@@ -10,7 +10,6 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from accolade.v1 import admin_pb2 as apb
-from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from tests.conftest import Running
 from tests.helpers import achievement, expect_error
@@ -401,10 +400,3 @@ async def test_apply_is_all_or_nothing_and_idempotent(server: Running) -> None:
     changed = [achievement("a", title="Renamed"), good[1]]
     third = await server.admin.ApplyAchievements(apb.ApplyAchievementsRequest(achievements=changed))
     assert (list(third.updated), list(third.unchanged)) == (["a"], ["b"])
-
-
-async def test_tracker_methods_are_declared(server: Running) -> None:
-    """BadgeTracker is part of the contract; until implemented it answers UNIMPLEMENTED."""
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await server.tracker.GetProgress(tpb.GetProgressRequest(user_id="u"))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

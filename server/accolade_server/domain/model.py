@@ -83,3 +83,36 @@ MUTABLE_FIELDS = (
     "use_level_thresholds",
 )
 RULE_FIELDS = ("event_types", "condition", "aggregate", "field", "target")
+
+
+class AwardSource(enum.StrEnum):
+    RULE = "rule"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class AwardRecord:
+    """An entry of the award log: an award, or (revoked=True) a revocation."""
+
+    cursor: int
+    user_id: str
+    achievement_id: str
+    tier: str
+    points: int
+    source: AwardSource
+    award_time: datetime
+    revoked: bool = False
+    reason: str = ""
+    actor: str = ""
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A level (tier) of an achievement a user holds now."""
+
+    achievement_id: str
+    tier: str
+    award_cursor: int
+    points: int
+    earned_time: datetime

@@ -68,7 +68,18 @@ def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
 def _validate_rule(a: Achievement, prefix: str) -> None:
     rule = a.rule
     if not rule.event_types:
-        raise InvalidArgument("at least one event type is required", field=f"{prefix}.event_types")
+        if not a.prerequisites:
+            raise InvalidArgument(
+                "at least one event type is required (or, for a meta-achievement earned by "
+                "earning others, none and a list of prerequisites)",
+                field=f"{prefix}.event_types",
+            )
+        if rule.condition or rule.field or rule.aggregate is not Aggregate.COUNT or a.tiers:
+            raise InvalidArgument(
+                "a meta-achievement (no event types) has no condition, aggregate, field or tiers",
+                field=prefix,
+            )
+        return
     if len(rule.event_types) > MAX_EVENT_TYPES:
         raise InvalidArgument(
             f"at most {MAX_EVENT_TYPES} event types", field=f"{prefix}.event_types"

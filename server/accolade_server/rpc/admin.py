@@ -8,13 +8,15 @@ from accolade.v1 import admin_pb2 as pb
 from accolade.v1 import admin_pb2_grpc
 from accolade_server.rpc import convert
 from accolade_server.service.achievements import AchievementService
+from accolade_server.service.awards import AwardService
 
 Context = Any  # grpc.aio.ServicerContext
 
 
 class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
-    def __init__(self, achievements: AchievementService) -> None:
+    def __init__(self, achievements: AchievementService, awards: AwardService) -> None:
         self.achievements = achievements
+        self.awards = awards
 
     async def CreateAchievement(
         self, request: pb.CreateAchievementRequest, context: Context
@@ -70,3 +72,27 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         return pb.ApplyAchievementsResponse(
             created=result.created, updated=result.updated, unchanged=result.unchanged
         )
+
+    async def GrantAward(
+        self, request: pb.GrantAwardRequest, context: Context
+    ) -> pb.GrantAwardResponse:
+        award, already_held = await self.awards.grant(
+            request.user_id,
+            request.achievement_id,
+            request.tier,
+            reason=request.reason,
+            actor=request.actor,
+        )
+        return pb.GrantAwardResponse(award=convert.award_to_proto(award), already_held=already_held)
+
+    async def RevokeAward(
+        self, request: pb.RevokeAwardRequest, context: Context
+    ) -> pb.RevokeAwardResponse:
+        revocations = await self.awards.revoke(
+            request.user_id,
+            request.achievement_id,
+            request.tier,
+            reason=request.reason,
+            actor=request.actor,
+        )
+        return pb.RevokeAwardResponse(revocations=[convert.award_to_proto(r) for r in revocations])

@@ -14,9 +14,12 @@ from accolade_server.domain.model import (
     RULE_FIELDS,
     Achievement,
     Aggregate,
+    AwardRecord,
+    AwardSource,
     Rule,
     Tier,
 )
+from accolade_server.rules.progress import ProgressView, Status
 
 _AGGREGATE_TO_DOMAIN = {
     pb.AGGREGATE_UNSPECIFIED: Aggregate.COUNT,
@@ -153,3 +156,49 @@ def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
         else:
             patch[path] = None  # rejected with a clear message by the service
     return patch
+
+
+_SOURCE_TO_PROTO = {
+    AwardSource.RULE: pb.AWARD_SOURCE_RULE,
+    AwardSource.MANUAL: pb.AWARD_SOURCE_MANUAL,
+}
+_STATUS_TO_PROTO = {
+    Status.LOCKED: pb.PROGRESS_STATUS_LOCKED,
+    Status.IN_PROGRESS: pb.PROGRESS_STATUS_IN_PROGRESS,
+    Status.UNLOCKED: pb.PROGRESS_STATUS_UNLOCKED,
+}
+
+
+def award_to_proto(r: AwardRecord) -> pb.Award:
+    return pb.Award(
+        cursor=r.cursor,
+        user_id=r.user_id,
+        achievement_id=r.achievement_id,
+        tier=r.tier,
+        points=r.points,
+        source=_SOURCE_TO_PROTO[r.source],
+        reason=r.reason,
+        actor=r.actor,
+        award_time=datetime_to_timestamp(r.award_time),
+        revoked=r.revoked,
+        event_id=r.event_id or "",
+    )
+
+
+def progress_to_proto(v: ProgressView) -> pb.Progress:
+    msg = pb.Progress(
+        achievement_id=v.achievement_id,
+        status=_STATUS_TO_PROTO[v.status],
+        current=v.current,
+        target=v.target,
+        percent=v.percent,
+        tier=v.tier,
+        title=v.title,
+        description=v.description,
+        icon_url=v.icon_url,
+        category=v.category,
+        hidden=v.hidden,
+    )
+    if v.earned_time is not None:
+        msg.earned_time.CopyFrom(datetime_to_timestamp(v.earned_time))
+    return msg

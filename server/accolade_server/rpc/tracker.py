@@ -2,8 +2,96 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from accolade.v1 import tracker_pb2 as pb
 from accolade.v1 import tracker_pb2_grpc
+from accolade_server.domain.errors import AccoladeError
+from accolade_server.rpc import convert
+from accolade_server.rpc.errors import status_for
+from accolade_server.service.awards import AwardService
+from accolade_server.service.tracking import EventInput, TrackingService, TrackResult
+
+Context = Any  # grpc.aio.ServicerContext
+
+
+def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
+    return EventInput(
+        event_id=request.event_id,
+        user_id=request.user_id,
+        type=request.type,
+        properties=json_format.MessageToDict(request.properties),
+        occurred_at=convert.timestamp_to_datetime(request.occurred_at, f"{prefix}occurred_at")
+        if request.HasField("occurred_at")
+        else None,
+    )
+
+
+def result_to_proto(result: TrackResult) -> pb.TrackEventResponse:
+    return pb.TrackEventResponse(
+        duplicate=result.duplicate,
+        tracked=result.tracked,
+        awards=[convert.award_to_proto(a) for a in result.awards],
+        progress=[convert.progress_to_proto(p) for p in result.progress],
+    )
+
+
+def _error(exc: AccoladeError) -> pb.EventError:
+    code: grpc.StatusCode = status_for(exc)
+    return pb.EventError(code=code.value[0], message=str(exc))
 
 
 class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
-    """Every method answers UNIMPLEMENTED until the rule engine lands (generated base class)."""
+    def __init__(self, tracking: TrackingService, awards: AwardService) -> None:
+        self.tracking = tracking
+        self.awards = awards
+
+    async def TrackEvent(
+        self, request: pb.TrackEventRequest, context: Context
+    ) -> pb.TrackEventResponse:
+        return result_to_proto(await self.tracking.track(event_input(request)))
+
+    async def TrackEvents(
+        self, request: pb.TrackEventsRequest, context: Context
+    ) -> pb.TrackEventsResponse:
+        inputs: list[EventInput | AccoladeError] = []
+        for i, event in enumerate(request.events):
+            try:
+                inputs.append(event_input(event, f"events[{i}]."))
+            except AccoladeError as exc:
+                inputs.append(exc)
+        outcomes = await self.tracking.track_many(inputs)
+        results = []
+        for event, outcome in zip(request.events, outcomes, strict=True):
+            if isinstance(outcome, AccoladeError):
+                results.append(pb.TrackEventResult(event_id=event.event_id, error=_error(outcome)))
+            else:
+                results.append(
+                    pb.TrackEventResult(event_id=event.event_id, outcome=result_to_proto(outcome))
+                )
+        return pb.TrackEventsResponse(results=results)
+
+    async def GetProgress(
+        self, request: pb.GetProgressRequest, context: Context
+    ) -> pb.GetProgressResponse:
+        views, points = await self.tracking.progress(
+            request.user_id, list(request.achievement_ids), request.category
+        )
+        return pb.GetProgressResponse(
+            progress=[convert.progress_to_proto(v) for v in views], total_points=points
+        )
+
+    async def ListAwards(
+        self, request: pb.ListAwardsRequest, context: Context
+    ) -> pb.ListAwardsResponse:
+        page = await self.awards.list(
+            request.user_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListAwardsResponse(
+            awards=[convert.award_to_proto(a) for a in page.awards],
+            next_page_token=page.next_page_token,
+            total_points=page.total_points,
+        )

@@ -104,6 +104,7 @@ class AchievementService:
             created = await repo.insert_achievement(a, self.clock())
             if created is None:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
+            await repo.bump_definitions_version()
         self.on_change()
         return created
 
@@ -156,6 +157,7 @@ class AchievementService:
             )
             if saved is None:
                 raise Aborted("the achievement changed concurrently; read it again and retry")
+            await repo.bump_definitions_version()
         self.on_change()
         return saved
 
@@ -180,6 +182,7 @@ class AchievementService:
                     f"{', '.join(dependents)}; remove it from those first"
                 )
             await repo.delete_achievement(achievement_id)
+            await repo.bump_definitions_version()
         self.on_change()
 
     async def apply(self, items: Sequence[Achievement], *, validate_only: bool) -> ApplyResult:
@@ -211,8 +214,9 @@ class AchievementService:
                     unchanged.append(a.id)
                 else:
                     updated.append(a.id)
-            if not validate_only:
+            if not validate_only and (created or updated):
                 await self._write_all(repo, items, existing)
+                await repo.bump_definitions_version()
         if not validate_only and (created or updated):
             self.on_change()
         return ApplyResult(created, updated, unchanged)

@@ -5,15 +5,29 @@ It never commits; the unit of work does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accolade_server.domain.model import Achievement
+from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Holding
+from accolade_server.rules.engine import ProgressState
 from accolade_server.store import codec
-from accolade_server.store.tables import achievements
+from accolade_server.store.db import utc
+from accolade_server.store.tables import (
+    achievements,
+    award_log_head,
+    awards,
+    definitions_version,
+    events,
+    holdings,
+    progress,
+    progress_distinct,
+    user_points,
+)
 
 
 class Repository:
@@ -104,3 +118,301 @@ class Repository:
             sa.delete(achievements).where(achievements.c.id == achievement_id)
         )
         return bool(result.rowcount)
+
+    # -- definitions version ------------------------------------------------------------
+
+    async def definitions_version(self) -> int:
+        result = await self.conn.execute(
+            sa.select(definitions_version.c.version).where(definitions_version.c.id == 1)
+        )
+        return int(result.scalar_one())
+
+    async def bump_definitions_version(self) -> None:
+        await self.conn.execute(
+            sa.update(definitions_version)
+            .where(definitions_version.c.id == 1)
+            .values(version=definitions_version.c.version + 1)
+        )
+
+    # -- events -------------------------------------------------------------------------
+
+    async def insert_event(
+        self,
+        *,
+        event_id: str,
+        user_id: str,
+        type: str,
+        properties: Mapping[str, Any],
+        occurred_at: datetime,
+        received_at: datetime,
+        tracked: bool,
+    ) -> bool:
+        """Record an event; False when its id was recorded before (a retry)."""
+        stmt = (
+            self._insert(events)
+            .values(
+                event_id=event_id,
+                user_id=user_id,
+                type=type,
+                properties=dict(properties),
+                occurred_at=occurred_at,
+                received_at=received_at,
+                tracked=tracked,
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(events.c.event_id)
+        )
+        return (await self.conn.execute(stmt)).first() is not None
+
+    async def event_outcome(self, event_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(tracked, outcome) of a recorded event."""
+        row = (
+            await self.conn.execute(
+                sa.select(events.c.tracked, events.c.outcome).where(events.c.event_id == event_id)
+            )
+        ).one()
+        return bool(row.tracked), row.outcome
+
+    async def set_event_outcome(self, event_id: str, outcome: dict[str, Any]) -> None:
+        await self.conn.execute(
+            sa.update(events).where(events.c.event_id == event_id).values(outcome=outcome)
+        )
+
+    # -- users, progress, holdings ------------------------------------------------------
+
+    async def lock_users(self, user_ids: Iterable[str], now: datetime) -> None:
+        """Lock each user's row until commit, in a fixed order so batches cannot deadlock.
+
+        This serializes a user's events across transactions and replicas; SQLite's
+        `BEGIN IMMEDIATE` already serializes whole transactions.
+        """
+        ordered = sorted(set(user_ids))
+        if not ordered:
+            return
+        await self.conn.execute(
+            self._insert(user_points)
+            .values([{"user_id": u, "points": 0, "update_time": now} for u in ordered])
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        if self.is_postgres:
+            await self.conn.execute(
+                sa.select(user_points.c.user_id)
+                .where(user_points.c.user_id.in_(ordered))
+                .order_by(user_points.c.user_id)
+                .with_for_update()
+            )
+
+    async def load_progress(self, user_id: str, ids: Iterable[str]) -> dict[str, ProgressState]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        rows = await self.conn.execute(
+            sa.select(progress).where(
+                progress.c.user_id == user_id, progress.c.achievement_id.in_(wanted)
+            )
+        )
+        return {
+            row.achievement_id: ProgressState(
+                value=row.value,
+                level=row.level,
+                streak_day=row.streak_day,
+                streak_current=row.streak_current,
+            )
+            for row in rows
+        }
+
+    async def save_progress(
+        self, user_id: str, states: Mapping[str, ProgressState], now: datetime
+    ) -> None:
+        if not states:
+            return
+        stmt = self._insert(progress).values(
+            [
+                {
+                    "user_id": user_id,
+                    "achievement_id": aid,
+                    "value": st.value,
+                    "level": st.level,
+                    "streak_day": st.streak_day,
+                    "streak_current": st.streak_current,
+                    "update_time": now,
+                }
+                for aid, st in sorted(states.items())
+            ]
+        )
+        excluded = stmt.excluded
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["user_id", "achievement_id"],
+                set_={
+                    "value": excluded.value,
+                    "level": excluded.level,
+                    "streak_day": excluded.streak_day,
+                    "streak_current": excluded.streak_current,
+                    "update_time": excluded.update_time,
+                },
+            )
+        )
+
+    async def distinct_seen(
+        self, user_id: str, pairs: Iterable[tuple[str, str]]
+    ) -> frozenset[tuple[str, str]]:
+        wanted = list(pairs)
+        if not wanted:
+            return frozenset()
+        rows = await self.conn.execute(
+            sa.select(progress_distinct.c.achievement_id, progress_distinct.c.value_hash).where(
+                progress_distinct.c.user_id == user_id,
+                sa.tuple_(progress_distinct.c.achievement_id, progress_distinct.c.value_hash).in_(
+                    wanted
+                ),
+            )
+        )
+        return frozenset((row.achievement_id, row.value_hash) for row in rows)
+
+    async def insert_distinct(self, user_id: str, pairs: Sequence[tuple[str, str]]) -> None:
+        if pairs:
+            await self.conn.execute(
+                self._insert(progress_distinct)
+                .values(
+                    [{"user_id": user_id, "achievement_id": a, "value_hash": h} for a, h in pairs]
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def holdings(self, user_id: str) -> list[Holding]:
+        rows = await self.conn.execute(
+            sa.select(holdings)
+            .where(holdings.c.user_id == user_id)
+            .order_by(holdings.c.award_cursor)
+        )
+        return [
+            Holding(
+                row.achievement_id, row.tier, row.award_cursor, row.points, _utc(row.earned_time)
+            )
+            for row in rows
+        ]
+
+    async def insert_holdings(self, user_id: str, records: Sequence[AwardRecord]) -> None:
+        if records:
+            await self.conn.execute(
+                sa.insert(holdings),
+                [
+                    {
+                        "user_id": user_id,
+                        "achievement_id": r.achievement_id,
+                        "tier": r.tier,
+                        "award_cursor": r.cursor,
+                        "points": r.points,
+                        "earned_time": r.award_time,
+                    }
+                    for r in records
+                ],
+            )
+
+    async def delete_holdings(self, user_id: str, keys: Sequence[tuple[str, str]]) -> None:
+        for achievement_id, tier in keys:
+            await self.conn.execute(
+                sa.delete(holdings).where(
+                    holdings.c.user_id == user_id,
+                    holdings.c.achievement_id == achievement_id,
+                    holdings.c.tier == tier,
+                )
+            )
+
+    async def add_points(self, user_id: str, delta: int, now: datetime) -> None:
+        if delta:
+            await self.conn.execute(
+                sa.update(user_points)
+                .where(user_points.c.user_id == user_id)
+                .values(points=user_points.c.points + delta, update_time=now)
+            )
+
+    async def points(self, user_id: str) -> int:
+        result = await self.conn.execute(
+            sa.select(user_points.c.points).where(user_points.c.user_id == user_id)
+        )
+        return int(result.scalar() or 0)
+
+    # -- the award log ------------------------------------------------------------------
+
+    async def allocate_cursors(self, count: int) -> int:
+        """Reserve `count` cursors and return the first.
+
+        The update locks the single head row until commit, so transactions that append to
+        the log commit in cursor order: a reader never sees cursor N+1 before cursor N.
+        """
+        result = await self.conn.execute(
+            sa.update(award_log_head)
+            .where(award_log_head.c.id == 1)
+            .values(last_cursor=award_log_head.c.last_cursor + count)
+            .returning(award_log_head.c.last_cursor)
+        )
+        return int(result.scalar_one()) - count + 1
+
+    async def append_awards(self, records: Sequence[AwardRecord]) -> None:
+        if records:
+            await self.conn.execute(
+                sa.insert(awards),
+                [
+                    {
+                        "cursor": r.cursor,
+                        "user_id": r.user_id,
+                        "achievement_id": r.achievement_id,
+                        "tier": r.tier,
+                        "points": r.points,
+                        "source": r.source.value,
+                        "revoked": r.revoked,
+                        "reason": r.reason,
+                        "actor": r.actor,
+                        "event_id": r.event_id,
+                        "award_time": r.award_time,
+                    }
+                    for r in records
+                ],
+            )
+
+    async def awards_by_cursor(self, cursors: Sequence[int]) -> list[AwardRecord]:
+        if not cursors:
+            return []
+        rows = await self.conn.execute(
+            sa.select(awards).where(awards.c.cursor.in_(list(cursors))).order_by(awards.c.cursor)
+        )
+        return [_award(row) for row in rows]
+
+    async def held_awards(
+        self, user_id: str, *, before_cursor: int | None, limit: int
+    ) -> list[AwardRecord]:
+        """The awards a user holds now, newest first."""
+        query = (
+            sa.select(awards)
+            .join(holdings, holdings.c.award_cursor == awards.c.cursor)
+            .where(holdings.c.user_id == user_id)
+            .order_by(awards.c.cursor.desc())
+            .limit(limit)
+        )
+        if before_cursor is not None:
+            query = query.where(awards.c.cursor < before_cursor)
+        return [_award(row) for row in await self.conn.execute(query)]
+
+
+def _utc(value: datetime) -> datetime:
+    result = utc(value)
+    assert result is not None
+    return result
+
+
+def _award(row: Any) -> AwardRecord:
+    return AwardRecord(
+        cursor=row.cursor,
+        user_id=row.user_id,
+        achievement_id=row.achievement_id,
+        tier=row.tier,
+        points=row.points,
+        source=AwardSource(row.source),
+        award_time=_utc(row.award_time),
+        revoked=row.revoked,
+        reason=row.reason,
+        actor=row.actor,
+        event_id=row.event_id,
+    )

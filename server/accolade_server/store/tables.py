@@ -111,3 +111,12 @@ user_points = sa.Table(
     sa.Column("points", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Bumped in the same transaction as every change to `achievements`; servers compare it to
+# their cached rule set, so definitions take effect everywhere without a restart.
+definitions_version = sa.Table(
+    "definitions_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)

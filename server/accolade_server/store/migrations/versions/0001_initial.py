@@ -95,10 +95,17 @@ def upgrade() -> None:
         sa.Column("points", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("update_time", TS, nullable=False),
     )
+    version = op.create_table(
+        "definitions_version",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+    )
+    op.bulk_insert(version, [{"id": 1, "version": 0}])
 
 
 def downgrade() -> None:
     for table in (
+        "definitions_version",
         "user_points",
         "holdings",
         "award_log_head",
