@@ -1,0 +1,92 @@
+"""Two server processes on one PostgreSQL database stay exact."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.struct_pb2 import Struct
+
+from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
+from accolade.v1 import tracker_pb2 as tpb
+from accolade.v1 import types_pb2 as pb
+from accolade_server.store import migrate
+from accolade_server.store.db import make_engine
+from tests.conftest import POSTGRES_URL, create_schema, drop_schema
+from tests.helpers import achievement
+from tests.processes import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def replicas(run_id: str, tmp_path: Path) -> AsyncIterator[list[ServerProcess]]:
+    schema = f"accolade_{run_id}_replicas"
+    await create_schema(schema)
+    engine = make_engine(POSTGRES_URL, schema=schema)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    env = {
+        "ACCOLADE_DATABASE_URL": POSTGRES_URL,
+        "ACCOLADE_DATABASE_SCHEMA": schema,
+        "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
+        "ACCOLADE_LOG_LEVEL": "warning",
+    }
+    servers = [ServerProcess(env, tmp_path), ServerProcess(env, tmp_path)]
+    try:
+        await asyncio.gather(*(s.start() for s in servers))
+        yield servers
+    finally:
+        codes = await asyncio.gather(*(s.stop() for s in servers))
+        await drop_schema(schema)
+        assert codes == [0, 0]
+
+
+async def test_events_split_across_two_replicas_count_exactly_and_award_once(
+    replicas: list[ServerProcess],
+) -> None:
+    channels = [grpc.aio.insecure_channel(s.target) for s in replicas]
+    try:
+        admin = admin_pb2_grpc.AchievementAdminStub(channels[0])
+        trackers = [tracker_pb2_grpc.BadgeTrackerStub(c) for c in channels]
+        await admin.CreateAchievement(
+            apb.CreateAchievementRequest(
+                achievement=achievement(
+                    "spender",
+                    rule={"event_types": ["buy"], "aggregate": pb.AGGREGATE_SUM, "field": "amount"},
+                    tiers=[
+                        {"name": "bronze", "threshold": 50, "points": 1},
+                        {"name": "silver", "threshold": 150, "points": 2},
+                        {"name": "gold", "threshold": 290, "points": 4},
+                    ],
+                )
+            )
+        )
+        # The second replica sees the definition created on the first at its next event.
+        requests = []
+        for i in range(300):
+            props = Struct()
+            props.update({"amount": 1})
+            requests.append(
+                tpb.TrackEventRequest(
+                    event_id=f"e{i % 200}", user_id="shared-user", type="buy", properties=props
+                )
+            )  # 100 of them are retries of earlier ids, sent to either replica
+        results = await asyncio.gather(
+            *(trackers[i % 2].TrackEvent(r) for i, r in enumerate(requests))
+        )
+        assert sum(not r.duplicate for r in results) == 200
+        awarded = sorted(a.tier for r in results if not r.duplicate for a in r.awards)
+        assert awarded == ["bronze", "silver"]  # 200 reaches silver, not gold
+        progress = await trackers[1].GetProgress(tpb.GetProgressRequest(user_id="shared-user"))
+        assert progress.progress[0].current == 200
+        assert progress.total_points == 3
+        listed = await trackers[0].ListAwards(tpb.ListAwardsRequest(user_id="shared-user"))
+        assert [a.tier for a in listed.awards] == ["silver", "bronze"]
+    finally:
+        for c in channels:
+            await c.close()
