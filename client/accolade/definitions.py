@@ -30,7 +30,8 @@ from accolade.v1 import types_pb2
 
 _OUTPUT_ONLY = ("create_time", "update_time", "etag")
 _EVENT_EQ = re.compile(r'^\s*event\s*==\s*["\']([^"\']+)["\']\s*$')
-_EVENT_IN = re.compile(r"^\s*event\s+in\s+\[(.*)\]\s*$")
+_QUOTED = r"(?:\"[^\"]+\"|'[^']+')"
+_EVENT_IN = re.compile(rf"^\s*event\s+in\s+\[\s*({_QUOTED}(?:\s*,\s*{_QUOTED})*)\s*\]\s*$")
 _SPEC_KEYS = {
     "rule_name",
     "condition",
@@ -152,7 +153,13 @@ def to_data(achievements: list[types_pb2.Achievement]) -> dict[str, Any]:
         d = json_format.MessageToDict(a, preserving_proto_field_name=True)
         for name in _OUTPUT_ONLY:
             d.pop(name, None)
-        d["enabled"] = a.enabled
+        d["enabled"] = a.enabled if a.HasField("enabled") else True  # unset means enabled
+        # JSON renders int64 as strings; YAML readers deserve numbers.
+        if "points" in d:
+            d["points"] = int(d["points"])
+        for tier in d.get("tiers", []):
+            if "points" in tier:
+                tier["points"] = int(tier["points"])
         rule = d.get("rule", {})
         if "aggregate" in rule:
             rule["aggregate"] = rule["aggregate"].removeprefix("AGGREGATE_").lower()

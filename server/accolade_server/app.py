@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import structlog
@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition
+from accolade_server.domain.model import AwardRecord
+from accolade_server.notify.broker import Broker
+from accolade_server.notify.listener import PgListener, channel_name
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
@@ -23,8 +26,9 @@ from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import TrackingService
+from accolade_server.service.watch import WatchService
 from accolade_server.store import migrate
-from accolade_server.store.db import make_engine
+from accolade_server.store.db import ensure_sqlite_directory, make_engine
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.server")
@@ -50,20 +54,26 @@ class App:
     engine: AsyncEngine
     health: health.aio.HealthServicer
     port: int
+    broker: Broker
+    listener: PgListener | None
 
     async def stop(self, grace: float) -> None:
-        """Health NOT_SERVING, stop accepting and drain calls, then close the database."""
+        """Health NOT_SERVING; stop accepting calls; end streams with UNAVAILABLE (clients
+        resume on another replica) while unary calls drain; then close the database."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        stopping = asyncio.create_task(self.server.stop(grace))
+        await asyncio.sleep(0)  # let stop() refuse new calls before streams end
+        await self.broker.close()
+        await stopping
+        if self.listener is not None:
+            await self.listener.close()
         await self.engine.dispose()
 
 
 async def prepare_database(settings: Settings, engine: AsyncEngine) -> None:
     """Migrate the embedded SQLite database; require an up-to-date schema elsewhere."""
     if settings.is_sqlite:
-        path = settings.database_url.split("///", 1)[-1].split("?", 1)[0]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_directory(settings.database_url)
         await migrate.upgrade(engine)
     else:
         await migrate.ensure_current(engine)
@@ -77,7 +87,20 @@ async def build(settings: Settings) -> App:
     except BaseException:
         await engine.dispose()
         raise
-    uow = UnitOfWork(engine)
+    awards_channel = channel_name("awards", settings.database_schema)
+    uow = UnitOfWork(engine, awards_channel=awards_channel)
+    broker = Broker(*_log_readers(uow))
+    uow.on_awards = broker.wake
+    await broker.start()
+    listener = None
+    if not settings.is_sqlite:
+        listener = PgListener(
+            settings.database_url,
+            settings.database_schema,
+            [awards_channel],
+            lambda _channel: broker.wake(),
+        )
+        listener.start()
     rules = RuleCache(settings)
     achievements = AchievementService(uow, settings)
     tracking = TrackingService(uow, settings, rules)
@@ -88,8 +111,7 @@ async def build(settings: Settings) -> App:
         AchievementAdminServicer(achievements, awards), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
-        BadgeTrackerServicer(tracking, awards),  # type: ignore[abstract]  # WatchAwards: issue 4
-        server,
+        BadgeTrackerServicer(tracking, awards, WatchService(uow, broker)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -104,7 +126,28 @@ async def build(settings: Settings) -> App:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(server=server, engine=engine, health=health_servicer, port=port)
+    return App(
+        server=server,
+        engine=engine,
+        health=health_servicer,
+        port=port,
+        broker=broker,
+        listener=listener,
+    )
+
+
+def _log_readers(
+    uow: UnitOfWork,
+) -> tuple[Callable[[int, int], Awaitable[Sequence[AwardRecord]]], Callable[[], Awaitable[int]]]:
+    async def read_after(cursor: int, limit: int) -> Sequence[AwardRecord]:
+        async with uow.transaction() as repo:
+            return await repo.awards_after(cursor, limit)
+
+    async def head() -> int:
+        async with uow.transaction() as repo:
+            return await repo.last_cursor()
+
+    return read_after, head
 
 
 async def serve(settings: Settings) -> None:

@@ -8,13 +8,14 @@ import os
 import sys
 from typing import Any
 
+import sqlalchemy.exc
 from pydantic import ValidationError
 
 from accolade_server import app, logs
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError
 from accolade_server.store import migrate as migrations
-from accolade_server.store.db import make_engine
+from accolade_server.store.db import ensure_sqlite_directory, make_engine
 
 
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -35,6 +36,11 @@ def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         raise SystemExit("accolade: invalid configuration:\n" + "\n".join(lines)) from None
 
 
+def _first_line(exc: BaseException) -> str:
+    """SQLAlchemy appends SQL and a documentation link; the first line is what matters."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = load_settings(args, listen=getattr(args, "listen", None))
     logs.configure(settings.log_level)
@@ -49,6 +55,10 @@ def serve(args: argparse.Namespace) -> int:
         asyncio.run(app.serve(settings))
     except AccoladeError as exc:
         raise SystemExit(f"accolade: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"accolade: cannot reach the database: {exc}") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise SystemExit(f"accolade: database error: {_first_line(exc)}") from None
     return 0
 
 
@@ -64,10 +74,13 @@ def migrate(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
+    ensure_sqlite_directory(settings.database_url)
     try:
         before, after = asyncio.run(run())
     except OSError as exc:
         raise SystemExit(f"accolade: cannot reach the database: {exc}") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise SystemExit(f"accolade: database error: {_first_line(exc)}") from None
     if before == after:
         print(f"database already at revision {after}")
     else:

@@ -202,3 +202,13 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
     if v.earned_time is not None:
         msg.earned_time.CopyFrom(datetime_to_timestamp(v.earned_time))
     return msg
+
+
+def source_from_proto(value: int) -> AwardSource | None:
+    """None (all sources) for AWARD_SOURCE_UNSPECIFIED."""
+    if value == pb.AWARD_SOURCE_UNSPECIFIED:
+        return None
+    for source, proto in _SOURCE_TO_PROTO.items():
+        if proto == value:
+            return source
+    raise InvalidArgument(f"unknown award source {value}", field="source")

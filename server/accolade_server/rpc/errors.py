@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -57,7 +58,12 @@ def _wrap_unary(behavior: Any, method: str) -> Callable[[Any, Any], Awaitable[An
     return wrapper
 
 
-def _wrap_stream(behavior: Any, method: str) -> Callable[[Any, Any], AsyncIterator[Any]]:
+def _wrap_stream(behavior: Any, method: str) -> Any:
+    """Wrap a server-streaming handler: an async generator, or a coroutine that writes
+    with `context.write` (as grpc's own health service does)."""
+    if not inspect.isasyncgenfunction(behavior):
+        return _wrap_unary(behavior, method)
+
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):

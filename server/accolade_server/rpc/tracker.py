@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,6 +15,7 @@ from accolade_server.rpc import convert
 from accolade_server.rpc.errors import status_for
 from accolade_server.service.awards import AwardService
 from accolade_server.service.tracking import EventInput, TrackingService, TrackResult
+from accolade_server.service.watch import WatchService, make_filter
 
 Context = Any  # grpc.aio.ServicerContext
 
@@ -45,9 +47,12 @@ def _error(exc: AccoladeError) -> pb.EventError:
 
 
 class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
-    def __init__(self, tracking: TrackingService, awards: AwardService) -> None:
+    def __init__(
+        self, tracking: TrackingService, awards: AwardService, watch: WatchService
+    ) -> None:
         self.tracking = tracking
         self.awards = awards
+        self.watch = watch
 
     async def TrackEvent(
         self, request: pb.TrackEventRequest, context: Context
@@ -95,3 +100,12 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             next_page_token=page.next_page_token,
             total_points=page.total_points,
         )
+
+    async def WatchAwards(
+        self, request: pb.WatchAwardsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchAwardsResponse]:
+        source = convert.source_from_proto(request.source)
+        flt = make_filter(list(request.user_ids), list(request.achievement_ids), source)
+        after = request.after_cursor if request.HasField("after_cursor") else None
+        async for record in self.watch.stream(flt, after):
+            yield pb.WatchAwardsResponse(cursor=record.cursor, award=convert.award_to_proto(record))

@@ -205,10 +205,19 @@ def _lookup(properties: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def distinct_key(value: Any) -> str:
-    """A stable key for any JSON value (1 and 1.0 are the same value)."""
+def _normalise(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
-        value = int(value)
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def distinct_key(value: Any) -> str:
+    """A stable key for any JSON value (1 and 1.0 are the same value, at any depth)."""
+    value = _normalise(value)
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
@@ -340,8 +349,11 @@ def apply(
             candidate = rules.by_id.get(aid)
             if candidate is None:
                 continue
-            if not all(p in held for p in candidate.achievement.prerequisites):
-                continue  # locked: progress accrues, levels wait
+            locked = not all(p in held for p in candidate.achievement.prerequisites)
+            # Locked: progress accrues and levels wait, unless awards are off, when reached
+            # levels are consumed all the same (no retroactive awards once turned back on).
+            if locked and (awards_enabled or candidate.is_meta):
+                continue
             st = current(aid)
             reached = _levels_reached(candidate, st)
             if reached <= st.level:

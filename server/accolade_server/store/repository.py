@@ -31,9 +31,14 @@ from accolade_server.store.tables import (
 
 
 class Repository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(
+        self, conn: AsyncConnection, *, awards_channel: str = "accolade_awards_public"
+    ) -> None:
         self.conn = conn
         self.is_postgres = conn.dialect.name == "postgresql"
+        self.awards_channel = awards_channel
+        #: Set when this transaction appended to the award log.
+        self.appended_awards = False
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
@@ -351,7 +356,11 @@ class Repository:
         return int(result.scalar_one()) - count + 1
 
     async def append_awards(self, records: Sequence[AwardRecord]) -> None:
+        """Append log entries, and wake other replicas' streams when this commits."""
         if records:
+            if not self.appended_awards and self.is_postgres:
+                await self.conn.execute(sa.select(sa.func.pg_notify(self.awards_channel, "")))
+            self.appended_awards = True
             await self.conn.execute(
                 sa.insert(awards),
                 [
@@ -379,6 +388,33 @@ class Repository:
             sa.select(awards).where(awards.c.cursor.in_(list(cursors))).order_by(awards.c.cursor)
         )
         return [_award(row) for row in rows]
+
+    async def awards_after(
+        self,
+        cursor: int,
+        limit: int,
+        *,
+        user_ids: Iterable[str] = (),
+        achievement_ids: Iterable[str] = (),
+        source: AwardSource | None = None,
+    ) -> list[AwardRecord]:
+        """Log entries after `cursor` in cursor order, optionally filtered."""
+        query = (
+            sa.select(awards).where(awards.c.cursor > cursor).order_by(awards.c.cursor).limit(limit)
+        )
+        users, achievement_list = list(user_ids), list(achievement_ids)
+        if users:
+            query = query.where(awards.c.user_id.in_(users))
+        if achievement_list:
+            query = query.where(awards.c.achievement_id.in_(achievement_list))
+        if source is not None:
+            query = query.where(awards.c.source == source.value)
+        return [_award(row) for row in await self.conn.execute(query)]
+
+    async def last_cursor(self) -> int:
+        """The newest committed cursor (0 when the log is empty)."""
+        result = await self.conn.execute(sa.select(sa.func.max(awards.c.cursor)))
+        return int(result.scalar() or 0)
 
     async def held_awards(
         self, user_id: str, *, before_cursor: int | None, limit: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import sqlalchemy.exc
@@ -13,8 +13,18 @@ from accolade_server.store.repository import Repository
 
 
 class UnitOfWork:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Owns transactions. `on_awards` runs after a commit that appended to the award log."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        awards_channel: str = "accolade_awards_public",
+        on_awards: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.awards_channel = awards_channel
+        self.on_awards = on_awards or (lambda: None)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repository]:
@@ -24,7 +34,10 @@ class UnitOfWork:
         """
         try:
             async with self.engine.begin() as conn:
-                yield Repository(conn)
+                repo = Repository(conn, awards_channel=self.awards_channel)
+                yield repo
+            if repo.appended_awards:
+                self.on_awards()
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
         except sqlalchemy.exc.DBAPIError as exc:

@@ -1,0 +1,1 @@
+"""Award delivery: the live stream (broker) and the webhook/email sinks."""

@@ -1,0 +1,154 @@
+"""Fan-out of committed awards to WatchAwards streams, with bounded memory.
+
+The award log is the truth; this broker only tells streams quickly. One tail task per process
+reads log entries past the last cursor it has seen whenever it is woken — by a local commit,
+by PostgreSQL `NOTIFY` from another replica, or by a periodic safety poll — and offers each
+entry to the matching subscribers. A subscriber's queue is bounded: when it is full the
+subscriber is marked as lagging and its queue is replaced by a single marker, and the stream
+catches up from the database instead. Nothing is lost and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from accolade_server.domain.model import AwardRecord, AwardSource
+
+log = structlog.get_logger("accolade.broker")
+
+QUEUE_SIZE = 256
+POLL_SECONDS = 2.0
+PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AwardFilter:
+    user_ids: frozenset[str] = frozenset()
+    achievement_ids: frozenset[str] = frozenset()
+    source: AwardSource | None = None
+
+    def matches(self, r: AwardRecord) -> bool:
+        return (
+            (not self.user_ids or r.user_id in self.user_ids)
+            and (not self.achievement_ids or r.achievement_id in self.achievement_ids)
+            and (self.source is None or r.source is self.source)
+        )
+
+
+class Lagged:
+    """Marker: the subscriber fell behind; catch up from the database."""
+
+
+class Closed:
+    """Marker: the server is shutting down."""
+
+
+LAGGED = Lagged()
+CLOSED = Closed()
+Item = AwardRecord | Lagged | Closed
+
+
+@dataclass(eq=False)
+class Subscription:
+    filter: AwardFilter
+    queue: asyncio.Queue[Item] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    lagging: bool = False
+    #: How many times this subscriber fell behind and was switched to catch-up.
+    lags: int = 0
+
+    def offer(self, item: Item) -> None:
+        if self.lagging:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.lagging = True
+            self.lags += 1
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(LAGGED)
+
+    def resume(self) -> None:
+        """Accept live entries again (call before the catch-up read that follows)."""
+        self.lagging = False
+
+
+#: Reads log entries with a cursor above the given one, at most `limit`, in cursor order.
+ReadAfter = Callable[[int, int], Awaitable[Sequence[AwardRecord]]]
+
+
+class Broker:
+    def __init__(self, read_after: ReadAfter, head: Callable[[], Awaitable[int]]) -> None:
+        self._read_after = read_after
+        self._head = head
+        self._subscribers: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_seen = 0
+        self.closed = False
+
+    async def start(self) -> None:
+        self.last_seen = await self._head()
+        self._task = asyncio.create_task(self._tail(), name="award-broker")
+
+    def wake(self) -> None:
+        """New entries may have been committed (locally or on another replica)."""
+        self._wake.set()
+
+    def subscribe(self, flt: AwardFilter) -> Subscription:
+        sub = Subscription(flt)
+        if self.closed:
+            sub.queue.put_nowait(CLOSED)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def close(self) -> None:
+        """End every stream (they answer UNAVAILABLE so clients resume elsewhere)."""
+        self.closed = True
+        for sub in list(self._subscribers):
+            sub.lagging = False
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(CLOSED)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _tail(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            self._wake.clear()
+            try:
+                await self._drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database away: try again at the next wake-up or poll
+                log.warning("award tail failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _drain(self) -> None:
+        if not self._subscribers:  # nobody to tell: just move the mark
+            self.last_seen = max(self.last_seen, await self._head())
+            return
+        while True:
+            records = await self._read_after(self.last_seen, PAGE)
+            for record in records:
+                for sub in list(self._subscribers):
+                    if sub.filter.matches(record):
+                        sub.offer(record)
+                self.last_seen = record.cursor
+            if len(records) < PAGE:
+                return
