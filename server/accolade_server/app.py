@@ -18,7 +18,9 @@ from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition
 from accolade_server.domain.model import AwardRecord
 from accolade_server.notify.broker import Broker
+from accolade_server.notify.delivery import DeliveryWorker
 from accolade_server.notify.listener import PgListener, channel_name
+from accolade_server.notify.sinks import build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
@@ -56,6 +58,7 @@ class App:
     port: int
     broker: Broker
     listener: PgListener | None
+    delivery: DeliveryWorker | None = None
 
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING; stop accepting calls; end streams with UNAVAILABLE (clients
@@ -65,6 +68,8 @@ class App:
         await asyncio.sleep(0)  # let stop() refuse new calls before streams end
         await self.broker.close()
         await stopping
+        if self.delivery is not None:
+            await self.delivery.close()
         if self.listener is not None:
             await self.listener.close()
         await self.engine.dispose()
@@ -90,15 +95,25 @@ async def build(settings: Settings) -> App:
     awards_channel = channel_name("awards", settings.database_schema)
     uow = UnitOfWork(engine, awards_channel=awards_channel)
     broker = Broker(*_log_readers(uow))
-    uow.on_awards = broker.wake
+    sinks = build_sinks(settings)
+    worker = DeliveryWorker(uow, sinks, settings) if sinks else None
+
+    def awards_committed() -> None:
+        broker.wake()
+        if worker is not None:
+            worker.wake()
+
+    uow.on_awards = awards_committed
     await broker.start()
+    if worker is not None:
+        await worker.start()
     listener = None
     if not settings.is_sqlite:
         listener = PgListener(
             settings.database_url,
             settings.database_schema,
             [awards_channel],
-            lambda _channel: broker.wake(),
+            lambda _channel: awards_committed(),
         )
         listener.start()
     rules = RuleCache(settings)
@@ -133,6 +148,7 @@ async def build(settings: Settings) -> App:
         port=port,
         broker=broker,
         listener=listener,
+        delivery=worker,
     )
 
 

@@ -30,9 +30,11 @@ def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            option = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = f"ACCOLADE_{str(err['loc'][0]).upper()}" if err["loc"] else ""
-            lines.append(f"  {option} ({env}): {err['msg']}")
+            if err["loc"]:
+                option = ".".join(str(p) for p in err["loc"])
+                lines.append(f"  {option} (ACCOLADE_{str(err['loc'][0]).upper()}): {err['msg']}")
+            else:
+                lines.append(f"  {err['msg']}")
         raise SystemExit("accolade: invalid configuration:\n" + "\n".join(lines)) from None
 
 

@@ -9,7 +9,7 @@ import os
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +18,40 @@ from pydantic_settings import (
 )
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///accolade.db"
+
+
+class EmailTemplate(BaseModel):
+    """`str.format` templates; fields: user_id, achievement_id, title, description, tier,
+    points, revoked."""
+
+    subject: str
+    body: str
+
+    @model_validator(mode="after")
+    def _renders(self) -> EmailTemplate:
+        sample = {
+            "user_id": "u",
+            "achievement_id": "a",
+            "title": "t",
+            "description": "d",
+            "tier": "",
+            "tier_suffix": "",
+            "points": 0,
+        }
+        for name in ("subject", "body"):
+            try:
+                getattr(self, name).format(**sample)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{name} template: {exc!r}; fields: {', '.join(sorted(sample))}"
+                ) from exc
+        return self
+
+
+DEFAULT_EMAIL = EmailTemplate(
+    subject="You earned {title}{tier_suffix}!",
+    body="Congratulations, you earned {title}{tier_suffix} ({points} points).\n\n{description}\n",
+)
 
 
 class Settings(BaseSettings):
@@ -55,6 +89,34 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     shutdown_grace_seconds: float = Field(
         10.0, gt=0, description="How long in-flight calls may run after SIGTERM."
+    )
+
+    # Delivery (notification_type = webhook / email) and admin alerts.
+    webhook_urls: list[str] = Field(
+        [], description="URLs that receive each award as a signed JSON POST (webhook)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key for the Accolade-Signature header."
+    )
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    delivery_initial_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay of a failed delivery; doubles per attempt."
+    )
+    delivery_max_backoff_seconds: float = Field(300.0, gt=0)
+    admin_webhook_urls: list[str] = Field(
+        [], description="URLs that receive manual grants and revocations (admin alerts)."
+    )
+    smtp_host: str = Field("localhost")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field("none")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    email_sender: str = Field("accolade@localhost")
+    email_to: str = Field(
+        "{user_id}", description="Recipient address; {user_id} is replaced by the user id."
+    )
+    email_templates: dict[str, EmailTemplate] = Field(
+        {}, description='Per achievement id (or "default"): subject and body templates.'
     )
 
     @field_validator("badge_level_threshold")
@@ -95,6 +157,22 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("must be a postgresql:// or sqlite:// URL")
         return value
+
+    @field_validator("webhook_urls", "admin_webhook_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _delivery_configured(self) -> Settings:
+        if self.notification_type == "webhook" and not self.webhook_urls:
+            raise ValueError("notification_type 'webhook' needs webhook_urls")
+        if (self.webhook_urls or self.admin_webhook_urls) and self.webhook_secret is None:
+            raise ValueError("webhook_urls/admin_webhook_urls need webhook_secret to sign with")
+        return self
 
     def tracks(self, event_type: str) -> bool:
         return "*" in self.track_event_types or event_type in self.track_event_types

@@ -120,3 +120,18 @@ definitions_version = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("version", sa.BigInteger, nullable=False),
 )
+
+# One row per delivery sink (a webhook URL, the email sink): the last award cursor delivered,
+# retry state, and a lease so that one replica at a time delivers for a sink.
+delivery_cursors = sa.Table(
+    "delivery_cursors",
+    metadata,
+    sa.Column("sink", sa.String(512), primary_key=True),
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("delivered", sa.BigInteger, nullable=False, server_default="0"),
+)

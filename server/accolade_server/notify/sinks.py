@@ -1,0 +1,187 @@
+"""Delivery sinks: a signed webhook POST, or an email over SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import ssl
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+import structlog
+
+from accolade.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
+from accolade_server.config import DEFAULT_EMAIL, Settings
+from accolade_server.domain.model import Achievement, AwardRecord, AwardSource
+from accolade_server.notify.broker import AwardFilter
+
+log = structlog.get_logger("accolade.sinks")
+
+
+class DeliveryFailed(Exception):
+    """A delivery attempt failed; it will be retried with backoff."""
+
+
+class Sink(Protocol):
+    name: str
+    filter: AwardFilter
+
+    async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[str, Any]:
+    """The JSON document a webhook receives."""
+    return {
+        "id": str(record.cursor),
+        "type": "award.revoked" if record.revoked else "award.granted",
+        "award": {
+            "cursor": record.cursor,
+            "user_id": record.user_id,
+            "achievement_id": record.achievement_id,
+            "tier": record.tier,
+            "points": record.points,
+            "source": record.source.value,
+            "reason": record.reason,
+            "actor": record.actor,
+            "event_id": record.event_id,
+            "award_time": record.award_time.isoformat(),
+            "revoked": record.revoked,
+        },
+        "achievement": None
+        if achievement is None
+        else {
+            "id": achievement.id,
+            "title": achievement.title,
+            "description": achievement.description,
+            "icon_url": achievement.icon_url,
+            "category": achievement.category,
+        },
+    }
+
+
+class WebhookSink:
+    def __init__(
+        self, url: str, secret: str, *, timeout: float, name: str, flt: AwardFilter
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self.name = name
+        self.filter = flt
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+    async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None:
+        body = json.dumps(award_payload(record, achievement), separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "accolade-webhook/1",
+            SIGNATURE_HEADER: sign(self.secret, body),
+            DELIVERY_HEADER: str(record.cursor),
+        }
+        try:
+            response = await self.client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+        if not 200 <= response.status_code < 300:
+            raise DeliveryFailed(f"HTTP {response.status_code} from {self.url}")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class EmailSink:
+    """One email per award to `email_to` (revocations are not emailed)."""
+
+    name = "email"
+    filter = AwardFilter()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def message(self, record: AwardRecord, achievement: Achievement | None) -> EmailMessage | None:
+        to = self.settings.email_to.format(user_id=record.user_id)
+        if "@" not in to:
+            log.warning("no email address for user", user_id=record.user_id, email_to=to)
+            return None
+        templates = self.settings.email_templates
+        template = templates.get(record.achievement_id) or templates.get("default", DEFAULT_EMAIL)
+        fields = {
+            "user_id": record.user_id,
+            "achievement_id": record.achievement_id,
+            "title": achievement.title if achievement else record.achievement_id,
+            "description": achievement.description if achievement else "",
+            "tier": record.tier,
+            "tier_suffix": f" ({record.tier})" if record.tier else "",
+            "points": record.points,
+        }
+        msg = EmailMessage()
+        msg["Subject"] = template.subject.format(**fields)
+        msg["From"] = self.settings.email_sender
+        msg["To"] = to
+        msg["X-Accolade-Award"] = str(record.cursor)
+        msg.set_content(template.body.format(**fields))
+        return msg
+
+    async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None:
+        if record.revoked:
+            return
+        msg = self.message(record, achievement)
+        if msg is not None:
+            try:
+                await asyncio.to_thread(self._send, msg)
+            except (OSError, smtplib.SMTPException) as exc:
+                raise DeliveryFailed(f"SMTP: {type(exc).__name__}: {exc}") from exc
+
+    def _send(self, msg: EmailMessage) -> None:
+        s = self.settings
+        timeout = 30
+        smtp: smtplib.SMTP
+        if s.smtp_tls == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                s.smtp_host, s.smtp_port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=timeout)
+        with smtp:
+            if s.smtp_tls == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if s.smtp_username:
+                password = s.smtp_password.get_secret_value() if s.smtp_password else ""
+                smtp.login(s.smtp_username, password)
+            smtp.send_message(msg)
+
+    async def close(self) -> None:
+        return None
+
+
+def build_sinks(settings: Settings) -> list[Sink]:
+    """The sinks the configuration asks for."""
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    sinks: list[Sink] = []
+    if settings.notification_type == "webhook":
+        sinks += [
+            WebhookSink(
+                url,
+                secret,
+                timeout=settings.webhook_timeout_seconds,
+                name=f"webhook:{url}",
+                flt=AwardFilter(),
+            )
+            for url in settings.webhook_urls
+        ]
+    elif settings.notification_type == "email":
+        sinks.append(EmailSink(settings))
+    sinks += [
+        WebhookSink(
+            url,
+            secret,
+            timeout=settings.webhook_timeout_seconds,
+            name=f"admin-webhook:{url}",
+            flt=AwardFilter(source=AwardSource.MANUAL),
+        )
+        for url in settings.admin_webhook_urls
+    ]
+    return sinks
