@@ -94,7 +94,7 @@ async def build(settings: Settings) -> App:
         raise
     awards_channel = channel_name("awards", settings.database_schema)
     uow = UnitOfWork(engine, awards_channel=awards_channel)
-    broker = Broker(*_log_readers(uow))
+    broker = Broker(*_log_readers(uow), poll_seconds=settings.award_poll_seconds)
     sinks = build_sinks(settings)
     worker = DeliveryWorker(uow, sinks, settings) if sinks else None
 

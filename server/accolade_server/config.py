@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long in-flight calls may run after SIGTERM."
     )
 
+    award_poll_seconds: float = Field(
+        2.0, gt=0, description="Safety poll of the award log for streams (NOTIFY is the fast path)."
+    )
+
     # Delivery (notification_type = webhook / email) and admin alerts.
     webhook_urls: list[str] = Field(
         [], description="URLs that receive each award as a signed JSON POST (webhook)."

@@ -35,6 +35,8 @@ async def replicas(run_id: str, tmp_path: Path) -> AsyncIterator[list[ServerProc
         "ACCOLADE_DATABASE_SCHEMA": schema,
         "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
         "ACCOLADE_LOG_LEVEL": "warning",
+        # Streams must be woken by NOTIFY from the other replica, not by the safety poll.
+        "ACCOLADE_AWARD_POLL_SECONDS": "60",
     }
     servers = [ServerProcess(env, tmp_path), ServerProcess(env, tmp_path)]
     try:
@@ -90,3 +92,39 @@ async def test_events_split_across_two_replicas_count_exactly_and_award_once(
     finally:
         for c in channels:
             await c.close()
+
+
+async def test_an_award_made_on_one_replica_reaches_live_watchers_on_the_other(
+    replicas: list[ServerProcess],
+) -> None:
+    a, b = (grpc.aio.insecure_channel(s.target) for s in replicas)
+    try:
+        admin_a = admin_pb2_grpc.AchievementAdminStub(a)
+        await admin_a.CreateAchievement(
+            apb.CreateAchievementRequest(
+                achievement=achievement("hello", rule={"event_types": ["hi"]})
+            )
+        )
+        # Replay from 0 finds nothing, so whatever arrives later arrives live.
+        stream = tracker_pb2_grpc.BadgeTrackerStub(b).WatchAwards(
+            tpb.WatchAwardsRequest(after_cursor=0)
+        )
+        reader = stream.__aiter__()
+        first = asyncio.ensure_future(reader.__anext__())
+        await asyncio.sleep(0.5)  # let replica B finish its (empty) replay
+        tracker_a = tracker_pb2_grpc.BadgeTrackerStub(a)
+        made = []
+        for i in range(3):
+            response = await tracker_a.TrackEvent(
+                tpb.TrackEventRequest(event_id=f"hi-{i}", user_id=f"u{i}", type="hi")
+            )
+            made += [x.cursor for x in response.awards]
+        async with asyncio.timeout(20):  # well under the 60 s safety poll
+            got = [(await first).cursor]
+            while len(got) < len(made):
+                got.append((await reader.__anext__()).cursor)
+        assert got == made
+        stream.cancel()
+    finally:
+        await a.close()
+        await b.close()

@@ -83,8 +83,15 @@ ReadAfter = Callable[[int, int], Awaitable[Sequence[AwardRecord]]]
 
 
 class Broker:
-    def __init__(self, read_after: ReadAfter, head: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        read_after: ReadAfter,
+        head: Callable[[], Awaitable[int]],
+        *,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
         self._read_after = read_after
+        self.poll_seconds = poll_seconds
         self._head = head
         self._subscribers: set[Subscription] = set()
         self._wake = asyncio.Event()
@@ -130,7 +137,7 @@ class Broker:
     async def _tail(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             self._wake.clear()
             try:
                 await self._drain()
