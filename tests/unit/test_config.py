@@ -43,6 +43,8 @@ def test_environment_variables_override_every_spec_option(monkeypatch: pytest.Mo
     monkeypatch.setenv("ACCOLADE_BADGE_LEVEL_THRESHOLD", "[10, 20]")
     monkeypatch.setenv("ACCOLADE_TRACK_EVENT_TYPES", '["*"]')
     monkeypatch.setenv("ACCOLADE_NOTIFICATION_TYPE", "webhook")
+    monkeypatch.setenv("ACCOLADE_WEBHOOK_URLS", '["https://hooks.example.test/badges"]')
+    monkeypatch.setenv("ACCOLADE_WEBHOOK_SECRET", "s3cret")
     monkeypatch.setenv("ACCOLADE_POINTS_PER_BADGE", "15")
     monkeypatch.setenv("ACCOLADE_API_ACCESS", "enabled")
     monkeypatch.setenv("ACCOLADE_LISTEN", "0.0.0.0:6000")
@@ -131,3 +133,14 @@ def test_an_invalid_value_is_refused_naming_the_option(option: str, value: Any) 
 def test_an_unknown_option_is_refused() -> None:
     with pytest.raises(ValidationError, match="notification_typ"):
         Settings(notification_typ="email")  # type: ignore[call-arg]
+
+
+def test_webhook_delivery_without_urls_or_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCOLADE_NOTIFICATION_TYPE", "webhook")
+    with pytest.raises(ValidationError, match="needs webhook_urls"):
+        Settings()
+    monkeypatch.setenv("ACCOLADE_WEBHOOK_URLS", '["https://hooks.example.test/badges"]')
+    with pytest.raises(ValidationError, match="need webhook_secret"):
+        Settings()

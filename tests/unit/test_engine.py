@@ -21,6 +21,7 @@ from accolade_server.rules.engine import (
     ConditionError,
     Event,
     Match,
+    Outcome,
     ProgressState,
     RuleSet,
     UserState,
@@ -74,7 +75,7 @@ class Replayed:
     state: UserState
     awards: tuple[AwardDecision, ...] = ()
     errors: tuple[ConditionError, ...] = ()
-    #: The awards decided at each step, one entry per event or grant.
+    #: The awards decided at each step of the last `fold`, one entry per event or grant.
     steps: tuple[tuple[AwardDecision, ...], ...] = ()
 
     def progress(self, aid: str) -> ProgressState:
@@ -102,7 +103,8 @@ def fold(
     awards_enabled: bool = True,
 ) -> Replayed:
     """Replay events (and manual grants) through match/apply, carrying the user's state."""
-    state = start.state if start else NOBODY
+    prior = start or Replayed(NOBODY)
+    state = prior.state
     awards: list[AwardDecision] = []
     errors: list[ConditionError] = []
     per_step: list[tuple[AwardDecision, ...]] = []
@@ -123,11 +125,9 @@ def fold(
         )
         awards.extend(out.awards)
         per_step.append(out.awards)
-    if start:
-        return Replayed(
-            state, start.awards + tuple(awards), start.errors + tuple(errors), tuple(per_step)
-        )
-    return Replayed(state, tuple(awards), tuple(errors), tuple(per_step))
+    return Replayed(
+        state, prior.awards + tuple(awards), prior.errors + tuple(errors), tuple(per_step)
+    )
 
 
 def ids(awards: Sequence[AwardDecision]) -> list[tuple[str, str]]:
@@ -307,6 +307,8 @@ def test_late_event_from_an_earlier_day_changes_nothing() -> None:
     before = fold(rules, logins(0, 1, 2, 4))
     for late_day in (3, 1, -5):
         assert fold(rules, logins(late_day), start=before).state == before.state
+        [late] = logins(late_day)
+        assert apply(match(late, rules), before.state, rules) == Outcome()  # nothing to store
 
 
 def test_events_on_different_local_dates_but_the_same_utc_day_count_once() -> None:
@@ -564,6 +566,7 @@ def test_with_awards_disabled_progress_counts_but_nothing_is_awarded() -> None:
     replayed = fold(rules, [event() for _ in range(5)], awards_enabled=False)
     assert (replayed.value("buyer"), replayed.awards) == (5, ())
     assert replayed.state.held == frozenset()
+    assert replayed.progress("buyer").level == 2  # bronze and silver are consumed
 
 
 def test_levels_reached_while_awards_were_disabled_are_never_awarded_later() -> None:
@@ -578,6 +581,13 @@ def test_levels_reached_while_locked_and_awards_disabled_are_not_awarded_when_un
     disabled = fold(rules, [event("trade") for _ in range(5)], awards_enabled=False)
     unlocked = fold(rules, [event("verify")], start=disabled)
     assert ids(unlocked.awards) == [("verified", "")]
+
+
+def test_locked_meta_achievement_is_not_consumed_while_awards_are_disabled() -> None:
+    rules = meta_rules()
+    disabled = fold(rules, [event("type-b")], awards_enabled=False)
+    granted = fold(rules, [Grant("a"), Grant("b"), Grant("c")], start=disabled)
+    assert ids(granted.awards) == [("all-three", "")]
 
 
 # -- definitions ----------------------------------------------------------------------------
@@ -702,3 +712,20 @@ def test_meta_achievement_view_counts_prerequisites_held() -> None:
         v = view_of(rules, fold(rules, [event(t) for t in types]), "all-three")
         assert (v.current, v.target, v.status) == (current, 3, status), types
         assert v.percent == round(100 * current / 3, 2)
+
+
+def test_a_condition_that_does_not_return_a_boolean_is_reported_not_matched() -> None:
+    rules = RuleSet(
+        [
+            Achievement(
+                id="amount",
+                title="Amount",
+                rule=Rule(event_types=("purchase",), condition="event.properties.amount"),
+            )
+        ]
+    )
+    event = Event("e1", "u1", "purchase", {"amount": 5.0}, datetime(2026, 1, 1, tzinfo=UTC))
+    matched = match(event, rules)
+    assert matched.contributions == ()
+    assert [e.achievement_id for e in matched.errors] == ["amount"]
+    assert "not true or false" in matched.errors[0].message

@@ -258,6 +258,10 @@ def match(event: Event, rules: RuleSet) -> Match:
                 errors.append(ConditionError(a.id, f"{type(exc).__name__}: {exc}"))
                 continue
             if result is not True:
+                if result is not False:  # e.g. `event.properties.amount`: a mistake, say so
+                    errors.append(
+                        ConditionError(a.id, f"condition returned {result!r}, not true or false")
+                    )
                 continue
         contribution = _contribution(compiled, event)
         if isinstance(contribution, ConditionError):
