@@ -17,6 +17,7 @@ from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition
 from accolade_server.domain.model import AwardRecord
+from accolade_server.metrics import Metrics
 from accolade_server.notify.broker import Broker
 from accolade_server.notify.delivery import DeliveryWorker
 from accolade_server.notify.listener import PgListener, channel_name
@@ -59,6 +60,8 @@ class App:
     broker: Broker
     listener: PgListener | None
     delivery: DeliveryWorker | None = None
+    metrics: Metrics | None = None
+    metrics_port: int | None = None
 
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING; stop accepting calls; end streams with UNAVAILABLE (clients
@@ -73,6 +76,8 @@ class App:
         if self.listener is not None:
             await self.listener.close()
         await self.engine.dispose()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 async def prepare_database(settings: Settings, engine: AsyncEngine) -> None:
@@ -92,18 +97,24 @@ async def build(settings: Settings) -> App:
     except BaseException:
         await engine.dispose()
         raise
+    metrics = Metrics()
     awards_channel = channel_name("awards", settings.database_schema)
     uow = UnitOfWork(engine, awards_channel=awards_channel)
     broker = Broker(*_log_readers(uow), poll_seconds=settings.award_poll_seconds)
     sinks = build_sinks(settings)
-    worker = DeliveryWorker(uow, sinks, settings) if sinks else None
+    worker = DeliveryWorker(uow, sinks, settings, metrics=metrics) if sinks else None
 
-    def awards_committed() -> None:
+    def awards_committed(records: Sequence[AwardRecord] = ()) -> None:
+        for r in records:
+            metrics.awards.labels(
+                r.achievement_id, r.source.value, "revocation" if r.revoked else "award"
+            ).inc()
         broker.wake()
         if worker is not None:
             worker.wake()
 
     uow.on_awards = awards_committed
+    uow.on_acquire = metrics.db_acquire.observe
     await broker.start()
     if worker is not None:
         await worker.start()
@@ -118,15 +129,15 @@ async def build(settings: Settings) -> App:
         listener.start()
     rules = RuleCache(settings)
     achievements = AchievementService(uow, settings)
-    tracking = TrackingService(uow, settings, rules)
+    tracking = TrackingService(uow, settings, rules, metrics=metrics)
     awards = AwardService(uow, settings, rules)
 
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics)], options=SERVER_OPTIONS)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
         AchievementAdminServicer(achievements, awards), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
-        BadgeTrackerServicer(tracking, awards, WatchService(uow, broker)), server
+        BadgeTrackerServicer(tracking, awards, WatchService(uow, broker, metrics=metrics)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -139,6 +150,7 @@ async def build(settings: Settings) -> App:
         await engine.dispose()
         raise FailedPrecondition(f"cannot listen on {settings.listen}: {exc}") from exc
     await server.start()
+    metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return App(
@@ -149,6 +161,8 @@ async def build(settings: Settings) -> App:
         broker=broker,
         listener=listener,
         delivery=worker,
+        metrics=metrics,
+        metrics_port=metrics_port,
     )
 
 
@@ -170,6 +184,9 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     app = await build(settings)
     host = settings.listen.rpartition(":")[0]
+    if app.metrics_port is not None and settings.metrics_listen:
+        metrics_host = settings.metrics_listen.rpartition(":")[0]
+        log.info("metrics", listen=f"{metrics_host}:{app.metrics_port}", path="/metrics")
     log.info(
         "serving",
         listen=f"{host}:{app.port}",

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long in-flight calls may run after SIGTERM."
     )
 
+    metrics_listen: str | None = Field(
+        None, description="host:port of the Prometheus /metrics endpoint; unset: off."
+    )
     award_poll_seconds: float = Field(
         2.0, gt=0, description="Safety poll of the award log for streams (NOTIFY is the fast path)."
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from accolade_server.domain.model import AwardRecord, AwardSource
+from accolade_server.notify.tasks import cancel_and_wait
 
 log = structlog.get_logger("accolade.broker")
 
@@ -129,15 +130,15 @@ class Broker:
             while not sub.queue.empty():
                 sub.queue.get_nowait()
             sub.queue.put_nowait(CLOSED)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _tail(self) -> None:
-        while True:
+        # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow a
+        # cancellation that arrives as the wait ends, and close() would then wait forever.
+        while not self.closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._drain()

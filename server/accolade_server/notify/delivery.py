@@ -22,7 +22,9 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from accolade_server.config import Settings
+from accolade_server.metrics import Metrics
 from accolade_server.notify.sinks import DeliveryFailed, Sink
+from accolade_server.notify.tasks import cancel_and_wait
 from accolade_server.store import delivery
 from accolade_server.store.uow import UnitOfWork
 
@@ -45,7 +47,9 @@ class DeliveryWorker:
         settings: Settings,
         *,
         clock: Callable[[], datetime] = _now,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.uow = uow
         self.sinks = list(sinks)
         self.settings = settings
@@ -53,6 +57,7 @@ class DeliveryWorker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         async with self.uow.transaction() as repo:
@@ -65,10 +70,9 @@ class DeliveryWorker:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._closing = True
+        self._wake.set()
+        await cancel_and_wait(self._task)
         for sink in self.sinks:
             await sink.close()
 
@@ -79,9 +83,10 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         poll = min(POLL_SECONDS, self.settings.delivery_initial_backoff_seconds)
-        while True:
+        while not self._closing:  # see Broker._tail for why not asyncio.wait_for
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
             self._wake.clear()
             for sink in self.sinks:
                 try:
@@ -110,7 +115,9 @@ class DeliveryWorker:
                     await sink.deliver(record, achievements.get(record.achievement_id))
                 except DeliveryFailed as exc:
                     error = str(exc)
+                    self.metrics.deliveries.labels(sink.name, "failed").inc()
                     break
+                self.metrics.deliveries.labels(sink.name, "delivered").inc()
                 delivered += 1
             cursor = record.cursor
         attempts = state.attempts + 1 if error else 0

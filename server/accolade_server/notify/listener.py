@@ -11,6 +11,8 @@ import asyncpg
 import structlog
 from sqlalchemy.engine import make_url
 
+from accolade_server.notify.tasks import cancel_and_wait
+
 log = structlog.get_logger("accolade.listener")
 
 
@@ -39,23 +41,22 @@ class PgListener:
         self.channels = channels
         self.on_notify = on_notify
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.connected = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pg-listener")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._closing = True
+        await cancel_and_wait(self._task)
 
     def _callback(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
         self.on_notify(channel)
 
     async def _run(self) -> None:
         delay = 0.5
-        while True:
+        while not self._closing:
             conn = None
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=10)

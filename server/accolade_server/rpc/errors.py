@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -11,6 +13,7 @@ import grpc
 import structlog
 
 from accolade_server.domain import errors
+from accolade_server.metrics import Metrics
 
 log = structlog.get_logger("accolade.rpc")
 
@@ -36,48 +39,95 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-async def _abort(exc: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+def _status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, errors.AccoladeError):
-        await context.abort(status_for(exc), str(exc))
+        return status_for(exc), str(exc)
     if isinstance(exc, NotImplementedError):  # the generated base class of a missing method
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+        return grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented"
     request_id = uuid.uuid4().hex[:12]
     log.exception("unhandled error", method=method, request_id=request_id)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+    return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})"
 
 
-def _wrap_unary(behavior: Any, method: str) -> Callable[[Any, Any], Awaitable[Any]]:
+def _code_of(context: Any) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return grpc.StatusCode.UNKNOWN if code else grpc.StatusCode.OK
+
+
+class _Observed:
+    """Records one call's method, status code and duration (when metrics are on)."""
+
+    __slots__ = ("method", "metrics", "start")
+
+    def __init__(self, metrics: Metrics | None, method: str) -> None:
+        self.metrics = metrics
+        self.method = method
+        self.start = time.perf_counter()
+
+    def done(self, code: grpc.StatusCode) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_requests.labels(self.method, code.name).inc()
+            self.metrics.rpc_duration.labels(self.method).observe(time.perf_counter() - self.start)
+
+
+def _wrap_unary(
+    behavior: Any, method: str, metrics: Metrics | None
+) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapper(request: Any, context: Any) -> Any:
+        observed = _Observed(metrics, method)
+        code = grpc.StatusCode.OK
         try:
             return await behavior(request, context)
         except grpc.aio.AbortError:
+            code = _code_of(context)
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
-            await _abort(exc, context, method)
+            code, message = _status(exc, method)
+            await context.abort(code, message)
+        finally:
+            observed.done(code)
 
     return wrapper
 
 
-def _wrap_stream(behavior: Any, method: str) -> Any:
+def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None) -> Any:
     """Wrap a server-streaming handler: an async generator, or a coroutine that writes
     with `context.write` (as grpc's own health service does)."""
     if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary(behavior, method)
+        return _wrap_unary(behavior, method, metrics)
 
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+        observed = _Observed(metrics, method)
+        code = grpc.StatusCode.OK
         try:
             async for item in behavior(request, context):
                 yield item
         except grpc.aio.AbortError:
+            code = _code_of(context)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
-            await _abort(exc, context, method)
+            code, message = _status(exc, method)
+            await context.abort(code, message)
+        finally:
+            observed.done(code)
 
     return wrapper
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns domain errors into their status and anything else into a logged INTERNAL."""
+    """Turns domain errors into their status and anything else into a logged INTERNAL,
+    and records each call's status and latency (one wrapper per call on the hot path)."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
 
     async def intercept_service(
         self,
@@ -92,13 +142,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

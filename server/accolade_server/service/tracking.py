@@ -14,6 +14,7 @@ from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound
 from accolade_server.domain.model import AwardRecord, AwardSource
 from accolade_server.domain.validation import EVENT_TYPE, check_slug
+from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status, view
 from accolade_server.service import ledger
@@ -95,11 +96,13 @@ class TrackingService:
         rules: RuleCache,
         *,
         clock: Callable[[], datetime] = _now,
+        metrics: Metrics | None = None,
     ) -> None:
         self.uow = uow
         self.settings = settings
         self.rules = rules
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     def validate(self, item: EventInput, now: datetime, prefix: str = "") -> engine.Event:
         check_id(item.event_id, f"{prefix}event_id")
@@ -140,6 +143,7 @@ class TrackingService:
         for i, item in enumerate(items):
             if isinstance(item, AccoladeError):
                 results[i] = item
+                self.metrics.events.labels("invalid").inc()
                 continue
             try:
                 valid.append(
@@ -147,6 +151,7 @@ class TrackingService:
                 )
             except AccoladeError as exc:
                 results[i] = exc
+                self.metrics.events.labels("invalid").inc()
         if valid:
             try:
                 outcomes = await self._transaction([ev for _, ev in valid], now)
@@ -171,10 +176,15 @@ class TrackingService:
     async def _transaction(
         self, batch: Sequence[engine.Event], now: datetime
     ) -> list[TrackResult | AccoladeError]:
+        self.metrics.batch_size.observe(len(batch))
         async with self.uow.transaction() as repo:
             rules = await self.rules.get(repo)
             await repo.lock_users((ev.user_id for ev in batch), now)
-            return [await self._one(repo, rules, ev, now) for ev in batch]
+            results = [await self._one(repo, rules, ev, now) for ev in batch]
+        for r in results:
+            outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
+            self.metrics.events.labels(outcome).inc()
+        return list(results)
 
     async def _one(
         self, repo: Repository, rules: engine.RuleSet, ev: engine.Event, now: datetime
@@ -195,6 +205,7 @@ class TrackingService:
             return TrackResult(duplicate=False, tracked=False)
         matched = engine.match(ev, rules)
         for err in matched.errors:
+            self.metrics.condition_errors.labels(err.achievement_id).inc()
             log.info(
                 "condition did not apply",
                 achievement_id=err.achievement_id,

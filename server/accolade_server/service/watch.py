@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from accolade_server.domain.errors import InvalidArgument, Unavailable
 from accolade_server.domain.model import AwardRecord, AwardSource
 from accolade_server.domain.validation import check_slug
+from accolade_server.metrics import Metrics
 from accolade_server.notify.broker import PAGE, AwardFilter, Broker, Closed, Lagged, Subscription
 from accolade_server.service.tracking import check_id
 from accolade_server.store.uow import UnitOfWork
@@ -28,9 +29,10 @@ def make_filter(
 
 
 class WatchService:
-    def __init__(self, uow: UnitOfWork, broker: Broker) -> None:
+    def __init__(self, uow: UnitOfWork, broker: Broker, *, metrics: Metrics | None = None) -> None:
         self.uow = uow
         self.broker = broker
+        self.metrics = metrics or Metrics()
 
     async def stream(
         self, flt: AwardFilter, after_cursor: int | None
@@ -43,6 +45,7 @@ class WatchService:
         if after_cursor is not None and after_cursor < 0:
             raise InvalidArgument("must not be negative", field="after_cursor")
         sub = self.broker.subscribe(flt)
+        self.metrics.open_streams.inc()
         try:
             last = self.broker.last_seen if after_cursor is None else after_cursor
             if after_cursor is not None:
@@ -56,6 +59,7 @@ class WatchService:
                         f"the server is shutting down; resume with after_cursor={last}"
                     )
                 if isinstance(item, Lagged):
+                    self.metrics.stream_catch_ups.inc()
                     sub.resume()
                     async for record in self._catch_up(sub, last):
                         last = record.cursor
@@ -66,6 +70,7 @@ class WatchService:
                     yield item
         finally:
             self.broker.unsubscribe(sub)
+            self.metrics.open_streams.dec()
 
     async def _catch_up(self, sub: Subscription, after: int) -> AsyncIterator[AwardRecord]:
         flt = sub.filter

@@ -37,8 +37,8 @@ class Repository:
         self.conn = conn
         self.is_postgres = conn.dialect.name == "postgresql"
         self.awards_channel = awards_channel
-        #: Set when this transaction appended to the award log.
-        self.appended_awards = False
+        #: What this transaction appended to the award log.
+        self.appended: list[AwardRecord] = []
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
@@ -358,9 +358,9 @@ class Repository:
     async def append_awards(self, records: Sequence[AwardRecord]) -> None:
         """Append log entries, and wake other replicas' streams when this commits."""
         if records:
-            if not self.appended_awards and self.is_postgres:
+            if not self.appended and self.is_postgres:
                 await self.conn.execute(sa.select(sa.func.pg_notify(self.awards_channel, "")))
-            self.appended_awards = True
+            self.appended.extend(records)
             await self.conn.execute(
                 sa.insert(awards),
                 [

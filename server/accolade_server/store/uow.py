@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accolade_server.domain.errors import Unavailable
+from accolade_server.domain.model import AwardRecord
 from accolade_server.store.repository import Repository
 
 
 class UnitOfWork:
-    """Owns transactions. `on_awards` runs after a commit that appended to the award log."""
+    """Owns transactions. `on_awards` gets the entries a committed transaction appended to the
+    award log; `on_acquire` how long getting a connection and beginning took."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         *,
         awards_channel: str = "accolade_awards_public",
-        on_awards: Callable[[], None] | None = None,
+        on_awards: Callable[[Sequence[AwardRecord]], None] | None = None,
+        on_acquire: Callable[[float], None] | None = None,
     ) -> None:
         self.engine = engine
         self.awards_channel = awards_channel
-        self.on_awards = on_awards or (lambda: None)
+        self.on_awards = on_awards or (lambda _records: None)
+        self.on_acquire = on_acquire or (lambda _seconds: None)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repository]:
@@ -33,11 +38,13 @@ class UnitOfWork:
         Lost connections surface as `Unavailable` so callers know a retry may succeed.
         """
         try:
+            start = time.perf_counter()
             async with self.engine.begin() as conn:
+                self.on_acquire(time.perf_counter() - start)
                 repo = Repository(conn, awards_channel=self.awards_channel)
                 yield repo
-            if repo.appended_awards:
-                self.on_awards()
+            if repo.appended:
+                self.on_awards(repo.appended)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
         except sqlalchemy.exc.DBAPIError as exc:
