@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long in-flight calls may run after SIGTERM."
     )
 
+    batch_max_events: int = Field(
+        200, ge=1, le=1000, description="Most TrackEvent calls that share one transaction."
+    )
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, description="Longest an event waits for batch-mates while others commit."
+    )
+    batch_concurrency: int = Field(
+        4, ge=1, le=64, description="Write transactions in flight at once."
+    )
     metrics_listen: str | None = Field(
         None, description="host:port of the Prometheus /metrics endpoint; unset: off."
     )

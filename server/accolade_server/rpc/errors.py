@@ -39,7 +39,8 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+def status_and_message(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message a caller sees for `exc` (unexpected ones are logged)."""
     if isinstance(exc, errors.AccoladeError):
         return status_for(exc), str(exc)
     if isinstance(exc, NotImplementedError):  # the generated base class of a missing method
@@ -87,7 +88,7 @@ def _wrap_unary(
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
-            code, message = _status(exc, method)
+            code, message = status_and_message(exc, method)
             await context.abort(code, message)
         finally:
             observed.done(code)
@@ -114,7 +115,7 @@ def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None) -> Any:
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
-            code, message = _status(exc, method)
+            code, message = status_and_message(exc, method)
             await context.abort(code, message)
         finally:
             observed.done(code)

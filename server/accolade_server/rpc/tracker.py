@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from accolade.v1 import tracker_pb2 as pb
 from accolade.v1 import tracker_pb2_grpc
 from accolade_server.domain.errors import AccoladeError
 from accolade_server.rpc import convert
-from accolade_server.rpc.errors import status_for
+from accolade_server.rpc.errors import status_and_message
 from accolade_server.service.awards import AwardService
-from accolade_server.service.tracking import EventInput, TrackingService, TrackResult
+from accolade_server.service.batch import TrackResult
+from accolade_server.service.tracking import EventInput, TrackingService
 from accolade_server.service.watch import WatchService, make_filter
 
 Context = Any  # grpc.aio.ServicerContext
@@ -41,9 +41,9 @@ def result_to_proto(result: TrackResult) -> pb.TrackEventResponse:
     )
 
 
-def _error(exc: AccoladeError) -> pb.EventError:
-    code: grpc.StatusCode = status_for(exc)
-    return pb.EventError(code=code.value[0], message=str(exc))
+def _error(exc: Exception) -> pb.EventError:
+    code, message = status_and_message(exc, "/accolade.v1.BadgeTracker/TrackEvents")
+    return pb.EventError(code=code.value[0], message=message)
 
 
 class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
@@ -71,7 +71,7 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
         outcomes = await self.tracking.track_many(inputs)
         results = []
         for event, outcome in zip(request.events, outcomes, strict=True):
-            if isinstance(outcome, AccoladeError):
+            if isinstance(outcome, Exception):
                 results.append(pb.TrackEventResult(event_id=event.event_id, error=_error(outcome)))
             else:
                 results.append(

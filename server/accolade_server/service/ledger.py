@@ -48,7 +48,7 @@ async def record_awards(
         for i, d in enumerate(fresh)
     ]
     await repo.append_awards(records)
-    await repo.insert_holdings(user_id, records)
+    await repo.insert_holdings(records)
     await repo.add_points(user_id, sum(r.points for r in records), now)
     holdings.extend(
         Holding(r.achievement_id, r.tier, r.cursor, r.points, r.award_time) for r in records

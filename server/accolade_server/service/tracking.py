@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from accolade_server.config import Settings
-from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound
-from accolade_server.domain.model import AwardRecord, AwardSource
+from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
 from accolade_server.domain.validation import EVENT_TYPE, check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
-from accolade_server.rules.progress import ProgressView, Status, view
-from accolade_server.service import ledger
+from accolade_server.rules.progress import ProgressView, view
+from accolade_server.service import batch as batch_
+from accolade_server.service.batch import TrackResult
+from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.rulecache import RuleCache
-from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.tracking")
@@ -43,14 +43,6 @@ class EventInput:
     occurred_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class TrackResult:
-    duplicate: bool
-    tracked: bool
-    awards: list[AwardRecord] = field(default_factory=list)
-    progress: list[ProgressView] = field(default_factory=list)
-
-
 def check_id(value: str, name: str) -> None:
     if not value:
         raise InvalidArgument("is required", field=name)
@@ -58,34 +50,6 @@ def check_id(value: str, name: str) -> None:
         raise InvalidArgument(
             f"must be 1-{MAX_ID} characters without control characters", field=name
         )
-
-
-def _view_to_json(v: ProgressView) -> dict[str, Any]:
-    return {
-        "achievement_id": v.achievement_id,
-        "status": v.status.value,
-        "current": v.current,
-        "target": v.target,
-        "percent": v.percent,
-        "tier": v.tier,
-        "earned_time": v.earned_time.isoformat() if v.earned_time else None,
-        "title": v.title,
-        "description": v.description,
-        "icon_url": v.icon_url,
-        "category": v.category,
-        "hidden": v.hidden,
-    }
-
-
-def _view_from_json(d: dict[str, Any]) -> ProgressView:
-    earned = d["earned_time"]
-    return ProgressView(
-        **{
-            **d,
-            "status": Status(d["status"]),
-            "earned_time": datetime.fromisoformat(earned) if earned else None,
-        }
-    )
 
 
 class TrackingService:
@@ -103,6 +67,13 @@ class TrackingService:
         self.rules = rules
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.batcher: MicroBatcher[engine.Event, TrackResult | Exception] = MicroBatcher(
+            self.commit,
+            max_size=settings.batch_max_events,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            concurrency=settings.batch_concurrency,
+            metrics=self.metrics,
+        )
 
     def validate(self, item: EventInput, now: datetime, prefix: str = "") -> engine.Event:
         check_id(item.event_id, f"{prefix}event_id")
@@ -123,143 +94,71 @@ class TrackingService:
         return engine.Event(item.event_id, item.user_id, item.type, item.properties, occurred)
 
     async def track(self, item: EventInput) -> TrackResult:
-        result = (await self.track_many([item], prefix=""))[0]
-        if isinstance(result, AccoladeError):
+        """Record one event; concurrent calls share transactions (see MicroBatcher)."""
+        try:
+            event = self.validate(item, self.clock())
+        except AccoladeError:
+            self.metrics.events.labels("invalid").inc()
+            raise
+        result = await self.batcher.submit(event)
+        if isinstance(result, Exception):
             raise result
         return result
 
     async def track_many(
-        self, items: Sequence[EventInput | AccoladeError], *, prefix: str | None = None
-    ) -> list[TrackResult | AccoladeError]:
-        """One result per item, in order; an invalid item fails alone.
+        self, items: Sequence[EventInput | AccoladeError]
+    ) -> list[TrackResult | Exception]:
+        """One result per item, in order, from one transaction; an invalid item fails alone.
 
         Items that already failed to convert are passed in as their error and returned as is.
         """
         if len(items) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} events per call", field="events")
         now = self.clock()
-        results: list[TrackResult | AccoladeError | None] = [None] * len(items)
+        results: list[TrackResult | Exception | None] = [None] * len(items)
         valid: list[tuple[int, engine.Event]] = []
         for i, item in enumerate(items):
-            if isinstance(item, AccoladeError):
-                results[i] = item
-                self.metrics.events.labels("invalid").inc()
-                continue
             try:
-                valid.append(
-                    (i, self.validate(item, now, f"events[{i}]." if prefix is None else prefix))
-                )
+                if isinstance(item, AccoladeError):
+                    raise item
+                valid.append((i, self.validate(item, now, f"events[{i}].")))
             except AccoladeError as exc:
                 results[i] = exc
                 self.metrics.events.labels("invalid").inc()
         if valid:
-            try:
-                outcomes = await self._transaction([ev for _, ev in valid], now)
-            except AccoladeError:
-                raise
-            except Exception:
-                if len(valid) == 1:
-                    raise
-                # Something in the batch failed: retry each event alone so one bad event
-                # cannot sink the others.
-                log.warning("batch failed; retrying events one by one", size=len(valid))
-                outcomes = []
-                for _, ev in valid:
-                    try:
-                        outcomes.extend(await self._transaction([ev], now))
-                    except AccoladeError as exc:
-                        outcomes.append(exc)
+            outcomes = await self.commit([ev for _, ev in valid])
             for (i, _), outcome in zip(valid, outcomes, strict=True):
                 results[i] = outcome
         return [r for r in results if r is not None]
 
-    async def _transaction(
-        self, batch: Sequence[engine.Event], now: datetime
-    ) -> list[TrackResult | AccoladeError]:
+    async def commit(self, batch: Sequence[engine.Event]) -> list[TrackResult | Exception]:
+        """Record a batch in one transaction; if that fails, each event in its own, so one
+        bad event cannot sink the others. Unavailability fails the whole batch."""
+        try:
+            return list(await self._transaction(batch, self.clock()))
+        except Unavailable:
+            raise
+        except Exception:
+            if len(batch) == 1:
+                raise
+            log.warning("batch failed; retrying its events one by one", size=len(batch))
+        outcomes: list[TrackResult | Exception] = []
+        for event in batch:
+            try:
+                outcomes.extend(await self._transaction([event], self.clock()))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _transaction(self, batch: Sequence[engine.Event], now: datetime) -> list[TrackResult]:
         self.metrics.batch_size.observe(len(batch))
         async with self.uow.transaction() as repo:
             rules = await self.rules.get(repo)
-            await repo.lock_users((ev.user_id for ev in batch), now)
-            results = [await self._one(repo, rules, ev, now) for ev in batch]
+            results = await batch_.process(repo, rules, self.settings, self.metrics, batch, now)
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()
         return list(results)
-
-    async def _one(
-        self, repo: Repository, rules: engine.RuleSet, ev: engine.Event, now: datetime
-    ) -> TrackResult:
-        tracked = self.settings.tracks(ev.type)
-        inserted = await repo.insert_event(
-            event_id=ev.event_id,
-            user_id=ev.user_id,
-            type=ev.type,
-            properties=ev.properties,
-            occurred_at=ev.occurred_at,
-            received_at=now,
-            tracked=tracked,
-        )
-        if not inserted:
-            return await self._replay(repo, ev.event_id)
-        if not tracked:
-            return TrackResult(duplicate=False, tracked=False)
-        matched = engine.match(ev, rules)
-        for err in matched.errors:
-            self.metrics.condition_errors.labels(err.achievement_id).inc()
-            log.info(
-                "condition did not apply",
-                achievement_id=err.achievement_id,
-                event_id=ev.event_id,
-                error=err.message,
-            )
-        affected = rules.affected(matched)
-        if not affected:
-            return TrackResult(duplicate=False, tracked=True)
-        holdings = await repo.holdings(ev.user_id)
-        keys = [
-            (c.achievement_id, c.distinct_key)
-            for c in matched.contributions
-            if c.distinct_key is not None
-        ]
-        state = engine.UserState(
-            progress=await repo.load_progress(ev.user_id, affected),
-            held=frozenset(h.achievement_id for h in holdings),
-            distinct_seen=await repo.distinct_seen(ev.user_id, keys),
-        )
-        outcome = engine.apply(
-            matched, state, rules, awards_enabled=self.settings.enable_achievements
-        )
-        await repo.save_progress(ev.user_id, outcome.progress, now)
-        await repo.insert_distinct(ev.user_id, outcome.distinct_new)
-        records = await ledger.record_awards(
-            repo,
-            ev.user_id,
-            outcome.awards,
-            holdings,
-            source=AwardSource.RULE,
-            now=now,
-            event_id=ev.event_id,
-        )
-        states = {**state.progress, **outcome.progress}
-        changed = [*outcome.progress, *(r.achievement_id for r in records)]
-        views = ledger.views_for(rules, changed, states, holdings)
-        await repo.set_event_outcome(
-            ev.event_id,
-            {"awards": [r.cursor for r in records], "progress": [_view_to_json(v) for v in views]},
-        )
-        return TrackResult(duplicate=False, tracked=True, awards=records, progress=views)
-
-    async def _replay(self, repo: Repository, event_id: str) -> TrackResult:
-        """The first outcome of an event id seen before."""
-        tracked, outcome = await repo.event_outcome(event_id)
-        if not outcome:
-            return TrackResult(duplicate=True, tracked=tracked)
-        return TrackResult(
-            duplicate=True,
-            tracked=tracked,
-            awards=await repo.awards_by_cursor(outcome["awards"]),
-            progress=[_view_from_json(v) for v in outcome["progress"]],
-        )
 
     async def progress(
         self, user_id: str, achievement_ids: Sequence[str], category: str

@@ -22,10 +22,8 @@ from accolade_server.store.tables import (
     award_log_head,
     awards,
     definitions_version,
-    events,
     holdings,
     progress,
-    progress_distinct,
     user_points,
 )
 
@@ -139,50 +137,6 @@ class Repository:
             .values(version=definitions_version.c.version + 1)
         )
 
-    # -- events -------------------------------------------------------------------------
-
-    async def insert_event(
-        self,
-        *,
-        event_id: str,
-        user_id: str,
-        type: str,
-        properties: Mapping[str, Any],
-        occurred_at: datetime,
-        received_at: datetime,
-        tracked: bool,
-    ) -> bool:
-        """Record an event; False when its id was recorded before (a retry)."""
-        stmt = (
-            self._insert(events)
-            .values(
-                event_id=event_id,
-                user_id=user_id,
-                type=type,
-                properties=dict(properties),
-                occurred_at=occurred_at,
-                received_at=received_at,
-                tracked=tracked,
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events.c.event_id)
-        )
-        return (await self.conn.execute(stmt)).first() is not None
-
-    async def event_outcome(self, event_id: str) -> tuple[bool, dict[str, Any] | None]:
-        """(tracked, outcome) of a recorded event."""
-        row = (
-            await self.conn.execute(
-                sa.select(events.c.tracked, events.c.outcome).where(events.c.event_id == event_id)
-            )
-        ).one()
-        return bool(row.tracked), row.outcome
-
-    async def set_event_outcome(self, event_id: str, outcome: dict[str, Any]) -> None:
-        await self.conn.execute(
-            sa.update(events).where(events.c.event_id == event_id).values(outcome=outcome)
-        )
-
     # -- users, progress, holdings ------------------------------------------------------
 
     async def lock_users(self, user_ids: Iterable[str], now: datetime) -> None:
@@ -259,32 +213,6 @@ class Repository:
             )
         )
 
-    async def distinct_seen(
-        self, user_id: str, pairs: Iterable[tuple[str, str]]
-    ) -> frozenset[tuple[str, str]]:
-        wanted = list(pairs)
-        if not wanted:
-            return frozenset()
-        rows = await self.conn.execute(
-            sa.select(progress_distinct.c.achievement_id, progress_distinct.c.value_hash).where(
-                progress_distinct.c.user_id == user_id,
-                sa.tuple_(progress_distinct.c.achievement_id, progress_distinct.c.value_hash).in_(
-                    wanted
-                ),
-            )
-        )
-        return frozenset((row.achievement_id, row.value_hash) for row in rows)
-
-    async def insert_distinct(self, user_id: str, pairs: Sequence[tuple[str, str]]) -> None:
-        if pairs:
-            await self.conn.execute(
-                self._insert(progress_distinct)
-                .values(
-                    [{"user_id": user_id, "achievement_id": a, "value_hash": h} for a, h in pairs]
-                )
-                .on_conflict_do_nothing()
-            )
-
     async def holdings(self, user_id: str) -> list[Holding]:
         rows = await self.conn.execute(
             sa.select(holdings)
@@ -298,13 +226,13 @@ class Repository:
             for row in rows
         ]
 
-    async def insert_holdings(self, user_id: str, records: Sequence[AwardRecord]) -> None:
+    async def insert_holdings(self, records: Sequence[AwardRecord]) -> None:
         if records:
             await self.conn.execute(
                 sa.insert(holdings),
                 [
                     {
-                        "user_id": user_id,
+                        "user_id": r.user_id,
                         "achievement_id": r.achievement_id,
                         "tier": r.tier,
                         "award_cursor": r.cursor,
