@@ -27,6 +27,7 @@ from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
@@ -60,6 +61,7 @@ class App:
     broker: Broker
     listener: PgListener | None
     delivery: DeliveryWorker | None = None
+    pruner: Pruner | None = None
     metrics: Metrics | None = None
     metrics_port: int | None = None
 
@@ -73,6 +75,8 @@ class App:
         await stopping
         if self.delivery is not None:
             await self.delivery.close()
+        if self.pruner is not None:
+            await self.pruner.close()
         if self.listener is not None:
             await self.listener.close()
         await self.engine.dispose()
@@ -127,6 +131,10 @@ async def build(settings: Settings) -> App:
             lambda _channel: awards_committed(),
         )
         listener.start()
+    pruner = None
+    if settings.event_retention_days:
+        pruner = Pruner(uow, settings.event_retention_days)
+        pruner.start()
     rules = RuleCache(settings)
     achievements = AchievementService(uow, settings)
     tracking = TrackingService(uow, settings, rules, metrics=metrics)
@@ -161,6 +169,7 @@ async def build(settings: Settings) -> App:
         broker=broker,
         listener=listener,
         delivery=worker,
+        pruner=pruner,
         metrics=metrics,
         metrics_port=metrics_port,
     )

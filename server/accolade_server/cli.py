@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import subprocess
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 import sqlalchemy.exc
@@ -43,9 +46,23 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (the default on Linux), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def serve(args: argparse.Namespace) -> int:
-    settings = load_settings(args, listen=getattr(args, "listen", None))
+    settings = load_settings(
+        args, listen=getattr(args, "listen", None), workers=getattr(args, "workers", None)
+    )
     logs.configure(settings.log_level)
+    if settings.workers > 1 and "ACCOLADE_WORKER_INDEX" not in os.environ:
+        return supervise(settings)
     if settings.is_sqlite:
         print(
             f"accolade: serving on {settings.listen} with {settings.database_url} "
@@ -54,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
         )
         print(f"  try: accolade achievements list --target {settings.listen}", file=sys.stderr)
     try:
-        asyncio.run(app.serve(settings))
+        _run(app.serve(settings))
     except AccoladeError as exc:
         raise SystemExit(f"accolade: {exc}") from None
     except OSError as exc:
@@ -62,6 +79,50 @@ def serve(args: argparse.Namespace) -> int:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise SystemExit(f"accolade: database error: {_first_line(exc)}") from None
     return 0
+
+
+def supervise(settings: Settings) -> int:
+    """Run `settings.workers` server processes on one port and wait for them.
+
+    Each worker is a full server (its own event loop and connection pool); the kernel spreads
+    connections across them (SO_REUSEPORT). SIGTERM/SIGINT are passed on; if a worker dies,
+    the others are stopped and the exit code is non-zero so a supervisor restarts the set.
+    """
+    if settings.is_sqlite:
+        raise SystemExit("accolade: workers > 1 needs PostgreSQL (SQLite is for a single process)")
+    if settings.listen.endswith(":0"):
+        raise SystemExit("accolade: workers > 1 needs a fixed port in listen")
+    children = []
+    for index in range(settings.workers):
+        env = {
+            **os.environ,
+            "ACCOLADE_WORKER_INDEX": str(index),
+            "ACCOLADE_LISTEN": settings.listen,
+        }
+        if settings.metrics_listen:
+            host, _, port = settings.metrics_listen.rpartition(":")
+            env["ACCOLADE_METRICS_LISTEN"] = f"{host}:{int(port) + index if int(port) else 0}"
+        children.append(subprocess.Popen([sys.executable, "-m", "accolade.cli", "serve"], env=env))
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    print(f"accolade: {settings.workers} workers on {settings.listen}", file=sys.stderr)
+    codes: list[int] = []
+    while len(codes) < len(children):
+        pid, status = os.wait()
+        code = os.waitstatus_to_exitcode(status)
+        codes.append(code)
+        if code != 0 and len(codes) == 1:
+            print(
+                f"accolade: worker {pid} exited with {code}; stopping the others", file=sys.stderr
+            )
+            forward(signal.SIGTERM, None)
+    return max((abs(c) for c in codes), default=0)
 
 
 def migrate(args: argparse.Namespace) -> int:

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long in-flight calls may run after SIGTERM."
     )
 
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes sharing the port (SO_REUSEPORT)."
+    )
+    event_retention_days: float | None = Field(
+        None, gt=0, description="Delete events older than this (progress is kept); unset: keep."
+    )
     batch_max_events: int = Field(
         200, ge=1, le=1000, description="Most TrackEvent calls that share one transaction."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -128,3 +129,74 @@ async def test_an_award_made_on_one_replica_reaches_live_watchers_on_the_other(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_workers_share_one_port_and_stop_together(run_id: str, tmp_path: Path) -> None:
+    schema = f"accolade_{run_id}_workers"
+    await create_schema(schema)
+    engine = make_engine(POSTGRES_URL, schema=schema)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    server = ServerProcess(
+        {
+            "ACCOLADE_DATABASE_URL": POSTGRES_URL,
+            "ACCOLADE_DATABASE_SCHEMA": schema,
+            "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
+            "ACCOLADE_WORKERS": "2",
+        },
+        tmp_path,
+    )
+    try:
+        await server.start()
+        assert server.process is not None
+        children = _children(server.process.pid)
+        assert len(children) == 2  # two server processes behind the supervisor
+        channels = [grpc.aio.insecure_channel(server.target) for _ in range(8)]
+        try:
+            await admin_pb2_grpc.AchievementAdminStub(channels[0]).CreateAchievement(
+                apb.CreateAchievementRequest(
+                    achievement=achievement("w", rule={"event_types": ["e"], "target": 100})
+                )
+            )
+            await asyncio.gather(
+                *(
+                    tracker_pb2_grpc.BadgeTrackerStub(channels[i % 8]).TrackEvent(
+                        tpb.TrackEventRequest(event_id=f"e{i}", user_id="u", type="e")
+                    )
+                    for i in range(40)
+                )
+            )
+            progress = await tracker_pb2_grpc.BadgeTrackerStub(channels[3]).GetProgress(
+                tpb.GetProgressRequest(user_id="u")
+            )
+            assert progress.progress[0].current == 40
+        finally:
+            for channel in channels:
+                await channel.close()
+        assert await server.stop() == 0
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        if server.process is not None and server.process.returncode is None:
+            await server.stop()
+        await drop_schema(schema)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
