@@ -31,8 +31,10 @@ class ServerProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def start(self, deadline_s: float = 20.0) -> None:
-        env = {**os.environ, **self.env, "ACCOLADE_LISTEN": self.target}
+    async def start(self, deadline_s: float = 20.0, listen: str | None = None) -> None:
+        """Start and wait for SERVING; `listen` overrides the address (health is still
+        checked on 127.0.0.1 at the same port)."""
+        env = {**os.environ, **self.env, "ACCOLADE_LISTEN": listen or self.target}
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

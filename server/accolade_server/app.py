@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
@@ -14,13 +15,16 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc
+from accolade_server.auth import keys
+from accolade_server.auth.guard import Guard, is_loopback_listen
+from accolade_server.auth.keys import ApiKey
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition
 from accolade_server.domain.model import AwardRecord
 from accolade_server.metrics import Metrics
 from accolade_server.notify.broker import Broker
 from accolade_server.notify.delivery import DeliveryWorker
-from accolade_server.notify.listener import PgListener, channel_name
+from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
@@ -32,7 +36,7 @@ from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
 from accolade_server.store import migrate
-from accolade_server.store.db import ensure_sqlite_directory, make_engine
+from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.server")
@@ -60,6 +64,7 @@ class App:
     port: int
     broker: Broker
     listener: PgListener | None
+    guard: Guard | None = None
     delivery: DeliveryWorker | None = None
     pruner: Pruner | None = None
     metrics: Metrics | None = None
@@ -79,6 +84,8 @@ class App:
             await self.pruner.close()
         if self.listener is not None:
             await self.listener.close()
+        if self.guard is not None:
+            await self.guard.close()
         await self.engine.dispose()
         if self.metrics is not None:
             self.metrics.close()
@@ -97,13 +104,41 @@ async def build(settings: Settings) -> App:
     """Build and start a server; `settings.listen` may use port 0 (see `App.port`)."""
     engine = make_engine(settings.database_url, schema=settings.database_schema)
     try:
-        await prepare_database(settings, engine)
+        return await _build(settings, engine)
     except BaseException:
         await engine.dispose()
         raise
+
+
+async def _build(settings: Settings, engine: AsyncEngine) -> App:
+    # Everything that can fail comes before any background task starts.
+    await prepare_database(settings, engine)
     metrics = Metrics()
-    awards_channel = channel_name("awards", settings.database_schema)
-    uow = UnitOfWork(engine, awards_channel=awards_channel)
+    uow = UnitOfWork(engine, schema=settings.database_schema)
+
+    async def load_keys() -> list[ApiKey]:
+        async with uow.transaction() as repo:
+            return await keys.all_keys(repo, active_only=True)
+
+    guard = Guard(settings, load_keys)
+    await guard.refresh()
+    if guard.open_mode and not settings.insecure and not is_loopback_listen(settings.listen):
+        raise FailedPrecondition(
+            f"refusing to listen on {settings.listen} with no API keys: anyone could call "
+            "it. Create a key first (`accolade keys create --scope admin`), listen on "
+            "127.0.0.1, or pass --insecure (ACCOLADE_INSECURE=true) to accept that"
+        )
+    options = [*SERVER_OPTIONS, ("grpc.max_receive_message_length", settings.max_message_bytes)]
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics, guard)], options=options)
+    try:
+        credentials = server_credentials(settings)
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except (RuntimeError, OSError) as exc:
+        raise FailedPrecondition(f"cannot listen on {settings.listen}: {exc}") from exc
+
     broker = Broker(*_log_readers(uow), poll_seconds=settings.award_poll_seconds)
     sinks = build_sinks(settings)
     worker = DeliveryWorker(uow, sinks, settings, metrics=metrics) if sinks else None
@@ -119,28 +154,10 @@ async def build(settings: Settings) -> App:
 
     uow.on_awards = awards_committed
     uow.on_acquire = metrics.db_acquire.observe
-    await broker.start()
-    if worker is not None:
-        await worker.start()
-    listener = None
-    if not settings.is_sqlite:
-        listener = PgListener(
-            settings.database_url,
-            settings.database_schema,
-            [awards_channel],
-            lambda _channel: awards_committed(),
-        )
-        listener.start()
-    pruner = None
-    if settings.event_retention_days:
-        pruner = Pruner(uow, settings.event_retention_days)
-        pruner.start()
     rules = RuleCache(settings)
     achievements = AchievementService(uow, settings)
     tracking = TrackingService(uow, settings, rules, metrics=metrics)
     awards = AwardService(uow, settings, rules)
-
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics)], options=SERVER_OPTIONS)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
         AchievementAdminServicer(achievements, awards), server
     )
@@ -152,11 +169,33 @@ async def build(settings: Settings) -> App:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    try:
-        port = server.add_insecure_port(settings.listen)
-    except RuntimeError as exc:
-        await engine.dispose()
-        raise FailedPrecondition(f"cannot listen on {settings.listen}: {exc}") from exc
+
+    await broker.start()
+    if worker is not None:
+        await worker.start()
+    guard.start()
+    listener = None
+    if not settings.is_sqlite:
+        awards_channel = channel_name("awards", settings.database_schema)
+        keys_channel = channel_name("keys", settings.database_schema)
+
+        def notified(channel: str) -> None:
+            if channel == keys_channel:
+                guard.wake()
+            else:
+                awards_committed()
+
+        listener = PgListener(
+            settings.database_url,
+            settings.database_schema,
+            [awards_channel, keys_channel],
+            notified,
+        )
+        listener.start()
+    pruner = None
+    if settings.event_retention_days:
+        pruner = Pruner(uow, settings.event_retention_days)
+        pruner.start()
     await server.start()
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     for name in ("", *SERVICE_NAMES):
@@ -168,10 +207,34 @@ async def build(settings: Settings) -> App:
         port=port,
         broker=broker,
         listener=listener,
+        guard=guard,
         delivery=worker,
         pruner=pruner,
         metrics=metrics,
         metrics_port=metrics_port,
+    )
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files (mutual TLS with a client CA)."""
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return None
+
+    def read(path: str, option: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise FailedPrecondition(f"{option}: cannot read {path}: {exc.strerror}") from exc
+
+    chain = read(settings.tls_cert_file, "tls_cert_file")
+    key = read(settings.tls_key_file, "tls_key_file")
+    client_ca = (
+        read(settings.tls_client_ca_file, "tls_client_ca_file")
+        if settings.tls_client_ca_file
+        else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
 
 

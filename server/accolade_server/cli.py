@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
 from pydantic import ValidationError
 
 from accolade_server import app, logs
+from accolade_server.auth import keys
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError
 from accolade_server.store import migrate as migrations
 from accolade_server.store.db import ensure_sqlite_directory, make_engine
+from accolade_server.store.repository import Repository
+from accolade_server.store.uow import UnitOfWork
+
+_T = TypeVar("_T")
 
 
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -58,7 +64,10 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = load_settings(
-        args, listen=getattr(args, "listen", None), workers=getattr(args, "workers", None)
+        args,
+        listen=getattr(args, "listen", None),
+        workers=getattr(args, "workers", None),
+        insecure=getattr(args, "insecure", None),
     )
     logs.configure(settings.log_level)
     if settings.workers > 1 and "ACCOLADE_WORKER_INDEX" not in os.environ:
@@ -149,3 +158,85 @@ def migrate(args: argparse.Namespace) -> int:
     else:
         print(f"database migrated from {before or 'empty'} to revision {after}")
     return 0
+
+
+def _with_repo(settings: Settings, work: Callable[[Repository], Awaitable[_T]]) -> _T:
+    """Run `work` in one transaction on the configured database (migrating SQLite first)."""
+
+    async def run() -> _T:
+        engine = make_engine(settings.database_url, schema=settings.database_schema)
+        try:
+            await app.prepare_database(settings, engine)
+            async with UnitOfWork(engine, schema=settings.database_schema).transaction() as repo:
+                return await work(repo)
+        finally:
+            await engine.dispose()
+
+    ensure_sqlite_directory(settings.database_url)
+    try:
+        return asyncio.run(run())
+    except AccoladeError as exc:
+        raise SystemExit(f"accolade: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"accolade: cannot reach the database: {exc}") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise SystemExit(f"accolade: database error: {_first_line(exc)}") from None
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    """Create a key; its secret is printed once, alone on the last line."""
+    settings = load_settings(args)
+    key, token = _with_repo(
+        settings,
+        lambda repo: keys.create(
+            repo, name=args.name or "", scopes=args.scope or [], third_party=args.third_party
+        ),
+    )
+    print(
+        f"created API key {key.id}"
+        f"{f' ({key.name})' if key.name else ''}: scopes {', '.join(sorted(key.scopes))}"
+        f"{', third-party' if key.third_party else ''}"
+    )
+    print("store the secret now; it is not shown again:")
+    print(token)
+    return 0
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    items = _with_repo(settings, lambda repo: keys.all_keys(repo, active_only=False))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": k.id,
+                        "name": k.name,
+                        "scopes": sorted(k.scopes),
+                        "third_party": k.third_party,
+                        "create_time": k.create_time.isoformat(),
+                        "revoke_time": k.revoke_time.isoformat() if k.revoke_time else None,
+                    }
+                    for k in items
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{'ID':<14}{'NAME':<20}{'SCOPES':<20}{'THIRD-PARTY':<13}STATUS")
+    for k in items:
+        status = f"revoked {k.revoke_time:%Y-%m-%d}" if k.revoke_time else "active"
+        print(
+            f"{k.id:<14}{k.name[:19]:<20}{','.join(sorted(k.scopes)):<20}"
+            f"{'yes' if k.third_party else 'no':<13}{status}"
+        )
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    if _with_repo(settings, lambda repo: keys.revoke(repo, args.id)):
+        print(f"revoked API key {args.id}")
+        return 0
+    print(f"accolade: no active API key {args.id}", file=sys.stderr)
+    return 1

@@ -91,6 +91,29 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long in-flight calls may run after SIGTERM."
     )
 
+    # Access and limits.
+    insecure: bool = Field(
+        False, description="Accept unauthenticated calls from any address when no keys exist."
+    )
+    key_refresh_seconds: float = Field(5.0, gt=0, description="API key cache poll interval.")
+    rate_limit_per_second: float = Field(
+        1000.0, ge=0, description="Calls per second per API key (0: unlimited)."
+    )
+    rate_limit_burst: int = Field(2000, ge=1, description="Calls a key may burst above the rate.")
+    max_streams_per_key: int = Field(100, ge=1, description="Open WatchAwards streams per key.")
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request message accepted."
+    )
+    max_properties_bytes: int = Field(
+        16 * 1024, ge=64, description="Largest `properties` of one event (serialized)."
+    )
+    max_properties_depth: int = Field(8, ge=1, description="Deepest nesting in `properties`.")
+    tls_cert_file: str | None = Field(None, description="PEM certificate chain: serve TLS.")
+    tls_key_file: str | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: str | None = Field(
+        None, description="PEM CA bundle: require client certificates it signed (mutual TLS)."
+    )
+
     workers: int = Field(
         1, ge=1, le=64, description="Server processes sharing the port (SO_REUSEPORT)."
     )
@@ -192,6 +215,10 @@ class Settings(BaseSettings):
     def _delivery_configured(self) -> Settings:
         if self.notification_type == "webhook" and not self.webhook_urls:
             raise ValueError("notification_type 'webhook' needs webhook_urls")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
         if (self.webhook_urls or self.admin_webhook_urls) and self.webhook_secret is None:
             raise ValueError("webhook_urls/admin_webhook_urls need webhook_secret to sign with")
         return self

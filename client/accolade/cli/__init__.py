@@ -147,6 +147,39 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--config", help="YAML settings file (same as ACCOLADE_CONFIG_FILE)")
     mig.set_defaults(func=lambda a: _server_module().migrate(a))
 
+    serve.add_argument("--workers", type=int, help="server processes on one port (PostgreSQL)")
+    serve.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="accept unauthenticated calls from any address when no keys exist",
+    )
+
+    keys = verbs.add_parser("keys", help="API keys, straight in the database (needs [server])")
+    keys_verbs = keys.add_subparsers(dest="keys_verb", required=True, metavar="ACTION")
+    create = keys_verbs.add_parser("create", help="create a key; prints its secret once")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=["track", "read", "admin"],
+        help="repeat for several scopes",
+    )
+    create.add_argument(
+        "--third-party",
+        action="store_true",
+        help="a third-party key (track/read only; needs api_access enabled)",
+    )
+    create.add_argument("--name", help="a label for the key")
+    create.set_defaults(func=lambda a: _server_module().keys_create(a))
+    klist = keys_verbs.add_parser("list", help="list keys (never their secrets)")
+    klist.add_argument("--json", action="store_true")
+    klist.set_defaults(func=lambda a: _server_module().keys_list(a))
+    krevoke = keys_verbs.add_parser("revoke", help="revoke a key by id")
+    krevoke.add_argument("id")
+    krevoke.set_defaults(func=lambda a: _server_module().keys_revoke(a))
+    for sub_parser in (create, klist, krevoke):
+        sub_parser.add_argument("--config", help="YAML settings file (ACCOLADE_CONFIG_FILE)")
+
     rules = verbs.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")
     apply = rules_verbs.add_parser(

@@ -16,11 +16,6 @@ from accolade_server.notify.tasks import cancel_and_wait
 log = structlog.get_logger("accolade.listener")
 
 
-def channel_name(kind: str, schema: str | None) -> str:
-    """Per-schema channels, so servers on different schemas of one database do not mix."""
-    return f"accolade_{kind}_{schema or 'public'}"
-
-
 class PgListener:
     """Calls `on_notify(channel)` for each notification, and for every channel after a
     reconnect (notifications sent while disconnected are lost, so listeners re-read)."""

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import structlog
 
+from accolade_server.auth.guard import Guard, Principal
 from accolade_server.domain import errors
 from accolade_server.metrics import Metrics
 
@@ -74,12 +75,14 @@ class _Observed:
 
 
 def _wrap_unary(
-    behavior: Any, method: str, metrics: Metrics | None
+    behavior: Any, method: str, metrics: Metrics | None, guard: Guard | None
 ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapper(request: Any, context: Any) -> Any:
         observed = _Observed(metrics, method)
         code = grpc.StatusCode.OK
         try:
+            if guard is not None:
+                guard.check(method, context.invocation_metadata() or (), context.peer())
             return await behavior(request, context)
         except grpc.aio.AbortError:
             code = _code_of(context)
@@ -96,16 +99,22 @@ def _wrap_unary(
     return wrapper
 
 
-def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None) -> Any:
+def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None, guard: Guard | None) -> Any:
     """Wrap a server-streaming handler: an async generator, or a coroutine that writes
     with `context.write` (as grpc's own health service does)."""
     if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary(behavior, method, metrics)
+        return _wrap_unary(behavior, method, metrics, guard)
 
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
         observed = _Observed(metrics, method)
         code = grpc.StatusCode.OK
+        principal: Principal | None = None
+        opened = False
         try:
+            if guard is not None:
+                principal = guard.check(method, context.invocation_metadata() or (), context.peer())
+                guard.open_stream(principal)
+                opened = True
             async for item in behavior(request, context):
                 yield item
         except grpc.aio.AbortError:
@@ -118,17 +127,21 @@ def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None) -> Any:
             code, message = status_and_message(exc, method)
             await context.abort(code, message)
         finally:
+            if opened and guard is not None:
+                guard.close_stream(principal)
             observed.done(code)
 
     return wrapper
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns domain errors into their status and anything else into a logged INTERNAL,
-    and records each call's status and latency (one wrapper per call on the hot path)."""
+    """Per call, in one wrapper (it is the hot path): check the caller (`Guard`), run the
+    handler, turn domain errors into their status and anything else into a logged INTERNAL,
+    and record the status and latency."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, guard: Guard | None = None) -> None:
         self.metrics = metrics
+        self.guard = guard
 
     async def intercept_service(
         self,
@@ -143,13 +156,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self.metrics),
+                _wrap_unary(handler.unary_unary, method, self.metrics, self.guard),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, self.metrics),
+                _wrap_stream(handler.unary_stream, method, self.metrics, self.guard),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -84,6 +84,7 @@ class TrackingService:
             raise InvalidArgument(
                 "must be 1-128 characters of letters, digits and _ . : -", field=f"{prefix}type"
             )
+        self._check_properties(item.properties, f"{prefix}properties")
         occurred = item.occurred_at or now
         if occurred > now + MAX_FUTURE:
             raise InvalidArgument(
@@ -92,6 +93,38 @@ class TrackingService:
                 field=f"{prefix}occurred_at",
             )
         return engine.Event(item.event_id, item.user_id, item.type, item.properties, occurred)
+
+    def _check_properties(self, properties: dict[str, Any], field: str) -> None:
+        """Bounded size and depth, and no NUL characters (PostgreSQL cannot store them)."""
+        budget = self.settings.max_properties_bytes
+        max_depth = self.settings.max_properties_depth
+        stack: list[tuple[Any, int]] = [(properties, 1)]
+        size = 0
+        while stack:
+            value, depth = stack.pop()
+            if isinstance(value, dict | list):
+                if depth > max_depth:
+                    raise InvalidArgument(
+                        f"nested deeper than {max_depth} levels (max_properties_depth)",
+                        field=field,
+                    )
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for key, inner in items:
+                    if isinstance(key, str):
+                        size += len(key)
+                        if "\x00" in key:
+                            raise InvalidArgument("keys must not contain NUL", field=field)
+                    stack.append((inner, depth + 1))
+            elif isinstance(value, str):
+                size += len(value)
+                if "\x00" in value:
+                    raise InvalidArgument("strings must not contain NUL characters", field=field)
+            else:
+                size += 8
+            if size > budget:
+                raise InvalidArgument(
+                    f"larger than {budget} bytes (max_properties_bytes)", field=field
+                )
 
     async def track(self, item: EventInput) -> TrackResult:
         """Record one event; concurrent calls share transactions (see MicroBatcher)."""

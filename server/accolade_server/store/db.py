@@ -60,6 +60,11 @@ def ensure_sqlite_directory(url: str) -> None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def channel_name(kind: str, schema: str | None) -> str:
+    """NOTIFY channel per schema, so servers on different schemas of one database don't mix."""
+    return f"accolade_{kind}_{schema or 'public'}"
+
+
 def utc(value: datetime | None) -> datetime | None:
     """SQLite hands timestamps back naive; they were stored in UTC."""
     if value is not None and value.tzinfo is None:

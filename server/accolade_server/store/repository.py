@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Holding
 from accolade_server.rules.engine import ProgressState
 from accolade_server.store import codec
-from accolade_server.store.db import utc
+from accolade_server.store.db import channel_name, utc
 from accolade_server.store.tables import (
     achievements,
     award_log_head,
@@ -29,14 +29,18 @@ from accolade_server.store.tables import (
 
 
 class Repository:
-    def __init__(
-        self, conn: AsyncConnection, *, awards_channel: str = "accolade_awards_public"
-    ) -> None:
+    def __init__(self, conn: AsyncConnection, *, schema: str | None = None) -> None:
         self.conn = conn
         self.is_postgres = conn.dialect.name == "postgresql"
-        self.awards_channel = awards_channel
+        self.schema = schema
         #: What this transaction appended to the award log.
         self.appended: list[AwardRecord] = []
+
+    async def notify(self, kind: str) -> None:
+        """NOTIFY the `kind` channel when this transaction commits (PostgreSQL only)."""
+        if self.is_postgres:
+            channel = channel_name(kind, self.schema)
+            await self.conn.execute(sa.select(sa.func.pg_notify(channel, "")))
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
@@ -287,7 +291,7 @@ class Repository:
         """Append log entries, and wake other replicas' streams when this commits."""
         if records:
             if not self.appended and self.is_postgres:
-                await self.conn.execute(sa.select(sa.func.pg_notify(self.awards_channel, "")))
+                await self.notify("awards")
             self.appended.extend(records)
             await self.conn.execute(
                 sa.insert(awards),

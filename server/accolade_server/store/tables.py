@@ -135,3 +135,16 @@ delivery_cursors = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     sa.Column("delivered", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+# API keys: the secret is stored only as a SHA-256 hash (secrets are 256-bit random).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", JSONType, nullable=False),
+    sa.Column("third_party", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoke_time", sa.DateTime(timezone=True), nullable=True),
+)

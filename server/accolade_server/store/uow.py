@@ -22,12 +22,12 @@ class UnitOfWork:
         self,
         engine: AsyncEngine,
         *,
-        awards_channel: str = "accolade_awards_public",
+        schema: str | None = None,
         on_awards: Callable[[Sequence[AwardRecord]], None] | None = None,
         on_acquire: Callable[[float], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.awards_channel = awards_channel
+        self.schema = schema
         self.on_awards = on_awards or (lambda _records: None)
         self.on_acquire = on_acquire or (lambda _seconds: None)
 
@@ -41,7 +41,7 @@ class UnitOfWork:
             start = time.perf_counter()
             async with self.engine.begin() as conn:
                 self.on_acquire(time.perf_counter() - start)
-                repo = Repository(conn, awards_channel=self.awards_channel)
+                repo = Repository(conn, schema=self.schema)
                 yield repo
             if repo.appended:
                 self.on_awards(repo.appended)

@@ -1,0 +1,1 @@
+"""API keys, scopes and the checks applied to every call."""
