@@ -26,6 +26,7 @@ class ServerProcess:
     cwd: Path
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
+    log: Path | None = None
 
     @property
     def target(self) -> str:
@@ -35,6 +36,9 @@ class ServerProcess:
         """Start and wait for SERVING; `listen` overrides the address (health is still
         checked on 127.0.0.1 at the same port)."""
         env = {**os.environ, **self.env, "ACCOLADE_LISTEN": listen or self.target}
+        # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
+        self.log = self.cwd / f"server-{self.port}.log"
+        log_file = self.log.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -43,9 +47,10 @@ class ServerProcess:
             cwd=self.cwd,
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=log_file,
         )
-        await wait_serving(self.target, deadline_s, self.process)
+        log_file.close()
+        await wait_serving(self.target, deadline_s, self.process, self.log)
 
     async def stop(self, sig: int = signal.SIGTERM, deadline_s: float = 20.0) -> int:
         assert self.process is not None
@@ -60,7 +65,10 @@ class ServerProcess:
 
 
 async def wait_serving(
-    target: str, deadline_s: float, process: asyncio.subprocess.Process | None = None
+    target: str,
+    deadline_s: float,
+    process: asyncio.subprocess.Process | None = None,
+    log: Path | None = None,
 ) -> None:
     """Poll the health service until SERVING; fail early if the process exits."""
     deadline = asyncio.get_running_loop().time() + deadline_s
@@ -68,8 +76,8 @@ async def wait_serving(
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if process is not None and process.returncode is not None:
-                stderr = await process.stderr.read() if process.stderr else b""
-                raise RuntimeError(f"server exited {process.returncode}: {stderr.decode()}")
+                output = await asyncio.to_thread(log.read_text, errors="replace") if log else ""
+                raise RuntimeError(f"server exited {process.returncode}: {output}")
             try:
                 reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:

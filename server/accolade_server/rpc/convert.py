@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from accolade.v1 import types_pb2 as pb
@@ -212,3 +214,25 @@ def source_from_proto(value: int) -> AwardSource | None:
         if proto == value:
             return source
     raise InvalidArgument(f"unknown award source {value}", field="source")
+
+
+def struct_to_dict(struct: Struct, field: str) -> dict[str, Any]:
+    """A Struct as plain Python values; non-finite numbers are refused (JSON has none)."""
+    return {key: _value(v, field) for key, v in struct.fields.items()}
+
+
+def _value(v: Value, field: str) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        if not math.isfinite(v.number_value):
+            raise InvalidArgument("numbers must be finite (no NaN or Infinity)", field=field)
+        return v.number_value
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value, field)
+    if kind == "list_value":
+        return [_value(item, field) for item in v.list_value.values]
+    return None

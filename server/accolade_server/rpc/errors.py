@@ -11,6 +11,8 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from accolade_server.auth.guard import Guard, Principal
 from accolade_server.domain import errors
@@ -51,6 +53,66 @@ def status_and_message(exc: Exception, method: str) -> tuple[grpc.StatusCode, st
     return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})"
 
 
+class Malformed:
+    """Stands in for a request whose bytes did not decode, so the handler wrapper can answer
+    INVALID_ARGUMENT (gRPC itself would answer INTERNAL before any handler ran)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return Malformed(exc)
+
+    return decode
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, Malformed):
+        raise errors.InvalidArgument(f"the request message does not decode: {request.error}")
+    if isinstance(request, Message):
+        where = _find_nul(request, "")
+        if where is not None:  # PostgreSQL cannot store NUL in text: refuse it up front
+            raise errors.InvalidArgument("must not contain NUL characters", field=where)
+
+
+def _find_nul(message: Message, path: str) -> str | None:
+    """The path of the first string field (at any depth) holding a NUL character."""
+    for fd, value in message.ListFields():
+        name = f"{path}{fd.name}"
+        if fd.type == FieldDescriptor.TYPE_STRING:
+            for text in value if fd.is_repeated else (value,):
+                if "\x00" in text:
+                    return name
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if isinstance(key, str) and "\x00" in key:
+                        return name
+                    found = _find_nul(item, f"{name}.") if isinstance(item, Message) else None
+                    if found or (isinstance(item, str) and "\x00" in item):
+                        return found or name
+            elif fd.is_repeated:
+                for i, item in enumerate(value):
+                    found = _find_nul(item, f"{name}[{i}].")
+                    if found:
+                        return found
+            else:
+                found = _find_nul(value, f"{name}.")
+                if found:
+                    return found
+    return None
+
+
 def _code_of(context: Any) -> grpc.StatusCode:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -83,6 +145,7 @@ def _wrap_unary(
         try:
             if guard is not None:
                 guard.check(method, context.invocation_metadata() or (), context.peer())
+            _check_decoded(request)
             return await behavior(request, context)
         except grpc.aio.AbortError:
             code = _code_of(context)
@@ -115,6 +178,7 @@ def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None, guard: Gua
                 principal = guard.check(method, context.invocation_metadata() or (), context.peer())
                 guard.open_stream(principal)
                 opened = True
+            _check_decoded(request)
             async for item in behavior(request, context):
                 yield item
         except grpc.aio.AbortError:
@@ -157,13 +221,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method, self.metrics, self.guard),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method, self.metrics, self.guard),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

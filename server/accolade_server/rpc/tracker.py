@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.protobuf import json_format
-
 from accolade.v1 import tracker_pb2 as pb
 from accolade.v1 import tracker_pb2_grpc
 from accolade_server.domain.errors import AccoladeError
@@ -25,7 +23,7 @@ def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
         event_id=request.event_id,
         user_id=request.user_id,
         type=request.type,
-        properties=json_format.MessageToDict(request.properties),
+        properties=convert.struct_to_dict(request.properties, f"{prefix}properties"),
         occurred_at=convert.timestamp_to_datetime(request.occurred_at, f"{prefix}occurred_at")
         if request.HasField("occurred_at")
         else None,
