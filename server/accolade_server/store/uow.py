@@ -13,6 +13,20 @@ from accolade_server.domain.errors import Unavailable
 from accolade_server.domain.model import AwardRecord
 from accolade_server.store.repository import Repository
 
+#: SQLSTATEs worth retrying: the server is away, restarting, full, or a transaction lost a
+#: race (serialization failure, deadlock).
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300", "53400", "40001", "40P01")
+
+
+def is_transient(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith(TRANSIENT_SQLSTATE_PREFIXES)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 
 class UnitOfWork:
     """Owns transactions. `on_awards` gets the entries a committed transaction appended to the
@@ -48,6 +62,6 @@ class UnitOfWork:
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
         except sqlalchemy.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise Unavailable("database connection lost") from exc
+            if exc.connection_invalidated or is_transient(exc):
+                raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
             raise
