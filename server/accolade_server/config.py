@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         2.0, ge=0, description="Longest an event waits for batch-mates while others commit."
     )
     batch_concurrency: int = Field(
-        4, ge=1, le=64, description="Write transactions in flight at once."
+        2, ge=1, le=64, description="Write transactions in flight at once."
     )
     metrics_listen: str | None = Field(
         None, description="host:port of the Prometheus /metrics endpoint; unset: off."

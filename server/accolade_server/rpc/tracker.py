@@ -105,5 +105,6 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
         source = convert.source_from_proto(request.source)
         flt = make_filter(list(request.user_ids), list(request.achievement_ids), source)
         after = request.after_cursor if request.HasField("after_cursor") else None
-        async for record in self.watch.stream(flt, after):
+        stream = self.watch.stream(flt, after, on_subscribed=context.send_initial_metadata)
+        async for record in stream:
             yield pb.WatchAwardsResponse(cursor=record.cursor, award=convert.award_to_proto(record))

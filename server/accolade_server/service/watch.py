@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from accolade_server.domain.errors import InvalidArgument, Unavailable
 from accolade_server.domain.model import AwardRecord, AwardSource
@@ -35,7 +35,11 @@ class WatchService:
         self.metrics = metrics or Metrics()
 
     async def stream(
-        self, flt: AwardFilter, after_cursor: int | None
+        self,
+        flt: AwardFilter,
+        after_cursor: int | None,
+        *,
+        on_subscribed: Callable[[tuple[()]], Awaitable[None]] | None = None,
     ) -> AsyncIterator[AwardRecord]:
         """Every matching entry after `after_cursor` (None: from now on), in cursor order.
 
@@ -47,6 +51,8 @@ class WatchService:
         sub = self.broker.subscribe(flt)
         self.metrics.open_streams.inc()
         try:
+            if on_subscribed is not None:  # tells the client the stream is live (headers)
+                await on_subscribed(())
             last = self.broker.last_seen if after_cursor is None else after_cursor
             if after_cursor is not None:
                 async for record in self._catch_up(sub, last):

@@ -1,0 +1,359 @@
+"""`python -m bench`: Accolade against the gRPC ceiling, in one run.
+
+Servers are pinned to core 0 and the load generator (a separate process) to core 1 where
+the machine has two cores. Prints a table, then one JSON line (the last line).
+
+Options: --quick (short runs, for a smoke test), --server-path DIR (run the server from
+another checkout's client/ and server/ directories, e.g. a `git worktree` of an older
+commit, for before/after figures in one run), --only NAME[,NAME] (echo, track, batch,
+scaling, watch, idle, storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from accolade.v1 import admin_pb2, admin_pb2_grpc
+from accolade.v1 import types_pb2 as pb
+from accolade_server.store.db import make_engine
+
+POSTGRES_URL = os.environ.get(
+    "ACCOLADE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+TYPES = ["purchase", "login", "lesson", "workout", "share"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(core: int) -> Callable[[], None] | None:
+    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def wait_healthy(target: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise SystemExit(f"bench: server at {target} did not become healthy")
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str], core: int, target: str | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **env},
+        preexec_fn=pin(core),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if target:
+            wait_healthy(target)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def load(*args: Any, seconds: float = 60) -> dict[str, Any]:
+    """Run bench.load pinned to core 1; return its JSON line."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.load", *map(str, args)],
+        preexec_fn=pin(1),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def realistic_definitions() -> list[pb.Achievement]:
+    """50 achievements over 5 event types: tiers, a streak and a CEL condition on each type."""
+    out = []
+    for t in TYPES:
+        cond = "event.properties.amount >= 10"
+        specs: list[dict[str, Any]] = [
+            {"rule": pb.Rule(event_types=[t])},
+            {"rule": pb.Rule(event_types=[t]), "tiers": [(10, 5), (50, 10), (100, 25)]},
+            {
+                "rule": pb.Rule(
+                    event_types=[t], condition=cond, aggregate=pb.AGGREGATE_SUM, field="amount"
+                ),
+                "tiers": [(100, 5), (500, 10), (2000, 25)],
+            },
+            {
+                "rule": pb.Rule(
+                    event_types=[t], aggregate=pb.AGGREGATE_MAX, field="level", target=15
+                )
+            },
+            {
+                "rule": pb.Rule(
+                    event_types=[t], aggregate=pb.AGGREGATE_DISTINCT, field="sku", target=20
+                )
+            },
+            {"rule": pb.Rule(event_types=[t], aggregate=pb.AGGREGATE_STREAK_DAYS, target=7)},
+            {"rule": pb.Rule(event_types=[t], condition="event.properties.level > 10", target=5)},
+            {
+                "rule": pb.Rule(
+                    event_types=[t], condition='event.properties.sku.startsWith("sku-1")', target=3
+                )
+            },
+            {
+                "rule": pb.Rule(event_types=[t], condition=cond, target=25),
+                "tiers": [(25, 5), (75, 10)],
+            },
+            {"rule": pb.Rule(event_types=[t], condition="event.properties.amount < 5", target=2)},
+        ]
+        for i, spec in enumerate(specs):
+            tiers = [
+                pb.Tier(name=f"level-{n}", threshold=th, points=p)
+                for n, (th, p) in enumerate(spec.get("tiers", []))
+            ]
+            out.append(
+                pb.Achievement(
+                    id=f"{t}-{i}", title=f"{t} {i}", rule=spec["rule"], tiers=tiers, points=1
+                )
+            )
+    return out
+
+
+def scaling_definitions(extra: int) -> list[pb.Achievement]:
+    """10 on the loaded event types, `extra` on other types."""
+    base = [
+        pb.Achievement(
+            id=f"base-{i}",
+            title=f"Base {i}",
+            points=1,
+            rule=pb.Rule(
+                event_types=[TYPES[i % 5]], condition="event.properties.amount >= 10", target=50
+            ),
+        )
+        for i in range(10)
+    ]
+    others = [
+        pb.Achievement(
+            id=f"other-{i}",
+            title=f"Other {i}",
+            rule=pb.Rule(event_types=[f"other_{i % 1000}"], target=5),
+        )
+        for i in range(extra)
+    ]
+    return base + others
+
+
+def apply(target: str, achievements: list[pb.Achievement]) -> None:
+    with grpc.insecure_channel(target) as channel:
+        admin = admin_pb2_grpc.AchievementAdminStub(channel)
+        for i in range(0, len(achievements), 1000):
+            admin.ApplyAchievements(
+                admin_pb2.ApplyAchievementsRequest(achievements=achievements[i : i + 1000]),
+                timeout=120,
+            )
+
+
+async def new_schema(server_path: str | None = None) -> str:
+    """A fresh schema, migrated by the server code under test (`accolade migrate`)."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    engine = make_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    await engine.dispose()
+    env = {**os.environ, **server_env(name, 0, server_path)}
+    await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "accolade.cli", "migrate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return name
+
+
+async def drop_schema(name: str) -> None:
+    engine = make_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    await engine.dispose()
+
+
+async def storage(schema: str) -> float:
+    engine = make_engine(POSTGRES_URL, schema=schema)
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("ANALYZE events"))
+        size = (await conn.execute(sa.text("SELECT pg_total_relation_size('events')"))).scalar()
+        count = (await conn.execute(sa.text("SELECT count(*) FROM events"))).scalar()
+    await engine.dispose()
+    return float(size or 0) / max(int(count or 0), 1)
+
+
+def server_env(schema: str, port: int, server_path: str | None) -> dict[str, str]:
+    env = {
+        "ACCOLADE_DATABASE_URL": POSTGRES_URL,
+        "ACCOLADE_DATABASE_SCHEMA": schema,
+        "ACCOLADE_LISTEN": f"127.0.0.1:{port}",
+        "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
+        "ACCOLADE_LOG_LEVEL": "warning",
+        "ACCOLADE_RATE_LIMIT_PER_SECOND": "0",
+    }
+    if server_path:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(server_path) / "client"), str(Path(server_path) / "server")]
+        )
+    return env
+
+
+def serve_args() -> list[str]:
+    return [sys.executable, "-m", "accolade.cli", "serve"]
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    quick = opts.quick
+    secs = 2.0 if quick else 8.0
+    only = set(opts.only.split(",")) if opts.only else None
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    r: dict[str, Any] = {}
+    track = "/accolade.v1.BadgeTracker/TrackEvent"
+    if wanted("echo") or wanted("track"):
+        port = free_port()
+        with process([sys.executable, "-m", "bench.echo_server", str(port)], {}, 0, None):
+            time.sleep(1.0)
+            echo = load("unary", f"127.0.0.1:{port}", "/bench.Echo/Track", 64, secs, 10_000)
+        r["echo_rps"] = round(echo["rps"])
+
+    schema = asyncio.run(new_schema(opts.server_path))
+    try:
+        port = free_port()
+        target = f"127.0.0.1:{port}"
+        with process(serve_args(), server_env(schema, port, opts.server_path), 0, target) as server:
+            apply(target, realistic_definitions())
+            if wanted("track"):
+                for c in (1, 16, 64):
+                    res = load("unary", target, track, c, secs, 10_000)
+                    r[f"track_rps_c{c}"] = round(res["rps"])
+                    r[f"track_p50_ms_c{c}"] = round(res["p50_ms"], 2)
+                    r[f"track_p99_ms_c{c}"] = round(res["p99_ms"], 2)
+                    r[f"track_errors_c{c}"] = res["errors"]
+                if "echo_rps" in r:
+                    r["track_vs_echo"] = round(r["track_rps_c64"] / r["echo_rps"], 3)
+            if wanted("batch"):
+                res = load("batch", target, 2, secs, 10_000, 500)
+                r["batch_eps"] = round(res["eps"])
+            if wanted("watch"):
+                apply(
+                    target,
+                    [
+                        pb.Achievement(
+                            id="signed-up", title="Signed up", rule=pb.Rule(event_types=["signup"])
+                        )
+                    ],
+                )
+                res = load("watch", target, 1000, 100 if quick else 400, 100)
+                r["award_p50_ms"] = round(res["p50_ms"], 2)
+                r["award_p99_ms"] = round(res["p99_ms"], 2)
+                r["award_received"] = res["received"]
+            if wanted("idle"):
+                r["rss_baseline_mb"] = round(rss_mb(server.pid), 1)
+                streams = 1000 if quick else 10_000
+                idle = subprocess.Popen(
+                    [sys.executable, "-m", "bench.load", "idle", target, str(streams), "600"],
+                    preexec_fn=pin(1),
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                )
+                try:
+                    assert idle.stdout is not None
+                    idle.stdout.readline()  # {"open": N} once every stream is open
+                    time.sleep(2.0)
+                    r["idle_streams"] = streams
+                    r["idle_streams_rss_mb"] = round(rss_mb(server.pid), 1)
+                finally:
+                    idle.kill()
+                    idle.wait()
+        if wanted("storage"):
+            r["bytes_per_event"] = round(asyncio.run(storage(schema)))
+    finally:
+        asyncio.run(drop_schema(schema))
+
+    if wanted("scaling"):
+        results = {}
+        for extra in (0, 9_990):
+            schema = asyncio.run(new_schema(opts.server_path))
+            try:
+                port = free_port()
+                target = f"127.0.0.1:{port}"
+                with process(serve_args(), server_env(schema, port, opts.server_path), 0, target):
+                    apply(target, scaling_definitions(extra))
+                    results[extra] = load("unary", target, track, 64, secs, 10_000)["rps"]
+            finally:
+                asyncio.run(drop_schema(schema))
+        r["track_rps_10_defs"] = round(results[0])
+        r["track_rps_10000_defs"] = round(results[9_990])
+        r["rule_scaling"] = round(results[9_990] / results[0], 3)
+    return r
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only")
+    parser.add_argument("--server-path")
+    opts = parser.parse_args()
+    started = time.monotonic()
+    r = run(opts)
+    r["wall_seconds"] = round(time.monotonic() - started)
+    r["pinned"] = pin(0) is not None
+    width = max(len(k) for k in r)
+    for key, value in r.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(r, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
