@@ -72,6 +72,17 @@ async def create_schema(name: str) -> None:
         await admin.dispose()
 
 
+async def migrated_schema(name: str) -> str:
+    """Create `name` and apply every migration to it (drop it with `drop_schema`)."""
+    await create_schema(name)
+    engine = make_engine(POSTGRES_URL, schema=name)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return name
+
+
 async def drop_schema(name: str) -> None:
     admin = make_engine(POSTGRES_URL)
     try:

@@ -23,9 +23,7 @@ from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
-from accolade_server.store import migrate
-from accolade_server.store.db import make_engine
-from tests.conftest import POSTGRES_URL, create_schema, drop_schema
+from tests.conftest import POSTGRES_URL, drop_schema, migrated_schema
 from tests.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -123,10 +121,7 @@ def achievements(draw: st.DrawFn) -> pb.Achievement:
 @pytest.fixture(scope="module")
 async def target(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     schema = f"accolade_{run_id}_fuzz"
-    await create_schema(schema)
-    engine = make_engine(POSTGRES_URL, schema=schema)
-    await migrate.upgrade(engine)
-    await engine.dispose()
+    await migrated_schema(schema)
     server = ServerProcess(
         {
             "ACCOLADE_DATABASE_URL": POSTGRES_URL,

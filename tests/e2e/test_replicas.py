@@ -15,9 +15,7 @@ from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
-from accolade_server.store import migrate
-from accolade_server.store.db import make_engine
-from tests.conftest import POSTGRES_URL, create_schema, drop_schema
+from tests.conftest import POSTGRES_URL, drop_schema, migrated_schema
 from tests.helpers import achievement
 from tests.processes import ServerProcess
 
@@ -27,10 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 async def replicas(run_id: str, tmp_path: Path) -> AsyncIterator[list[ServerProcess]]:
     schema = f"accolade_{run_id}_replicas"
-    await create_schema(schema)
-    engine = make_engine(POSTGRES_URL, schema=schema)
-    await migrate.upgrade(engine)
-    await engine.dispose()
+    await migrated_schema(schema)
     env = {
         "ACCOLADE_DATABASE_URL": POSTGRES_URL,
         "ACCOLADE_DATABASE_SCHEMA": schema,
@@ -133,10 +128,7 @@ async def test_an_award_made_on_one_replica_reaches_live_watchers_on_the_other(
 
 async def test_workers_share_one_port_and_stop_together(run_id: str, tmp_path: Path) -> None:
     schema = f"accolade_{run_id}_workers"
-    await create_schema(schema)
-    engine = make_engine(POSTGRES_URL, schema=schema)
-    await migrate.upgrade(engine)
-    await engine.dispose()
+    await migrated_schema(schema)
     server = ServerProcess(
         {
             "ACCOLADE_DATABASE_URL": POSTGRES_URL,

@@ -23,10 +23,9 @@ import sqlalchemy as sa
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
-from accolade_server.store import migrate
 from accolade_server.store.db import make_engine
 from accolade_server.store.tables import awards, progress
-from tests.conftest import POSTGRES_URL, create_schema, drop_schema
+from tests.conftest import POSTGRES_URL, drop_schema, migrated_schema
 from tests.helpers import achievement
 from tests.processes import ServerProcess
 
@@ -113,10 +112,7 @@ class Watcher:
 @pytest.fixture
 async def schema(run_id: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     name = f"accolade_{run_id}_{request.node.name[5:25]}"
-    await create_schema(name)
-    engine = make_engine(POSTGRES_URL, schema=name)
-    await migrate.upgrade(engine)
-    await engine.dispose()
+    await migrated_schema(name)
     try:
         yield name
     finally:
@@ -152,7 +148,7 @@ async def check_exact(schema: str, load: Load, watcher: Watcher | None) -> None:
     try:
         async with engine.connect() as conn:
             counts = dict(
-                (await conn.execute(sa.select(progress.c.user_id, progress.c.value))).tuples().all()
+                (await conn.execute(sa.select(progress.c.user_id, progress.c.value))).all()
             )
             log = (
                 await conn.execute(

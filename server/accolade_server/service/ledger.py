@@ -8,6 +8,7 @@ from datetime import datetime
 from accolade_server.domain.model import AwardRecord, AwardSource, Holding
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, view
+from accolade_server.store import bulk
 from accolade_server.store.repository import Repository
 
 
@@ -69,13 +70,20 @@ async def cascade(
     """Award what becomes earnable because `start` achievements were just earned."""
     ids = rules.closure(start)
     state = engine.UserState(
-        progress=await repo.load_progress(user_id, ids),
+        progress={
+            aid: st
+            for (_, aid), st in (
+                await bulk.load_progress(repo, ((user_id, a) for a in ids))
+            ).items()
+        },
         held=frozenset(h.achievement_id for h in holdings),
     )
     outcome = engine.apply(
         engine.Match(()), state, rules, awards_enabled=awards_enabled, also=start
     )
-    await repo.save_progress(user_id, outcome.progress, now)
+    await bulk.save_progress(
+        repo, {(user_id, aid): st for aid, st in outcome.progress.items()}, now
+    )
     records = await record_awards(
         repo, user_id, outcome.awards, holdings, source=AwardSource.RULE, now=now
     )

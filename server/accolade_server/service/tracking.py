@@ -20,6 +20,7 @@ from accolade_server.service import batch as batch_
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.rulecache import RuleCache
+from accolade_server.store import bulk
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.tracking")
@@ -222,7 +223,12 @@ class TrackingService:
                         a, self.settings.badge_level_threshold, self.settings.points_per_badge
                     ),
                 )
-            states = await repo.load_progress(user_id, compiled)
+            states = {
+                aid: st
+                for (_, aid), st in (
+                    await bulk.load_progress(repo, ((user_id, a) for a in compiled))
+                ).items()
+            }
             points = await repo.points(user_id)
         views = [
             view(

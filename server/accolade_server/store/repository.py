@@ -5,7 +5,7 @@ It never commits; the unit of work does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Holding
-from accolade_server.rules.engine import ProgressState
 from accolade_server.store import codec
 from accolade_server.store.db import channel_name, utc
 from accolade_server.store.tables import (
@@ -23,7 +22,6 @@ from accolade_server.store.tables import (
     awards,
     definitions_version,
     holdings,
-    progress,
     user_points,
 )
 
@@ -164,58 +162,6 @@ class Repository:
                 .order_by(user_points.c.user_id)
                 .with_for_update()
             )
-
-    async def load_progress(self, user_id: str, ids: Iterable[str]) -> dict[str, ProgressState]:
-        wanted = list(ids)
-        if not wanted:
-            return {}
-        rows = await self.conn.execute(
-            sa.select(progress).where(
-                progress.c.user_id == user_id, progress.c.achievement_id.in_(wanted)
-            )
-        )
-        return {
-            row.achievement_id: ProgressState(
-                value=row.value,
-                level=row.level,
-                streak_day=row.streak_day,
-                streak_current=row.streak_current,
-            )
-            for row in rows
-        }
-
-    async def save_progress(
-        self, user_id: str, states: Mapping[str, ProgressState], now: datetime
-    ) -> None:
-        if not states:
-            return
-        stmt = self._insert(progress).values(
-            [
-                {
-                    "user_id": user_id,
-                    "achievement_id": aid,
-                    "value": st.value,
-                    "level": st.level,
-                    "streak_day": st.streak_day,
-                    "streak_current": st.streak_current,
-                    "update_time": now,
-                }
-                for aid, st in sorted(states.items())
-            ]
-        )
-        excluded = stmt.excluded
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["user_id", "achievement_id"],
-                set_={
-                    "value": excluded.value,
-                    "level": excluded.level,
-                    "streak_day": excluded.streak_day,
-                    "streak_current": excluded.streak_current,
-                    "update_time": excluded.update_time,
-                },
-            )
-        )
 
     async def holdings(self, user_id: str) -> list[Holding]:
         rows = await self.conn.execute(
