@@ -27,8 +27,13 @@ $(VENV)/.dev-installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	@touch $@ $(VENV)/.server-installed
 
+# A server to try things with: unless you configure it (ACCOLADE_TRACK_EVENT_TYPES or
+# ACCOLADE_CONFIG_FILE), it tracks every event type so that examples/ run as they are.
 run: $(VENV)/.server-installed
-	$(BIN)/accolade serve
+	@if [ -z "$$ACCOLADE_TRACK_EVENT_TYPES$$ACCOLADE_CONFIG_FILE" ]; then \
+	  echo 'make run: tracking every event type (ACCOLADE_TRACK_EVENT_TYPES=["*"])'; \
+	  export ACCOLADE_TRACK_EVENT_TYPES='["*"]'; \
+	fi; exec $(BIN)/accolade serve
 
 test: $(VENV)/.dev-installed lint typecheck buflint pytest
 

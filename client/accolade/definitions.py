@@ -20,12 +20,14 @@ The original specification's shape is accepted too and mapped onto it::
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
+from accolade._errors import AccoladeError
 from accolade.v1 import types_pb2
 
 _OUTPUT_ONLY = ("create_time", "update_time", "etag")
@@ -45,7 +47,7 @@ _SPEC_KEYS = {
 }
 
 
-class DefinitionError(ValueError):
+class DefinitionError(AccoladeError, ValueError):
     """A definitions file that cannot be read; the message names the entry and field."""
 
 
@@ -136,7 +138,7 @@ def parse(data: Any, source: str = "<definitions>") -> list[types_pb2.Achievemen
     return result
 
 
-def load(path: str | Path) -> list[types_pb2.Achievement]:
+def load(path: str | os.PathLike[str]) -> list[types_pb2.Achievement]:
     """Read a YAML or JSON definitions file."""
     path = Path(path)
     try:

@@ -1,25 +1,24 @@
 """The `accolade` command.
 
-Client verbs talk to a server over gRPC (`--target`); `serve` and `migrate` run the server
-and need the `[server]` extra.
+Client verbs talk to a server over gRPC (`--target`, `--api-key`, TLS flags) through
+`accolade.Client`; `serve`, `migrate` and `keys` run against the database and need the
+`[server]` extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from accolade import definitions
-from accolade.v1 import admin_pb2, admin_pb2_grpc
-
-DEFAULT_TARGET = "127.0.0.1:50051"
+from accolade._common import DEFAULT_TARGET
+from accolade._errors import RPCError
+from accolade.cli import _verbs as verbs
 
 
 def _server_module() -> Any:
@@ -33,120 +32,37 @@ def _server_module() -> Any:
     return cli
 
 
-def _admin(args: argparse.Namespace) -> admin_pb2_grpc.AchievementAdminStub:
-    channel = grpc.insecure_channel(args.target)
-    return admin_pb2_grpc.AchievementAdminStub(channel)
+def _server_verb(name: str) -> Callable[[argparse.Namespace], Any]:
+    return lambda args: getattr(_server_module(), name)(args)
 
 
-def _print_json(message: Any) -> None:
-    print(
-        json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2)
-    )
-
-
-def _rules_apply(args: argparse.Namespace) -> int:
-    items = definitions.load(args.file)
-    result = _admin(args).ApplyAchievements(
-        admin_pb2.ApplyAchievementsRequest(achievements=items, validate_only=args.dry_run),
-        timeout=args.timeout,
-    )
-    if args.json:
-        _print_json(result)
-        return 0
-    verb = "would be" if args.dry_run else "were"
-    print(
-        f"{len(items)} achievements in {args.file}: {len(result.created)} {verb} created, "
-        f"{len(result.updated)} {verb} updated, {len(result.unchanged)} unchanged"
-    )
-    for label, ids in (("created", result.created), ("updated", result.updated)):
-        for aid in ids:
-            print(f"  {label}: {aid}")
-    return 0
-
-
-def _list_all(args: argparse.Namespace, category: str = "") -> list[Any]:
-    stub, token = _admin(args), ""
-    out: list[Any] = []
-    while True:
-        page = stub.ListAchievements(
-            admin_pb2.ListAchievementsRequest(page_size=1000, page_token=token, category=category),
-            timeout=args.timeout,
-        )
-        out.extend(page.achievements)
-        token = page.next_page_token
-        if not token:
-            return out
-
-
-def _rules_export(args: argparse.Namespace) -> int:
-    text = definitions.dump(_list_all(args))
-    if args.output and args.output != "-":
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def _achievements_list(args: argparse.Namespace) -> int:
-    items = _list_all(args, args.category or "")
-    if args.json:
-        _print_json(admin_pb2.ListAchievementsResponse(achievements=items))
-        return 0
-    rows = [
-        (
-            a.id,
-            a.title,
-            a.category or "-",
-            "yes" if a.enabled else "no",
-            ",".join(a.rule.event_types),
-        )
-        for a in items
-    ]
-    header = ("ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return 0
-
-
-def _achievements_get(args: argparse.Namespace) -> int:
-    found = _admin(args).GetAchievement(
-        admin_pb2.GetAchievementRequest(id=args.id), timeout=args.timeout
-    )
-    _print_json(found.achievement)
-    return 0
-
-
-def _achievements_delete(args: argparse.Namespace) -> int:
-    _admin(args).DeleteAchievement(
-        admin_pb2.DeleteAchievementRequest(id=args.id), timeout=args.timeout
-    )
-    print(f"deleted {args.id}")
-    return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accolade", description=__doc__.splitlines()[0])
+def _connection_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--target",
         default=os.environ.get("ACCOLADE_TARGET", DEFAULT_TARGET),
         help=f"server address host:port (env ACCOLADE_TARGET; default {DEFAULT_TARGET})",
     )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("ACCOLADE_API_KEY"),
+        help="API key sent as a bearer token (env ACCOLADE_API_KEY)",
+    )
+    common.add_argument("--tls", action="store_true", help="use TLS with the system's roots")
+    common.add_argument("--ca", metavar="PEM", help="TLS: trust this CA certificate file")
+    common.add_argument("--cert", metavar="PEM", help="mutual TLS: client certificate file")
+    common.add_argument("--key", metavar="PEM", help="mutual TLS: client private key file")
+    common.add_argument("--server-name", help="TLS: expect this name in the server certificate")
     common.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    return common
 
-    serve = verbs.add_parser("serve", help="run the server (needs the [server] extra)")
+
+def _add_server_verbs(verbs_: Any) -> None:
+    config_help = "YAML settings file (same as ACCOLADE_CONFIG_FILE)"
+    serve = verbs_.add_parser("serve", help="run the server (needs the [server] extra)")
     serve.add_argument("--listen", help="host:port (overrides ACCOLADE_LISTEN)")
-    serve.add_argument("--config", help="YAML settings file (same as ACCOLADE_CONFIG_FILE)")
-    serve.set_defaults(func=lambda a: _server_module().serve(a))
-
-    mig = verbs.add_parser("migrate", help="apply database migrations (needs the [server] extra)")
-    mig.add_argument("--config", help="YAML settings file (same as ACCOLADE_CONFIG_FILE)")
-    mig.set_defaults(func=lambda a: _server_module().migrate(a))
-
+    serve.add_argument("--config", help=config_help)
     serve.add_argument("--workers", type=int, help="server processes on one port (PostgreSQL)")
     serve.add_argument(
         "--insecure",
@@ -154,8 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         const=True,
         help="accept unauthenticated calls from any address when no keys exist",
     )
+    serve.set_defaults(func=_server_verb("serve"))
 
-    keys = verbs.add_parser("keys", help="API keys, straight in the database (needs [server])")
+    mig = verbs_.add_parser("migrate", help="apply database migrations (needs the [server] extra)")
+    mig.add_argument("--config", help=config_help)
+    mig.set_defaults(func=_server_verb("migrate"))
+
+    keys = verbs_.add_parser("keys", help="API keys, straight in the database (needs [server])")
     keys_verbs = keys.add_subparsers(dest="keys_verb", required=True, metavar="ACTION")
     create = keys_verbs.add_parser("create", help="create a key; prints its secret once")
     create.add_argument(
@@ -170,41 +91,104 @@ def _parser() -> argparse.ArgumentParser:
         help="a third-party key (track/read only; needs api_access enabled)",
     )
     create.add_argument("--name", help="a label for the key")
-    create.set_defaults(func=lambda a: _server_module().keys_create(a))
+    create.set_defaults(func=_server_verb("keys_create"))
     klist = keys_verbs.add_parser("list", help="list keys (never their secrets)")
     klist.add_argument("--json", action="store_true")
-    klist.set_defaults(func=lambda a: _server_module().keys_list(a))
+    klist.set_defaults(func=_server_verb("keys_list"))
     krevoke = keys_verbs.add_parser("revoke", help="revoke a key by id")
     krevoke.add_argument("id")
-    krevoke.set_defaults(func=lambda a: _server_module().keys_revoke(a))
+    krevoke.set_defaults(func=_server_verb("keys_revoke"))
     for sub_parser in (create, klist, krevoke):
-        sub_parser.add_argument("--config", help="YAML settings file (ACCOLADE_CONFIG_FILE)")
+        sub_parser.add_argument("--config", help=config_help)
 
-    rules = verbs.add_parser("rules", help="achievement definitions as YAML files")
+
+def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
+    track = verbs_.add_parser("track", parents=[common], help="record an event")
+    track.add_argument("type", help="event type, e.g. purchase_completed")
+    track.add_argument("--user", required=True, help="the user who did it")
+    track.add_argument(
+        "--prop",
+        action="append",
+        type=verbs.prop,
+        metavar="KEY=VALUE",
+        help='an event property (VALUE as JSON when valid: 42, true, "x"); repeatable',
+    )
+    track.add_argument("--event-id", help="idempotency key (default: a new random id)")
+    track.set_defaults(func=verbs.track)
+
+    progress = verbs_.add_parser("progress", parents=[common], help="a user's progress")
+    progress.add_argument("user")
+    progress.add_argument("--category")
+    progress.set_defaults(func=verbs.progress)
+
+    awards = verbs_.add_parser("awards", parents=[common], help="a user's awards")
+    awards.add_argument("user")
+    awards.set_defaults(func=verbs.awards)
+
+    watch = verbs_.add_parser(
+        "watch", parents=[common], help="print awards as they happen (resumes by itself)"
+    )
+    watch.add_argument("--user", action="append", help="only this user; repeatable")
+    watch.add_argument("--achievement", action="append", help="only this one; repeatable")
+    watch.add_argument(
+        "--after", type=int, metavar="CURSOR", help="first replay entries after CURSOR (0: all)"
+    )
+    watch.set_defaults(func=verbs.watch)
+
+    for name, func, verb in (("grant", verbs.grant, "award"), ("revoke", verbs.revoke, "revoke")):
+        sub = verbs_.add_parser(name, parents=[common], help=f"{verb} an achievement by hand")
+        sub.add_argument("user")
+        sub.add_argument("achievement")
+        sub.add_argument("--tier", help="tier (tiered achievements)")
+        sub.add_argument("--reason", help="recorded in the award log")
+        sub.add_argument("--actor", help="who did it (recorded in the award log)")
+        sub.set_defaults(func=func)
+
+    rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")
     apply = rules_verbs.add_parser(
         "apply", parents=[common], help="validate a file, then create/update all or nothing"
     )
     apply.add_argument("file")
     apply.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
-    apply.set_defaults(func=_rules_apply)
+    apply.set_defaults(func=verbs.rules_apply)
     export = rules_verbs.add_parser(
         "export", parents=[common], help="write every definition as YAML"
     )
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    export.set_defaults(func=_rules_export)
+    export.set_defaults(func=verbs.rules_export)
 
-    ach = verbs.add_parser("achievements", help="read and manage achievements")
+    ach = verbs_.add_parser("achievements", help="read and manage achievements")
     ach_verbs = ach.add_subparsers(dest="ach_verb", required=True, metavar="ACTION")
+    create = ach_verbs.add_parser(
+        "create", parents=[common], help="create from a definitions file or from flags"
+    )
+    create.add_argument("file", nargs="?", help="YAML/JSON definitions file")
+    create.add_argument("--id")
+    create.add_argument("--title")
+    create.add_argument("--event", action="append", help="event type that counts; repeatable")
+    create.add_argument("--condition", help="CEL condition on the event")
+    create.add_argument(
+        "--target-count", type=float, default=0, help="how many to unlock (default 1)"
+    )
+    create.add_argument("--points", type=int, default=0)
+    create.set_defaults(func=verbs.achievements_create)
     lst = ach_verbs.add_parser("list", parents=[common], help="list achievements")
     lst.add_argument("--category")
-    lst.set_defaults(func=_achievements_list)
+    lst.set_defaults(func=verbs.achievements_list)
     get = ach_verbs.add_parser("get", parents=[common], help="show one achievement")
     get.add_argument("id")
-    get.set_defaults(func=_achievements_get)
+    get.set_defaults(func=verbs.achievements_get)
     delete = ach_verbs.add_parser("delete", parents=[common], help="delete an achievement")
     delete.add_argument("id")
-    delete.set_defaults(func=_achievements_delete)
+    delete.set_defaults(func=verbs.achievements_delete)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accolade", description=__doc__.splitlines()[0])
+    verbs_ = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    _add_server_verbs(verbs_)
+    _add_client_verbs(verbs_, _connection_options())
     return parser
 
 
@@ -215,10 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except definitions.DefinitionError as exc:
         print(f"accolade: {exc}", file=sys.stderr)
         return 2
-    except grpc.RpcError as exc:
-        code = exc.code()
-        print(f"accolade: {code.name}: {exc.details()}", file=sys.stderr)
-        if code == grpc.StatusCode.UNAVAILABLE:
+    except OSError as exc:  # certificate files and the like
+        print(f"accolade: {exc}", file=sys.stderr)
+        return 2
+    except RPCError as exc:
+        print(f"accolade: {exc.code.name}: {exc.message}", file=sys.stderr)
+        if exc.code == grpc.StatusCode.UNAVAILABLE:
             print(
                 f"  is a server running at {args.target}? (`make run` starts one)", file=sys.stderr
             )

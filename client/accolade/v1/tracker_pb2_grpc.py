@@ -98,7 +98,9 @@ class BadgeTrackerServicer:
 
     def WatchAwards(self, request, context):
         """Stream award log entries as they are committed, optionally replaying
-        from a cursor first.
+        from a cursor first. Once the stream is live the server sends initial
+        metadata `accolade-start-cursor`: the cursor it starts after, so a client
+        that disconnects before any entry can resume from there without a gap.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

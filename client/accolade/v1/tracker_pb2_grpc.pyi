@@ -47,7 +47,9 @@ class BadgeTrackerStub:
     """A user's awards, newest first."""
     WatchAwards: _grpc.UnaryStreamMultiCallable[_tracker_pb2.WatchAwardsRequest, _tracker_pb2.WatchAwardsResponse]
     """Stream award log entries as they are committed, optionally replaying
-    from a cursor first.
+    from a cursor first. Once the stream is live the server sends initial
+    metadata `accolade-start-cursor`: the cursor it starts after, so a client
+    that disconnects before any entry can resume from there without a gap.
     """
 
 @_typing.type_check_only
@@ -69,7 +71,9 @@ class BadgeTrackerAsyncStub(BadgeTrackerStub):
     """A user's awards, newest first."""
     WatchAwards: _aio.UnaryStreamMultiCallable[_tracker_pb2.WatchAwardsRequest, _tracker_pb2.WatchAwardsResponse]  # type: ignore[assignment]
     """Stream award log entries as they are committed, optionally replaying
-    from a cursor first.
+    from a cursor first. Once the stream is live the server sends initial
+    metadata `accolade-start-cursor`: the cursor it starts after, so a client
+    that disconnects before any entry can resume from there without a gap.
     """
 
 class BadgeTrackerServicer(metaclass=_abc_1.ABCMeta):
@@ -118,7 +122,9 @@ class BadgeTrackerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_tracker_pb2.WatchAwardsResponse], _abc.AsyncIterator[_tracker_pb2.WatchAwardsResponse]]:
         """Stream award log entries as they are committed, optionally replaying
-        from a cursor first.
+        from a cursor first. Once the stream is live the server sends initial
+        metadata `accolade-start-cursor`: the cursor it starts after, so a client
+        that disconnects before any entry can resume from there without a gap.
         """
 
 def add_BadgeTrackerServicer_to_server(servicer: BadgeTrackerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

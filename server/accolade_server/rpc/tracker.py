@@ -15,6 +15,10 @@ from accolade_server.service.batch import TrackResult
 from accolade_server.service.tracking import EventInput, TrackingService
 from accolade_server.service.watch import WatchService, make_filter
 
+# Initial metadata of WatchAwards: the cursor the stream starts after. A client that
+# resumes from it (as `after_cursor`) misses nothing even if no entry arrived yet.
+START_CURSOR_HEADER = "accolade-start-cursor"
+
 Context = Any  # grpc.aio.ServicerContext
 
 
@@ -105,6 +109,10 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
         source = convert.source_from_proto(request.source)
         flt = make_filter(list(request.user_ids), list(request.achievement_ids), source)
         after = request.after_cursor if request.HasField("after_cursor") else None
-        stream = self.watch.stream(flt, after, on_subscribed=context.send_initial_metadata)
+
+        async def subscribed(start: int) -> None:
+            await context.send_initial_metadata(((START_CURSOR_HEADER, str(start)),))
+
+        stream = self.watch.stream(flt, after, on_subscribed=subscribed)
         async for record in stream:
             yield pb.WatchAwardsResponse(cursor=record.cursor, award=convert.award_to_proto(record))

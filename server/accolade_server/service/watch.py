@@ -39,9 +39,12 @@ class WatchService:
         flt: AwardFilter,
         after_cursor: int | None,
         *,
-        on_subscribed: Callable[[tuple[()]], Awaitable[None]] | None = None,
+        on_subscribed: Callable[[int], Awaitable[None]] | None = None,
     ) -> AsyncIterator[AwardRecord]:
         """Every matching entry after `after_cursor` (None: from now on), in cursor order.
+
+        `on_subscribed(start)` runs once the subscription is live, with the cursor the
+        stream starts after: resuming from it later misses nothing, even before any entry.
 
         The subscription is registered before the database is read, so an entry committed
         while replaying is either read or queued; queued ones already read are skipped.
@@ -51,9 +54,9 @@ class WatchService:
         sub = self.broker.subscribe(flt)
         self.metrics.open_streams.inc()
         try:
-            if on_subscribed is not None:  # tells the client the stream is live (headers)
-                await on_subscribed(())
             last = self.broker.last_seen if after_cursor is None else after_cursor
+            if on_subscribed is not None:  # the stream is live: headers carry `last`
+                await on_subscribed(last)
             if after_cursor is not None:
                 async for record in self._catch_up(sub, last):
                     last = record.cursor

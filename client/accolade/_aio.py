@@ -1,0 +1,412 @@
+"""The asyncio client: the same calls as `Client`, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from accolade import _common
+from accolade._common import DEFAULT_TIMEOUT, TLS, AchievementLike, AchievementSource
+from accolade._errors import code_of, from_grpc
+from accolade._retry import NO_RETRY, RetryPolicy, is_transient
+from accolade._state import Batch, Watch
+from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc, types_pb2
+
+log = logging.getLogger("accolade")
+R = TypeVar("R")
+
+
+class AsyncClient:
+    """A connection to an Accolade server for asyncio programs; see `accolade.Client`.
+
+    ``Client()`` talks to ``127.0.0.1:50051`` (or ``$ACCOLADE_TARGET``) with the API key in
+    ``$ACCOLADE_API_KEY``, if any. `timeout` is the deadline of each unary call in seconds.
+    Idempotent calls (tracking, reads, `apply_achievements`) are retried on transient
+    failures according to `retry`; tracking retries keep the event's `event_id`, so a retry
+    is never counted twice. Every failure raises an `accolade.AccoladeError`.
+
+    Use it as a context manager, or call `close()`; one client is safe to share between
+    threads.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        api_key: str | None = None,
+        tls: bool | TLS | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        conn = _common.connection(target, api_key, tls)
+        self.target = conn.target
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._metadata = conn.metadata
+        channel_options = [*conn.options, *options]
+        if conn.credentials is None:
+            self.channel = grpc.aio.insecure_channel(conn.target, options=channel_options)
+        else:
+            self.channel = grpc.aio.secure_channel(conn.target, conn.credentials, channel_options)
+        #: The generated stubs, for anything the client does not wrap.
+        self.tracker = tracker_pb2_grpc.BadgeTrackerStub(self.channel)
+        self.admin = admin_pb2_grpc.AchievementAdminStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[R]],
+        request: Any,
+        *,
+        idempotent: bool,
+        timeout: float | None,
+    ) -> R:
+        policy = self.retry if idempotent else NO_RETRY
+        attempt = 1
+        while True:
+            try:
+                return await method(
+                    request, timeout=timeout or self.timeout, metadata=self._metadata
+                )
+            except grpc.RpcError as exc:
+                code = code_of(exc)
+                if attempt >= policy.max_attempts or not is_transient(code):
+                    raise from_grpc(exc) from exc
+                delay = policy.backoff(attempt)
+                log.info("retrying %s after %s in %.2fs", type(request).__name__, code, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    # Tracking -----------------------------------------------------------------------------
+
+    async def track_event(
+        self,
+        type: str,
+        user_id: str,
+        *,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
+        properties: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **props: Any,
+    ) -> tracker_pb2.TrackEventResponse:
+        """Record that `user_id` did `type`; keyword arguments become event properties.
+
+        ``client.track_event("purchase_completed", user_id="u1", amount=42)``. Properties
+        named like a parameter go in `properties`. Returns the awards this event earned and
+        the progress it changed; `duplicate` is true when `event_id` was seen before.
+        """
+        request = _common.track_request(
+            type,
+            user_id,
+            event_id=event_id,
+            occurred_at=occurred_at,
+            properties=properties,
+            extra=props,
+        )
+        return await self._call(self.tracker.TrackEvent, request, idempotent=True, timeout=timeout)
+
+    async def track_events(
+        self,
+        events: Iterable[tracker_pb2.TrackEventRequest | Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> list[tracker_pb2.TrackEventResult]:
+        """Record many events: one result per event, in order (see `accolade.event_error`).
+
+        Each event is a `TrackEventRequest` or a mapping with `type`, `user_id` and optional
+        `event_id`, `occurred_at`, `properties` and further properties. Large lists are sent
+        in several calls; events that fail transiently are re-sent with their `event_id`.
+        """
+        batch = Batch([_common.event_request(e) for e in events])
+        attempt = 1
+        while True:
+            for chunk in batch.chunks():
+                response = await self._call(
+                    self.tracker.TrackEvents,
+                    batch.request(chunk),
+                    idempotent=True,
+                    timeout=timeout,
+                )
+                batch.record(chunk, response)
+            if attempt >= self.retry.max_attempts or not batch.retry_transient():
+                return batch.final()
+            await asyncio.sleep(self.retry.backoff(attempt))
+            attempt += 1
+
+    # Reading ------------------------------------------------------------------------------
+
+    async def get_progress(
+        self,
+        user_id: str,
+        *,
+        achievement_ids: Sequence[str] = (),
+        category: str = "",
+        timeout: float | None = None,
+    ) -> tracker_pb2.GetProgressResponse:
+        """The user's progress on each visible achievement, and their total points."""
+        request = tracker_pb2.GetProgressRequest(
+            user_id=user_id, achievement_ids=list(achievement_ids), category=category
+        )
+        return await self._call(self.tracker.GetProgress, request, idempotent=True, timeout=timeout)
+
+    async def list_awards(
+        self, user_id: str, *, page_size: int = 100, timeout: float | None = None
+    ) -> AsyncIterator[types_pb2.Award]:
+        """Every award the user holds, newest first, fetched page by page as you iterate."""
+        token = ""
+        while True:
+            page = await self._call(
+                self.tracker.ListAwards,
+                tracker_pb2.ListAwardsRequest(
+                    user_id=user_id, page_size=page_size, page_token=token
+                ),
+                idempotent=True,
+                timeout=timeout,
+            )
+            for award in page.awards:
+                yield award
+            token = page.next_page_token
+            if not token:
+                return
+
+    def watch_awards(
+        self,
+        *,
+        user_ids: Iterable[str] = (),
+        achievement_ids: Iterable[str] = (),
+        source: types_pb2.AwardSource.ValueType = types_pb2.AWARD_SOURCE_UNSPECIFIED,
+        after_cursor: int | None = None,
+        max_reconnects: int | None = None,
+    ) -> AsyncAwardStream:
+        """Awards (and revocations) as they are committed, as an iterator that never ends.
+
+        As `Client.watch_awards`, for ``async for``. Use ``async with
+        client.watch_awards() as awards:`` to be subscribed before the block runs.
+        """
+        return AsyncAwardStream(
+            self,
+            Watch(
+                user_ids=user_ids,
+                achievement_ids=achievement_ids,
+                source=source,
+                after_cursor=after_cursor,
+                retry=self.retry,
+                max_reconnects=max_reconnects,
+            ),
+        )
+
+    # Administration -----------------------------------------------------------------------
+
+    async def create_achievement(
+        self, achievement: AchievementLike, *, timeout: float | None = None
+    ) -> types_pb2.Achievement:
+        """Create a definition (a message, or a mapping as in a definitions file)."""
+        request = admin_pb2.CreateAchievementRequest(achievement=_common.achievement(achievement))
+        response = await self._call(
+            self.admin.CreateAchievement, request, idempotent=False, timeout=timeout
+        )
+        return response.achievement
+
+    async def get_achievement(
+        self, achievement_id: str, *, timeout: float | None = None
+    ) -> types_pb2.Achievement:
+        request = admin_pb2.GetAchievementRequest(id=achievement_id)
+        response = await self._call(
+            self.admin.GetAchievement, request, idempotent=True, timeout=timeout
+        )
+        return response.achievement
+
+    async def list_achievements(
+        self,
+        *,
+        category: str = "",
+        enabled: bool | None = None,
+        page_size: int = 100,
+        timeout: float | None = None,
+    ) -> AsyncIterator[types_pb2.Achievement]:
+        """Every definition (optionally of one category or enabled state), page by page."""
+        token = ""
+        while True:
+            request = admin_pb2.ListAchievementsRequest(
+                page_size=page_size, page_token=token, category=category, enabled=enabled
+            )
+            page = await self._call(
+                self.admin.ListAchievements, request, idempotent=True, timeout=timeout
+            )
+            for achievement in page.achievements:
+                yield achievement
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def update_achievement(
+        self,
+        achievement: AchievementLike,
+        *,
+        update_mask: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> types_pb2.Achievement:
+        """Change the fields in `update_mask` (default: those set in `achievement`; "*":
+        replace all). A non-empty `etag` must match the stored one (else `AbortedError`)."""
+        request = admin_pb2.UpdateAchievementRequest(
+            achievement=_common.achievement(achievement),
+            update_mask=field_mask_pb2.FieldMask(paths=list(update_mask)),
+        )
+        response = await self._call(
+            self.admin.UpdateAchievement, request, idempotent=False, timeout=timeout
+        )
+        return response.achievement
+
+    async def delete_achievement(
+        self, achievement_id: str, *, etag: str = "", timeout: float | None = None
+    ) -> None:
+        request = admin_pb2.DeleteAchievementRequest(id=achievement_id, etag=etag)
+        await self._call(self.admin.DeleteAchievement, request, idempotent=False, timeout=timeout)
+
+    async def apply_achievements(
+        self,
+        source: AchievementSource,
+        *,
+        validate_only: bool = False,
+        timeout: float | None = None,
+    ) -> admin_pb2.ApplyAchievementsResponse:
+        """Create or replace every definition in a YAML/JSON file or an iterable, all or
+        nothing; reports which ids were created, updated and unchanged."""
+        request = admin_pb2.ApplyAchievementsRequest(
+            achievements=_common.achievements(source), validate_only=validate_only
+        )
+        return await self._call(
+            self.admin.ApplyAchievements, request, idempotent=True, timeout=timeout
+        )
+
+    async def grant(
+        self,
+        user_id: str,
+        achievement_id: str,
+        *,
+        tier: str = "",
+        reason: str = "",
+        actor: str = "",
+        timeout: float | None = None,
+    ) -> admin_pb2.GrantAwardResponse:
+        """Award an achievement by hand; `already_held` tells whether anything changed."""
+        request = admin_pb2.GrantAwardRequest(
+            user_id=user_id, achievement_id=achievement_id, tier=tier, reason=reason, actor=actor
+        )
+        return await self._call(self.admin.GrantAward, request, idempotent=False, timeout=timeout)
+
+    async def revoke(
+        self,
+        user_id: str,
+        achievement_id: str,
+        *,
+        tier: str = "",
+        reason: str = "",
+        actor: str = "",
+        timeout: float | None = None,
+    ) -> admin_pb2.RevokeAwardResponse:
+        """Take an award back (every tier held when `tier` is empty)."""
+        request = admin_pb2.RevokeAwardRequest(
+            user_id=user_id, achievement_id=achievement_id, tier=tier, reason=reason, actor=actor
+        )
+        return await self._call(self.admin.RevokeAward, request, idempotent=False, timeout=timeout)
+
+
+class AsyncAwardStream(AsyncIterator[types_pb2.Award]):
+    """A resumable async iterator over award log entries; see `AsyncClient.watch_awards`."""
+
+    def __init__(self, client: AsyncClient, watch: Watch) -> None:
+        self._client = client
+        self._watch = watch
+        self._call: Any = None
+        self._closed = False
+
+    @property
+    def cursor(self) -> int | None:
+        """The cursor of the last entry delivered (or the start cursor): resume after it."""
+        return self._watch.cursor
+
+    async def connect(self) -> None:
+        """Open the stream and wait until the server has subscribed it."""
+        if self._call is not None or self._closed:
+            return
+        self._call = self._client.tracker.WatchAwards(
+            self._watch.request(), metadata=self._client._metadata
+        )
+        with contextlib.suppress(grpc.RpcError):  # surfaces (and is retried) when reading
+            self._watch.connected(await self._call.initial_metadata())
+
+    async def __anext__(self) -> types_pb2.Award:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            await self.connect()
+            error: grpc.RpcError | None = None
+            code: grpc.StatusCode | None = None
+            try:
+                response = await self._call.read()
+            except grpc.RpcError as exc:
+                code, error = code_of(exc), exc
+            else:
+                if response is not grpc.aio.EOF:
+                    award = self._watch.accept(response)
+                    if award is not None:
+                        return award
+                    continue
+            self._call = None
+            if self._closed:
+                raise StopAsyncIteration
+            delay = self._watch.reconnect_delay(code)
+            if delay is None:
+                if error is None:
+                    raise StopAsyncIteration
+                raise from_grpc(error) from error
+            log.warning(
+                "award stream interrupted (%s); resuming after cursor %s in %.1fs",
+                code.name if code else "closed by server",
+                self._watch.cursor,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    def close(self) -> None:
+        """Stop the stream; iteration ends."""
+        self._closed = True
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    async def __aenter__(self) -> AsyncAwardStream:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

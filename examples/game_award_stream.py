@@ -1,0 +1,47 @@
+"""Game backend: push every award to players as it happens, surviving server restarts.
+
+Run `make run`, then this program; track events from elsewhere (`accolade track match_won
+--user p1`). Stop the server and start it again: the stream resumes where it stopped. The
+last cursor is saved to a file, so restarting this program resumes too, with nothing missed
+and nothing shown twice. `--limit N` stops after N awards.
+"""
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from accolade import AsyncClient
+
+CURSOR_FILE = Path("award-cursor.txt")
+
+
+async def main(saved: int | None, limit: int | None) -> None:
+    async with AsyncClient() as client:
+        await client.apply_achievements(
+            [
+                {
+                    "id": "first-win",
+                    "title": "First win",
+                    "rule": {"event_types": ["match_won"]},
+                    "points": 5,
+                }
+            ]
+        )
+        seen = 0
+        async with client.watch_awards(after_cursor=saved) as stream:
+            print(f"streaming awards after cursor {stream.cursor}", flush=True)
+            async for award in stream:
+                verb = "lost" if award.revoked else "earned"
+                print(f"notify {award.user_id}: you {verb} {award.achievement_id}", flush=True)
+                # Saved after handling: a crash in between shows that award again on restart.
+                await asyncio.to_thread(CURSOR_FILE.write_text, str(award.cursor))
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, help="stop after this many awards")
+    saved = int(CURSOR_FILE.read_text()) if CURSOR_FILE.exists() else None
+    asyncio.run(main(saved, parser.parse_args().limit))
