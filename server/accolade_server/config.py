@@ -108,6 +108,9 @@ class Settings(BaseSettings):
         16 * 1024, ge=64, description="Largest `properties` of one event (serialized)."
     )
     max_properties_depth: int = Field(8, ge=1, description="Deepest nesting in `properties`.")
+    max_property_list_items: int = Field(
+        256, ge=1, description="Longest list in `properties`; bounds CEL comprehension cost."
+    )
     tls_cert_file: str | None = Field(None, description="PEM certificate chain: serve TLS.")
     tls_key_file: str | None = Field(None, description="PEM private key of tls_cert_file.")
     tls_client_ca_file: str | None = Field(

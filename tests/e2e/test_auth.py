@@ -229,7 +229,9 @@ async def test_listening_beyond_loopback_without_keys_needs_insecure(
 
 
 async def test_oversized_or_malformed_properties_are_invalid_argument(db: Database) -> None:
-    running = await start_server(db, max_properties_bytes=256, max_properties_depth=3)
+    running = await start_server(
+        db, max_properties_bytes=256, max_properties_depth=3, max_property_list_items=5
+    )
     try:
         big = tpb.TrackEventRequest(event_id="e1", user_id="u", type="t")
         big.properties.update({"blob": "x" * 300})
@@ -246,6 +248,15 @@ async def test_oversized_or_malformed_properties_are_invalid_argument(db: Databa
             grpc.StatusCode.INVALID_ARGUMENT,
             "properties",
             "max_properties_depth",
+        )
+        long = tpb.TrackEventRequest(event_id="e4", user_id="u", type="t")
+        long.properties.update({"items": [""] * 6})  # empty strings: tiny, but 6 to walk
+        await expect_error(
+            running.tracker.TrackEvent(long),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "properties",
+            "6 items",
+            "max_property_list_items",
         )
         nul = tpb.TrackEventRequest(event_id="e3", user_id="u", type="t")
         nul.properties.update({"name": "a\x00b"})

@@ -96,9 +96,11 @@ class TrackingService:
         return engine.Event(item.event_id, item.user_id, item.type, item.properties, occurred)
 
     def _check_properties(self, properties: dict[str, Any], field: str) -> None:
-        """Bounded size and depth, and no NUL characters (PostgreSQL cannot store them)."""
+        """Bounded size, depth and list length, and no NUL characters (PostgreSQL cannot
+        store them). List length bounds what CEL comprehensions (`.map()` …) cost."""
         budget = self.settings.max_properties_bytes
         max_depth = self.settings.max_properties_depth
+        max_items = self.settings.max_property_list_items
         stack: list[tuple[Any, int]] = [(properties, 1)]
         size = 0
         while stack:
@@ -107,6 +109,12 @@ class TrackingService:
                 if depth > max_depth:
                     raise InvalidArgument(
                         f"nested deeper than {max_depth} levels (max_properties_depth)",
+                        field=field,
+                    )
+                if isinstance(value, list) and len(value) > max_items:
+                    raise InvalidArgument(
+                        f"has a list of {len(value)} items; at most {max_items} "
+                        "(max_property_list_items)",
                         field=field,
                     )
                 items = value.items() if isinstance(value, dict) else enumerate(value)
