@@ -11,7 +11,7 @@ BUF_VERSION := 1.75.0
 help:
 	@echo "make run     set up .venv and serve on SQLite at 127.0.0.1:50051"
 	@echo "make test    set up .venv with dev tools; ruff, mypy, buf lint, pytest"
-	@echo "make proto   regenerate client/accolade/v1 from protos/"
+	@echo "make proto   regenerate client/accolade/v1 from protos/ and the blocking client"
 	@echo "make bench   run the benchmarks in bench/"
 
 $(BIN)/python:
@@ -56,6 +56,7 @@ pytest: $(VENV)/.dev-installed
 
 proto: $(VENV)/.dev-installed
 	$(BIN)/python tools/gen_protos.py
+	$(BIN)/python tools/unasync.py
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench

@@ -13,8 +13,8 @@
 
 __version__ = "0.1.0"
 
-from accolade._aio import AsyncAwardStream, AsyncClient
-from accolade._client import AwardStream, Client
+from accolade._aio import AsyncClient
+from accolade._client import Client
 from accolade._common import TLS, new_event_id
 from accolade._errors import (
     AbortedError,
@@ -33,6 +33,7 @@ from accolade._errors import (
 )
 from accolade._retry import RetryPolicy
 from accolade._state import event_error
+from accolade._streams import AsyncAwardStream, AwardStream
 from accolade.definitions import DefinitionError
 from accolade.v1.admin_pb2 import ApplyAchievementsResponse, GrantAwardResponse, RevokeAwardResponse
 from accolade.v1.tracker_pb2 import (

@@ -1,9 +1,9 @@
-"""The asyncio client: the same calls as `Client`, awaited."""
+"""The asyncio client. `_client.py` (the blocking one) is generated from this file by
+`tools/unasync.py` (`make proto`); edit this one."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -18,6 +18,7 @@ from accolade._common import DEFAULT_TIMEOUT, TLS, AchievementLike, AchievementS
 from accolade._errors import code_of, from_grpc
 from accolade._retry import NO_RETRY, RetryPolicy, is_transient
 from accolade._state import Batch, Watch
+from accolade._streams import AsyncAwardStream
 from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc, types_pb2
 
 log = logging.getLogger("accolade")
@@ -25,16 +26,16 @@ R = TypeVar("R")
 
 
 class AsyncClient:
-    """A connection to an Accolade server for asyncio programs; see `accolade.Client`.
+    """A connection to an Accolade server (asyncio: await each call).
 
-    ``Client()`` talks to ``127.0.0.1:50051`` (or ``$ACCOLADE_TARGET``) with the API key in
+    ``AsyncClient()`` talks to ``127.0.0.1:50051`` (or ``$ACCOLADE_TARGET``) with the API key in
     ``$ACCOLADE_API_KEY``, if any. `timeout` is the deadline of each unary call in seconds.
     Idempotent calls (tracking, reads, `apply_achievements`) are retried on transient
     failures according to `retry`; tracking retries keep the event's `event_id`, so a retry
     is never counted twice. Every failure raises an `accolade.AccoladeError`.
 
-    Use it as a context manager, or call `close()`; one client is safe to share between
-    threads.
+    Use it as a context manager, or call `close()`. One client can serve many concurrent calls
+    (threads) and should be shared.
     """
 
     def __init__(
@@ -203,11 +204,16 @@ class AsyncClient:
     ) -> AsyncAwardStream:
         """Awards (and revocations) as they are committed, as an iterator that never ends.
 
-        As `Client.watch_awards`, for ``async for``. Use ``async with
-        client.watch_awards() as awards:`` to be subscribed before the block runs.
+        Without `after_cursor` it starts with awards made from now on; with one it first
+        replays every entry after it (0: from the beginning). It reconnects by itself after
+        a disconnect or server restart, resuming after the last cursor delivered (`.cursor`,
+        which you may save and pass back as `after_cursor` later), so each entry is seen
+        once. Use ``async with client.watch_awards() as awards:`` to be subscribed before the
+        block runs; `close()` ends the iteration.
         """
         return AsyncAwardStream(
-            self,
+            self.tracker,
+            self._metadata,
             Watch(
                 user_ids=user_ids,
                 achievement_ids=achievement_ids,
@@ -333,80 +339,3 @@ class AsyncClient:
             user_id=user_id, achievement_id=achievement_id, tier=tier, reason=reason, actor=actor
         )
         return await self._call(self.admin.RevokeAward, request, idempotent=False, timeout=timeout)
-
-
-class AsyncAwardStream(AsyncIterator[types_pb2.Award]):
-    """A resumable async iterator over award log entries; see `AsyncClient.watch_awards`."""
-
-    def __init__(self, client: AsyncClient, watch: Watch) -> None:
-        self._client = client
-        self._watch = watch
-        self._call: Any = None
-        self._closed = False
-
-    @property
-    def cursor(self) -> int | None:
-        """The cursor of the last entry delivered (or the start cursor): resume after it."""
-        return self._watch.cursor
-
-    async def connect(self) -> None:
-        """Open the stream and wait until the server has subscribed it."""
-        if self._call is not None or self._closed:
-            return
-        self._call = self._client.tracker.WatchAwards(
-            self._watch.request(), metadata=self._client._metadata
-        )
-        with contextlib.suppress(grpc.RpcError):  # surfaces (and is retried) when reading
-            self._watch.connected(await self._call.initial_metadata())
-
-    async def __anext__(self) -> types_pb2.Award:
-        while True:
-            if self._closed:
-                raise StopAsyncIteration
-            await self.connect()
-            error: grpc.RpcError | None = None
-            code: grpc.StatusCode | None = None
-            try:
-                response = await self._call.read()
-            except grpc.RpcError as exc:
-                code, error = code_of(exc), exc
-            else:
-                if response is not grpc.aio.EOF:
-                    award = self._watch.accept(response)
-                    if award is not None:
-                        return award
-                    continue
-            self._call = None
-            if self._closed:
-                raise StopAsyncIteration
-            delay = self._watch.reconnect_delay(code)
-            if delay is None:
-                if error is None:
-                    raise StopAsyncIteration
-                raise from_grpc(error) from error
-            log.warning(
-                "award stream interrupted (%s); resuming after cursor %s in %.1fs",
-                code.name if code else "closed by server",
-                self._watch.cursor,
-                delay,
-            )
-            await asyncio.sleep(delay)
-
-    def close(self) -> None:
-        """Stop the stream; iteration ends."""
-        self._closed = True
-        call = self._call
-        if call is not None:
-            call.cancel()
-
-    async def __aenter__(self) -> AsyncAwardStream:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

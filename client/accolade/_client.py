@@ -1,4 +1,4 @@
-"""The blocking client."""
+"""The blocking client, generated from `_aio.py` by `tools/unasync.py`: edit that one."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from accolade._common import DEFAULT_TIMEOUT, TLS, AchievementLike, AchievementS
 from accolade._errors import code_of, from_grpc
 from accolade._retry import NO_RETRY, RetryPolicy, is_transient
 from accolade._state import Batch, Watch
+from accolade._streams import AwardStream
 from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc, types_pb2
 
 log = logging.getLogger("accolade")
@@ -32,8 +33,8 @@ class Client:
     failures according to `retry`; tracking retries keep the event's `event_id`, so a retry
     is never counted twice. Every failure raises an `accolade.AccoladeError`.
 
-    Use it as a context manager, or call `close()`; one client is safe to share between
-    threads.
+    Use it as a context manager, or call `close()`. One client can serve many concurrent calls
+    (threads) and should be shared.
     """
 
     def __init__(
@@ -86,7 +87,9 @@ class Client:
         attempt = 1
         while True:
             try:
-                return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+                return method(
+                    request, timeout=timeout or self.timeout, metadata=self._metadata
+                )
             except grpc.RpcError as exc:
                 code = code_of(exc)
                 if attempt >= policy.max_attempts or not is_transient(code):
@@ -204,10 +207,11 @@ class Client:
         a disconnect or server restart, resuming after the last cursor delivered (`.cursor`,
         which you may save and pass back as `after_cursor` later), so each entry is seen
         once. Use ``with client.watch_awards() as awards:`` to be subscribed before the
-        block runs; `close()` ends the iteration from any thread.
+        block runs; `close()` ends the iteration.
         """
         return AwardStream(
-            self,
+            self.tracker,
+            self._metadata,
             Watch(
                 user_ids=user_ids,
                 achievement_ids=achievement_ids,
@@ -234,7 +238,9 @@ class Client:
         self, achievement_id: str, *, timeout: float | None = None
     ) -> types_pb2.Achievement:
         request = admin_pb2.GetAchievementRequest(id=achievement_id)
-        response = self._call(self.admin.GetAchievement, request, idempotent=True, timeout=timeout)
+        response = self._call(
+            self.admin.GetAchievement, request, idempotent=True, timeout=timeout
+        )
         return response.achievement
 
     def list_achievements(
@@ -295,7 +301,9 @@ class Client:
         request = admin_pb2.ApplyAchievementsRequest(
             achievements=_common.achievements(source), validate_only=validate_only
         )
-        return self._call(self.admin.ApplyAchievements, request, idempotent=True, timeout=timeout)
+        return self._call(
+            self.admin.ApplyAchievements, request, idempotent=True, timeout=timeout
+        )
 
     def grant(
         self,
@@ -328,81 +336,3 @@ class Client:
             user_id=user_id, achievement_id=achievement_id, tier=tier, reason=reason, actor=actor
         )
         return self._call(self.admin.RevokeAward, request, idempotent=False, timeout=timeout)
-
-
-class AwardStream(Iterator[types_pb2.Award]):
-    """A resumable, blocking iterator over award log entries; see `Client.watch_awards`."""
-
-    def __init__(self, client: Client, watch: Watch) -> None:
-        self._client = client
-        self._watch = watch
-        self._call: Any = None
-        self._closed = False
-
-    @property
-    def cursor(self) -> int | None:
-        """The cursor of the last entry delivered (or the start cursor): resume after it."""
-        return self._watch.cursor
-
-    def connect(self) -> None:
-        """Open the stream and wait until the server has subscribed it."""
-        if self._call is not None or self._closed:
-            return
-        self._call = self._client.tracker.WatchAwards(
-            self._watch.request(), metadata=self._client._metadata
-        )
-        # Returns once the headers arrived or the call failed; a failure surfaces (and is
-        # retried) when iterating.
-        self._watch.connected(self._call.initial_metadata())
-
-    def __next__(self) -> types_pb2.Award:
-        while True:
-            if self._closed:
-                raise StopIteration
-            self.connect()
-            try:
-                response = next(self._call)
-            except StopIteration:
-                code: grpc.StatusCode | None = None
-                error: grpc.RpcError | None = None
-            except grpc.RpcError as exc:
-                code, error = code_of(exc), exc
-            else:
-                award = self._watch.accept(response)
-                if award is not None:
-                    return award
-                continue
-            self._call = None
-            if self._closed:
-                raise StopIteration
-            delay = self._watch.reconnect_delay(code)
-            if delay is None:
-                if error is None:
-                    raise StopIteration
-                raise from_grpc(error) from error
-            log.warning(
-                "award stream interrupted (%s); resuming after cursor %s in %.1fs",
-                code.name if code else "closed by server",
-                self._watch.cursor,
-                delay,
-            )
-            time.sleep(delay)
-
-    def close(self) -> None:
-        """Stop the stream; a blocked `next()` in another thread returns."""
-        self._closed = True
-        call = self._call
-        if call is not None:
-            call.cancel()
-
-    def __enter__(self) -> AwardStream:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

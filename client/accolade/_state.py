@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 import grpc
 
 from accolade._common import start_cursor
-from accolade._errors import InternalError, RPCError, error_for
+from accolade._errors import InternalError, RPCError, code_of, error_for, from_grpc
 from accolade._retry import RetryPolicy, is_transient
 from accolade.v1 import tracker_pb2, types_pb2
 
+log = logging.getLogger("accolade")
 MAX_BATCH = 500  # events per TrackEvents call; the server accepts up to 1000
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -115,7 +117,7 @@ class Watch:
         return response.award
 
     def reconnect_delay(self, code: grpc.StatusCode | None) -> float | None:
-        """Seconds to wait before reconnecting, or None to give up and raise."""
+        """Seconds to wait before reconnecting, or None to give up."""
         if code is not None and not is_transient(code):
             return None
         if self.max_reconnects is not None and self.reconnects >= self.max_reconnects:
@@ -123,3 +125,21 @@ class Watch:
         self.failures += 1
         self.reconnects += 1
         return self.retry.backoff(self.failures)
+
+    def interrupted(self, error: grpc.RpcError | None) -> float | None:
+        """The stream ended (`error` None: the server closed it). Seconds to wait before
+        reconnecting; None to end the iteration; raises the typed error if it must not
+        reconnect."""
+        code = code_of(error) if error is not None else None
+        delay = self.reconnect_delay(code)
+        if delay is None:
+            if error is None:
+                return None
+            raise from_grpc(error) from error
+        log.warning(
+            "award stream interrupted (%s); resuming after cursor %s in %.1fs",
+            code.name if code else "closed by server",
+            self.cursor,
+            delay,
+        )
+        return delay

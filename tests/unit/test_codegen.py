@@ -1,4 +1,5 @@
-"""The committed generated code is exactly what regenerating from protos/ produces."""
+"""The committed generated code is exactly what regenerating it produces: the protobuf code
+from protos/, and the blocking client from the asyncio one."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "client" / "accolade" / "v1"
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_protos", ROOT / "tools" / "gen_protos.py")
+def load_generator(name: str = "gen_protos") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -50,3 +51,14 @@ def test_every_proto_has_messages_stubs_and_type_stubs() -> None:
     for stem in protos:
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"):
             assert f"{stem}{suffix}" in names
+
+
+def test_the_blocking_client_is_the_async_one_unasynced(tmp_path: Path) -> None:
+    package = tmp_path / "accolade"
+    package.mkdir()
+    source = ROOT / "client" / "accolade" / "_aio.py"
+    (package / "_aio.py").write_bytes(source.read_bytes())
+    fresh = load_generator("unasync").generate(tmp_path).read_text()
+    committed = (ROOT / "client" / "accolade" / "_client.py").read_text()
+    assert fresh == committed, "client/accolade/_client.py is stale: run `make proto`"
+    assert "await " not in fresh and "async def" not in fresh
