@@ -34,8 +34,8 @@ class AsyncClient:
     failures according to `retry`; tracking retries keep the event's `event_id`, so a retry
     is never counted twice. Every failure raises an `accolade.AccoladeError`.
 
-    Use it as a context manager, or call `close()`. One client can serve many concurrent calls
-    (threads) and should be shared.
+    Use it as a context manager, or call `close()`. One client serves any number of
+    concurrent calls over one connection: share it rather than making one per call.
     """
 
     def __init__(
