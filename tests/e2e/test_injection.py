@@ -70,3 +70,37 @@ async def test_nul_characters_anywhere_are_invalid_argument_naming_the_field(
         "achievement.description",
         "NUL",
     )
+
+
+# Characters that mean something inside a PostgreSQL array literal, which the write path
+# uses to send a batch's columns as one parameter each.
+ARRAY_SYNTAX = ['a"b', "c\\d", "{x,y}", "NULL", " spaced ", "comma,", '\\"', "é✓", "''"]
+
+
+async def test_array_literal_syntax_in_ids_is_stored_exactly(server: Running) -> None:
+    await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(
+            achievement=achievement(
+                "counted",
+                rule={"event_types": ["buy"], "target": 2},
+                tiers=[{"name": "one", "threshold": 1}, {"name": "two", "threshold": 2}],
+            )
+        )
+    )
+    events = [
+        tpb.TrackEventRequest(event_id=f"{uid}#{n}", user_id=uid, type="buy")
+        for uid in ARRAY_SYNTAX
+        for n in (1, 2)
+    ]
+    first = await server.tracker.TrackEvents(tpb.TrackEventsRequest(events=events))
+    assert [r.event_id for r in first.results] == [e.event_id for e in events]
+    assert all(r.WhichOneof("result") == "outcome" for r in first.results)
+    again = await server.tracker.TrackEvents(tpb.TrackEventsRequest(events=events))
+    assert all(r.outcome.duplicate for r in again.results)  # each id found again, exactly
+    for uid in ARRAY_SYNTAX:
+        [progress] = (
+            await server.tracker.GetProgress(tpb.GetProgressRequest(user_id=uid))
+        ).progress
+        assert progress.current == 2, uid
+        held = await server.tracker.ListAwards(tpb.ListAwardsRequest(user_id=uid))
+        assert sorted((a.user_id, a.tier) for a in held.awards) == [(uid, "one"), (uid, "two")]

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
+from accolade_server.store.tables import events
 from tests.conftest import Database, Running, start_server, stop_server
 from tests.helpers import achievement, expect_error
 
@@ -109,6 +110,63 @@ async def test_same_event_id_sent_concurrently_is_counted_once(server: Running) 
     fresh = next(r for r in results if not r.duplicate)
     assert [a.tier for a in fresh.awards] == ["bronze", "silver"]
     assert all(list(r.awards) == list(fresh.awards) for r in results)
+
+
+async def test_same_event_id_for_different_users_concurrently_is_counted_once(
+    db: Database,
+) -> None:
+    """Users' locks do not serialize these: the loser of the race for the id must see it."""
+    running = await start_server(db, batch_max_events=1, batch_concurrency=4)
+    try:
+        await define(running, TIERED)
+        for round in range(3):
+            requests = [
+                event(user=f"racer-{round}-{n}", event_id=f"shared-{round}", amount=300)
+                for n in range(8)
+            ]
+            results = await asyncio.gather(*(running.tracker.TrackEvent(r) for r in requests))
+            assert sum(not r.duplicate for r in results) == 1
+            fresh = next(r for r in results if not r.duplicate)
+            assert all(list(r.awards) == list(fresh.awards) for r in results)
+            assert all(list(r.progress) == list(fresh.progress) for r in results)
+            totals = [
+                (await progress_of(running, r.user_id, "big-spender")).current for r in requests
+            ]
+            assert sorted(totals) == [0] * 7 + [300]
+    finally:
+        await stop_server(running)
+
+
+async def test_event_id_recorded_meanwhile_by_another_transaction_is_a_duplicate(
+    server: Running,
+) -> None:
+    """An id inserted (for another user) by a transaction that commits while this event's
+    transaction runs: the event is answered as that duplicate, and counts nothing."""
+    await define(server, TIERED)
+    async with server.db.engine.connect() as conn:
+        transaction = await conn.begin()
+        await conn.execute(
+            events.insert().values(
+                event_id="meanwhile",
+                user_id="someone-else",
+                type="purchase_completed",
+                properties={},
+                occurred_at=datetime.now(UTC),
+                received_at=datetime.now(UTC),
+                tracked=True,
+            )
+        )
+        call = asyncio.ensure_future(
+            server.tracker.TrackEvent(event(user="me", event_id="meanwhile", amount=300))
+        )
+        await asyncio.sleep(0.5)
+        assert not call.done()
+        await transaction.commit()
+    result = await call
+    assert result.duplicate and result.tracked
+    assert not result.awards and not result.progress
+    assert (await progress_of(server, "me", "big-spender")).current == 0
+    assert await points_of(server, "me") == 0
 
 
 async def test_200_concurrent_events_for_one_user_count_exactly_and_award_each_tier_once(

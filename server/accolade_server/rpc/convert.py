@@ -202,7 +202,7 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
         hidden=v.hidden,
     )
     if v.earned_time is not None:
-        msg.earned_time.CopyFrom(datetime_to_timestamp(v.earned_time))
+        msg.earned_time.FromDatetime(v.earned_time)
     return msg
 
 

@@ -88,13 +88,14 @@ def _check_decoded(request: Any) -> None:
 def _find_nul(message: Message, path: str) -> str | None:
     """The path of the first string field (at any depth) holding a NUL character."""
     for fd, value in message.ListFields():
-        name = f"{path}{fd.name}"
-        if fd.type == FieldDescriptor.TYPE_STRING:
+        kind = fd.type
+        if kind == FieldDescriptor.TYPE_STRING:
             for text in value if fd.is_repeated else (value,):
                 if "\x00" in text:
-                    return name
-        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
-            if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+                    return f"{path}{fd.name}"
+        elif kind == FieldDescriptor.TYPE_MESSAGE:
+            name = f"{path}{fd.name}"
+            if _is_map_entry(fd):
                 for key, item in value.items():
                     if isinstance(key, str) and "\x00" in key:
                         return name
@@ -111,6 +112,19 @@ def _find_nul(message: Message, path: str) -> str | None:
                 if found:
                     return found
     return None
+
+
+_MAP_ENTRY: dict[FieldDescriptor, bool] = {}
+
+
+def _is_map_entry(fd: FieldDescriptor) -> bool:
+    """Whether a message field is a map (cached: `GetOptions()` builds a message per call)."""
+    known = _MAP_ENTRY.get(fd)
+    if known is None:
+        known = _MAP_ENTRY[fd] = bool(
+            fd.message_type is not None and fd.message_type.GetOptions().map_entry
+        )
+    return known
 
 
 def _code_of(context: Any) -> grpc.StatusCode:

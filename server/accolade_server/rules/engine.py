@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,6 +181,8 @@ class RuleSet:
 
     def closure(self, ids: Iterable[str]) -> set[str]:
         """`ids` plus, transitively, the achievements that require them."""
+        if not self.dependents:  # no prerequisites defined: nothing to follow
+            return set(ids)
         todo = list(ids)
         seen: set[str] = set()
         while todo:
@@ -236,11 +238,17 @@ def match(event: Event, rules: RuleSet) -> Match:
     context: cel.Context | None = None
     contributions: list[Contribution] = []
     errors: list[ConditionError] = []
+    # Results by program: achievements with the same condition text share one compiled
+    # program (see compile_condition), and evaluation is pure, so each runs once per event.
+    evaluated: dict[int, Any] = {}
     for compiled in candidates:
         a = compiled.achievement
-        if not _in_window(a, event.occurred_at):
+        if (a.start_time is not None or a.end_time is not None) and not _in_window(
+            a, event.occurred_at
+        ):
             continue
-        if compiled.program is not None:
+        program = compiled.program
+        if program is not None:
             if context is None:  # built once per event, only if a condition needs it
                 context = cel.Context(
                     {
@@ -252,10 +260,17 @@ def match(event: Event, rules: RuleSet) -> Match:
                         }
                     }
                 )
-            try:
-                result = compiled.program.execute(context)
-            except Exception as exc:  # missing property, wrong type: "no match"
-                errors.append(ConditionError(a.id, f"{type(exc).__name__}: {exc}"))
+            key = id(program)
+            if key in evaluated:
+                result = evaluated[key]
+            else:
+                try:
+                    result = program.execute(context)
+                except Exception as exc:  # missing property, wrong type: "no match"
+                    result = exc
+                evaluated[key] = result
+            if isinstance(result, Exception):
+                errors.append(ConditionError(a.id, f"{type(result).__name__}: {result}"))
                 continue
             if result is not True:
                 if result is not False:  # e.g. `event.properties.amount`: a mistake, say so
@@ -292,23 +307,28 @@ def _contribution(compiled: Compiled, event: Event) -> Contribution | ConditionE
 def _fold(
     state: ProgressState, aggregate: Aggregate, c: Contribution, is_new: bool
 ) -> ProgressState:
+    # ProgressState(...) rather than dataclasses.replace: this runs for every contribution.
     if aggregate is Aggregate.COUNT:
-        return replace(state, value=state.value + 1)
+        return ProgressState(state.value + 1, state.level, state.streak_day, state.streak_current)
     if aggregate is Aggregate.SUM:
-        return replace(state, value=state.value + c.amount)
+        return ProgressState(
+            state.value + c.amount, state.level, state.streak_day, state.streak_current
+        )
     if aggregate is Aggregate.MAX:
-        return replace(state, value=max(state.value, c.amount))
+        if c.amount <= state.value:
+            return state
+        return ProgressState(c.amount, state.level, state.streak_day, state.streak_current)
     if aggregate is Aggregate.DISTINCT:
-        return replace(state, value=state.value + 1) if is_new else state
+        if not is_new:
+            return state
+        return ProgressState(state.value + 1, state.level, state.streak_day, state.streak_current)
     # STREAK_DAYS: the value is the best streak; late (out-of-order) days are ignored.
     assert c.day is not None
     last = state.streak_day
     if last is not None and c.day <= last:
         return state
     current = state.streak_current + 1 if last is not None and c.day == last + 1 else 1
-    return replace(
-        state, streak_day=c.day, streak_current=current, value=max(state.value, float(current))
-    )
+    return ProgressState(max(state.value, float(current)), state.level, c.day, current)
 
 
 def apply(
@@ -327,8 +347,10 @@ def apply(
     distinct_new: list[tuple[str, str]] = []
     seen_keys = set(state.distinct_seen)
 
+    known = state.progress
+
     def current(aid: str) -> ProgressState:
-        return progress.get(aid) or state.progress.get(aid) or ProgressState()
+        return progress.get(aid) or known.get(aid) or _EMPTY
 
     for c in matched.contributions:
         compiled = rules.by_id[c.achievement_id]
@@ -339,7 +361,7 @@ def apply(
             if is_new:
                 seen_keys.add(pair)
                 distinct_new.append(pair)
-        before = current(c.achievement_id)
+        before = progress.get(c.achievement_id) or known.get(c.achievement_id) or _EMPTY
         after = _fold(before, compiled.achievement.rule.aggregate, c, is_new)
         if after != before:
             progress[c.achievement_id] = after
@@ -353,7 +375,8 @@ def apply(
             candidate = rules.by_id.get(aid)
             if candidate is None:
                 continue
-            locked = not all(p in held for p in candidate.achievement.prerequisites)
+            prerequisites = candidate.achievement.prerequisites
+            locked = bool(prerequisites) and not all(p in held for p in prerequisites)
             # Locked: progress accrues and levels wait, unless awards are off, when reached
             # levels are consumed all the same (no retroactive awards once turned back on).
             if locked and (awards_enabled or candidate.is_meta):
@@ -369,12 +392,16 @@ def apply(
                 if aid not in held:
                     held.add(aid)
                     newly_held.append(aid)
-            progress[aid] = replace(st, level=reached)
+            progress[aid] = ProgressState(st.value, reached, st.streak_day, st.streak_current)
         todo = sorted({d for aid in newly_held for d in rules.dependents.get(aid, ())})
     return Outcome(progress, tuple(distinct_new), tuple(awards))
+
+
+_EMPTY = ProgressState()
 
 
 def _levels_reached(compiled: Compiled, st: ProgressState) -> int:
     if compiled.is_meta:
         return 1
-    return sum(1 for level in compiled.levels if st.value >= level.threshold)
+    value = st.value
+    return sum(value >= level.threshold for level in compiled.levels)

@@ -46,9 +46,12 @@ def view(
 
     `held` are the user's holdings of `a`; `held_ids` every achievement id the user holds.
     """
-    names = [level.name for level in levels]
-    indexes = [names.index(h.tier) for h in held if h.tier in names]
-    earned = max(indexes) + 1 if indexes else (1 if held else 0)
+    if held:
+        names = [level.name for level in levels]
+        indexes = [names.index(h.tier) for h in held if h.tier in names]
+        earned = max(indexes) + 1 if indexes else 1
+    else:
+        earned = 0
     if not a.rule.event_types:  # meta-achievement: progress is prerequisites earned
         current = float(sum(1 for p in a.prerequisites if p in held_ids))
         target = float(len(a.prerequisites))
@@ -57,7 +60,7 @@ def view(
         target = levels[min(earned, len(levels) - 1)].threshold
     if held:
         status = Status.UNLOCKED
-    elif not all(p in held_ids for p in a.prerequisites):
+    elif a.prerequisites and not all(p in held_ids for p in a.prerequisites):
         status = Status.LOCKED
     else:
         status = Status.IN_PROGRESS
@@ -70,7 +73,7 @@ def view(
         target=target,
         percent=round(percent, 2),
         tier=levels[earned - 1].name if earned else "",
-        earned_time=min((h.earned_time for h in held), default=None),
+        earned_time=min((h.earned_time for h in held), default=None) if held else None,
         title=HIDDEN_TITLE if redact else a.title,
         description="" if redact else a.description,
         icon_url="" if redact else a.icon_url,

@@ -1,9 +1,11 @@
 """One transaction for a batch of events, with the semantics of processing them one by one.
 
 Every user of the batch is locked first (sorted, so concurrent batches cannot deadlock);
-then the state of all affected (user, achievement) pairs is read in a few set-based queries,
-the pure engine runs event by event in order over that state in memory, and the changes,
-awards and outcomes are written back in a few statements.
+then one set-based read brings the stored outcomes of ids seen before and the state of all
+affected (user, achievement) pairs, the pure engine runs event by event in order over that
+state in memory, and the events (each with its outcome), changes and awards are written
+back in one statement (on PostgreSQL; a few on SQLite). Award cursors are allocated just
+before that write, so the award log's head row stays locked only for it and the commit.
 """
 
 from __future__ import annotations
@@ -36,24 +38,46 @@ class TrackResult:
     progress: list[ProgressView] = field(default_factory=list)
 
 
-def view_to_json(v: ProgressView) -> dict[str, Any]:
-    return {
-        "achievement_id": v.achievement_id,
-        "status": v.status.value,
-        "current": v.current,
-        "target": v.target,
-        "percent": v.percent,
-        "tier": v.tier,
-        "earned_time": v.earned_time.isoformat() if v.earned_time else None,
-        "title": v.title,
-        "description": v.description,
-        "icon_url": v.icon_url,
-        "category": v.category,
-        "hidden": v.hidden,
-    }
+# A stored outcome is {"awards": [cursor, …], "views": [view, …]}, each view a list of the
+# ProgressView fields in this order (positional: about half the size of an object per view,
+# which keeps most outcomes small enough for PostgreSQL to store inline, uncompressed).
+# Outcomes stored by earlier versions have "progress": [object, …] instead; both are read.
+_VIEW_FIELDS = (
+    "achievement_id",
+    "status",
+    "current",
+    "target",
+    "percent",
+    "tier",
+    "earned_time",
+    "title",
+    "description",
+    "icon_url",
+    "category",
+    "hidden",
+)
+_STATUS_VALUE = {s: s.value for s in Status}
 
 
-def view_from_json(d: dict[str, Any]) -> ProgressView:
+def view_to_json(v: ProgressView) -> list[Any]:
+    return [
+        v.achievement_id,
+        _STATUS_VALUE[v.status],
+        v.current,
+        v.target,
+        v.percent,
+        v.tier,
+        v.earned_time.isoformat() if v.earned_time else None,
+        v.title,
+        v.description,
+        v.icon_url,
+        v.category,
+        v.hidden,
+    ]
+
+
+def view_from_json(stored: list[Any] | dict[str, Any]) -> ProgressView:
+    d = stored if isinstance(stored, dict) else dict(zip(_VIEW_FIELDS, stored, strict=True))
     earned = d["earned_time"]
     return ProgressView(
         **{
@@ -62,6 +86,14 @@ def view_from_json(d: dict[str, Any]) -> ProgressView:
             "earned_time": datetime.fromisoformat(earned) if earned else None,
         }
     )
+
+
+def outcome_to_json(records: Sequence[AwardRecord], views: Sequence[ProgressView]) -> Any:
+    return {"awards": [r.cursor for r in records], "views": [view_to_json(v) for v in views]}
+
+
+def views_of_outcome(out: dict[str, Any]) -> list[ProgressView]:
+    return [view_from_json(v) for v in out.get("views", out.get("progress", ()))]
 
 
 @dataclass
@@ -74,6 +106,41 @@ class _Pending:
     event_id: str
 
 
+class Raced(Exception):
+    """An event id of the batch was recorded by a concurrent transaction (of another user)
+    after this one looked: roll back and run the batch again, which then sees it."""
+
+
+def _first_occurrences(batch: Sequence[engine.Event]) -> dict[str, int]:
+    first: dict[str, int] = {}
+    for i, ev in enumerate(batch):
+        first.setdefault(ev.event_id, i)
+    return first
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """The pure first step for a batch: which achievements each tracked event feeds, under
+    one rule set. Computed before the transaction, so it is not done under the users' locks;
+    `process` uses it only if the transaction sees the same rule set."""
+
+    rules: engine.RuleSet
+    matches: dict[int, engine.Match]
+
+
+def match_batch(
+    rules: engine.RuleSet, settings: Settings, batch: Sequence[engine.Event]
+) -> Matched:
+    return Matched(
+        rules,
+        {
+            i: engine.match(batch[i], rules)
+            for i in sorted(_first_occurrences(batch).values())
+            if settings.tracks(batch[i].type)
+        },
+    )
+
+
 async def process(
     repo: Repository,
     rules: engine.RuleSet,
@@ -81,35 +148,39 @@ async def process(
     metrics: Metrics,
     batch: Sequence[engine.Event],
     now: datetime,
+    matched_before: Matched | None = None,
 ) -> list[TrackResult]:
-    first: dict[str, int] = {}
-    for i, ev in enumerate(batch):
-        first.setdefault(ev.event_id, i)
+    first = _first_occurrences(batch)
     fresh = sorted(first.values())
     await repo.lock_users({batch[i].user_id for i in fresh}, now)
-
-    tracked = {i: settings.tracks(batch[i].type) for i in fresh}
-    inserted = await bulk.insert_events(
-        repo,
-        [
-            {
-                "event_id": batch[i].event_id,
-                "user_id": batch[i].user_id,
-                "type": batch[i].type,
-                "properties": dict(batch[i].properties),
-                "occurred_at": batch[i].occurred_at,
-                "received_at": now,
-                "tracked": tracked[i],
-            }
-            for i in fresh
-        ],
-    )
     results: list[TrackResult | None] = [None] * len(batch)
 
+    # Match first (pure), so that one read brings everything the batch needs: the stored
+    # outcomes of ids recorded before, and the state the matched achievements need.
+    tracked = {i: settings.tracks(batch[i].type) for i in fresh}
+    if matched_before is None or matched_before.rules is not rules:
+        matched_before = match_batch(rules, settings, batch)
+    matches = matched_before.matches
+    affected = {i: rules.affected(m) for i, m in matches.items()}
+    matched = [i for i in fresh if affected.get(i)]
+    # The user locks make an earlier event of the same user visible here once its
+    # transaction has committed.
+    stored, states, holdings, distinct = await bulk.read_batch(
+        repo,
+        [batch[i].event_id for i in fresh],
+        {(batch[i].user_id, aid) for i in matched for aid in affected[i]},
+        {batch[i].user_id for i in matched},
+        {
+            (batch[i].user_id, c.achievement_id, c.distinct_key)
+            for i in matched
+            for c in matches[i].contributions
+            if c.distinct_key is not None
+        },
+    )
+
     # Event ids recorded by earlier transactions: answer with their first outcome.
-    seen_before = [i for i in fresh if batch[i].event_id not in inserted]
-    if seen_before:
-        stored = await bulk.outcomes(repo, (batch[i].event_id for i in seen_before))
+    if stored:
+        seen_before = [i for i in fresh if batch[i].event_id in stored]
         cursors = [c for _, out in stored.values() if out for c in out["awards"]]
         by_cursor = {r.cursor: r for r in await repo.awards_by_cursor(cursors)}
         for i in seen_before:
@@ -118,18 +189,12 @@ async def process(
                 duplicate=True,
                 tracked=was_tracked,
                 awards=[by_cursor[c] for c in out["awards"]] if out else [],
-                progress=[view_from_json(v) for v in out["progress"]] if out else [],
+                progress=views_of_outcome(out) if out else [],
             )
+        fresh = [i for i in fresh if batch[i].event_id not in stored]
 
-    work = [i for i in fresh if batch[i].event_id in inserted and tracked[i]]
     for i in fresh:
-        if batch[i].event_id in inserted and not tracked[i]:
-            results[i] = TrackResult(duplicate=False, tracked=False)
-    matches: dict[int, engine.Match] = {}
-    affected: dict[int, set[str]] = {}
-    for i in work:
-        m = matches[i] = engine.match(batch[i], rules)
-        for err in m.errors:
+        for err in matches[i].errors if i in matches else ():
             metrics.condition_errors.labels(err.achievement_id).inc()
             log.info(
                 "condition did not apply",
@@ -137,31 +202,17 @@ async def process(
                 event_id=batch[i].event_id,
                 error=err.message,
             )
-        affected[i] = rules.affected(m)
-        if not affected[i]:
-            results[i] = TrackResult(duplicate=False, tracked=True)
-    work = [i for i in work if affected[i]]
+    work = [i for i in fresh if affected.get(i)]
 
     pending: list[_Pending] = []
     done: list[int] = []  # events that changed something, in order
     views_at: dict[int, list[ProgressView]] = {}
+    dirty: dict[tuple[str, str], engine.ProgressState] = {}
+    new_keys: list[tuple[str, str, str]] = []
     if work:
-        keys = {(batch[i].user_id, aid) for i in work for aid in affected[i]}
-        states = await bulk.load_progress(repo, keys)
-        holdings = await bulk.holdings_of(repo, {u for u, _ in keys})
         seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for u, a, h in await bulk.distinct_seen(
-            repo,
-            {
-                (batch[i].user_id, c.achievement_id, c.distinct_key)
-                for i in work
-                for c in matches[i].contributions
-                if c.distinct_key is not None
-            },
-        ):
+        for u, a, h in distinct:
             seen[u].add((a, h))
-        dirty: dict[tuple[str, str], engine.ProgressState] = {}
-        new_keys: list[tuple[str, str, str]] = []
         for i in work:
             ev = batch[i]
             user = ev.user_id
@@ -191,14 +242,13 @@ async def process(
             view_states = {aid: states[(user, aid)] for aid in changed if (user, aid) in states}
             views_at[i] = ledger.views_for(rules, changed, view_states, mine)
             done.append(i)
-        await bulk.save_progress(repo, dirty, now)
-        await bulk.insert_distinct(repo, new_keys)
 
+    # Cursors last: allocating locks the award log's head row until commit, so the rest of
+    # the transaction is the one statement that writes the batch.
     records: dict[int, list[AwardRecord]] = defaultdict(list)
+    all_records: list[AwardRecord] = []
     if pending:
         start = await repo.allocate_cursors(len(pending))
-        all_records = []
-        points: dict[str, int] = defaultdict(int)
         for n, p in enumerate(pending):
             record = AwardRecord(
                 cursor=start + n,
@@ -212,26 +262,41 @@ async def process(
             )
             records[p.index].append(record)
             all_records.append(record)
-            points[p.user_id] += record.points
-        await repo.append_awards(all_records)
-        await repo.insert_holdings(all_records)
-        await bulk.add_points(repo, points, now)
 
-    stored_outcomes = []
+    # Each event is stored with the outcome a retry will get. An id that another transaction
+    # recorded after `outcomes` looked (another user's event, so not behind our locks) sends
+    # the batch round again, when it is seen as a duplicate.
+    outcome: dict[int, dict[str, Any]] = {}
     for i in done:
         results[i] = TrackResult(
             duplicate=False, tracked=True, awards=records.get(i, []), progress=views_at[i]
         )
-        stored_outcomes.append(
-            (
-                batch[i].event_id,
-                {
-                    "awards": [r.cursor for r in records.get(i, [])],
-                    "progress": [view_to_json(v) for v in views_at[i]],
-                },
-            )
-        )
-    await bulk.set_outcomes(repo, stored_outcomes)
+        outcome[i] = outcome_to_json(records.get(i, []), views_at[i])
+    inserted = await bulk.write_batch(
+        repo,
+        [
+            {
+                "event_id": batch[i].event_id,
+                "user_id": batch[i].user_id,
+                "type": batch[i].type,
+                "properties": dict(batch[i].properties),
+                "occurred_at": batch[i].occurred_at,
+                "received_at": now,
+                "tracked": tracked[i],
+                "outcome": outcome.get(i),
+            }
+            for i in fresh
+        ],
+        dirty,
+        new_keys,
+        all_records,
+        now,
+    )
+    if inserted != len(fresh):
+        raise Raced(f"{len(fresh) - inserted} event ids were recorded concurrently")
+    for i in fresh:
+        if results[i] is None:
+            results[i] = TrackResult(duplicate=False, tracked=tracked[i])
 
     # A repeated id inside the batch gets the first occurrence's outcome.
     final: list[TrackResult] = []

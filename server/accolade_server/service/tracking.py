@@ -26,6 +26,8 @@ from accolade_server.store.uow import UnitOfWork
 log = structlog.get_logger("accolade.tracking")
 
 MAX_BATCH = 1000
+#: Times a batch runs again after losing a race for an event id (see batch.Raced).
+RACE_RETRIES = 3
 MAX_ID = 128
 MAX_FUTURE = timedelta(minutes=5)
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
@@ -194,9 +196,21 @@ class TrackingService:
 
     async def _transaction(self, batch: Sequence[engine.Event], now: datetime) -> list[TrackResult]:
         self.metrics.batch_size.observe(len(batch))
-        async with self.uow.transaction() as repo:
-            rules = await self.rules.get(repo)
-            results = await batch_.process(repo, rules, self.settings, self.metrics, batch, now)
+        # Matching is pure: done here, with the rule set cached now, it is not done under the
+        # users' locks (the transaction matches again only if the definitions changed).
+        matched = batch_.match_batch(self.rules.rules, self.settings, batch)
+        for attempt in range(RACE_RETRIES + 1):
+            try:
+                async with self.uow.transaction() as repo:
+                    rules = await self.rules.get(repo)
+                    results = await batch_.process(
+                        repo, rules, self.settings, self.metrics, batch, now, matched
+                    )
+                break
+            except batch_.Raced:
+                if attempt == RACE_RETRIES:
+                    raise
+                log.info("event ids recorded concurrently; running the batch again")
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Holding
 from accolade_server.store import codec
-from accolade_server.store.db import channel_name, utc
+from accolade_server.store.db import channel_name, number_array, text_array, utc
 from accolade_server.store.tables import (
     achievements,
     award_log_head,
@@ -24,6 +24,30 @@ from accolade_server.store.tables import (
     holdings,
     user_points,
 )
+
+# PostgreSQL forms of the write path's statements (see `Repository.pg`). Arrays come in as
+# one text literal each (see `db.text_array`).
+
+# One statement creates missing user rows and locks all of them, in user order. DO UPDATE
+# (a no-op change) locks an existing row the way SELECT … FOR UPDATE would, waiting for a
+# transaction that holds it, and also a row another transaction is inserting (once it
+# commits); a separate insert-then-select would cost a second round trip.
+_PG_LOCK_USERS = """
+INSERT INTO user_points (user_id, points, update_time)
+SELECT u, 0, $2 FROM unnest($1::text::varchar[]) AS u ORDER BY u
+ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id"""
+_PG_ALLOCATE = """
+UPDATE award_log_head SET last_cursor = last_cursor + $1 WHERE id = 1 RETURNING last_cursor"""
+_PG_APPEND_AWARDS = """
+INSERT INTO awards (cursor, user_id, achievement_id, tier, points, source, revoked, reason,
+                    actor, event_id, award_time)
+SELECT * FROM unnest($1::text::int8[], $2::text::varchar[], $3::text::varchar[],
+                     $4::text::varchar[], $5::text::int8[], $6::varchar[], $7::boolean[],
+                     $8::text[], $9::varchar[], $10::varchar[], $11::timestamptz[])"""
+_PG_INSERT_HOLDINGS = """
+INSERT INTO holdings (user_id, achievement_id, tier, award_cursor, points, earned_time)
+SELECT * FROM unnest($1::text::varchar[], $2::text::varchar[], $3::text::varchar[],
+                     $4::text::int8[], $5::text::int8[], $6::timestamptz[])"""
 
 
 class Repository:
@@ -34,11 +58,22 @@ class Repository:
         #: What this transaction appended to the award log.
         self.appended: list[AwardRecord] = []
 
+    def award_channel(self) -> str:
+        return channel_name("awards", self.schema)
+
     async def notify(self, kind: str) -> None:
         """NOTIFY the `kind` channel when this transaction commits (PostgreSQL only)."""
         if self.is_postgres:
             channel = channel_name(kind, self.schema)
-            await self.conn.execute(sa.select(sa.func.pg_notify(channel, "")))
+            await self.pg("SELECT pg_notify($1, '')", channel)
+
+    async def pg(self, sql: str, *args: Any) -> sa.CursorResult[*tuple[Any, ...]]:
+        """Run SQL with positional `$n` parameters on PostgreSQL, as a prepared statement.
+
+        No SQLAlchemy compile step: the write path's statements take whole columns as
+        arrays, so their cost does not grow with the batch. Errors are still SQLAlchemy's.
+        """
+        return await self.conn.exec_driver_sql(sql, args)
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
@@ -127,6 +162,9 @@ class Repository:
     # -- definitions version ------------------------------------------------------------
 
     async def definitions_version(self) -> int:
+        if self.is_postgres:
+            pg = await self.pg("SELECT version FROM definitions_version WHERE id = 1")
+            return int(pg.scalar_one())
         result = await self.conn.execute(
             sa.select(definitions_version.c.version).where(definitions_version.c.id == 1)
         )
@@ -150,18 +188,14 @@ class Repository:
         ordered = sorted(set(user_ids))
         if not ordered:
             return
+        if self.is_postgres:
+            await self.pg(_PG_LOCK_USERS, text_array(ordered), now)
+            return
         await self.conn.execute(
             self._insert(user_points)
             .values([{"user_id": u, "points": 0, "update_time": now} for u in ordered])
             .on_conflict_do_nothing(index_elements=["user_id"])
         )
-        if self.is_postgres:
-            await self.conn.execute(
-                sa.select(user_points.c.user_id)
-                .where(user_points.c.user_id.in_(ordered))
-                .order_by(user_points.c.user_id)
-                .with_for_update()
-            )
 
     async def holdings(self, user_id: str) -> list[Holding]:
         rows = await self.conn.execute(
@@ -177,7 +211,17 @@ class Repository:
         ]
 
     async def insert_holdings(self, records: Sequence[AwardRecord]) -> None:
-        if records:
+        if records and self.is_postgres:
+            await self.pg(
+                _PG_INSERT_HOLDINGS,
+                text_array([r.user_id for r in records]),
+                text_array([r.achievement_id for r in records]),
+                text_array([r.tier for r in records]),
+                number_array([r.cursor for r in records]),
+                number_array([r.points for r in records]),
+                [r.award_time for r in records],
+            )
+        elif records:
             await self.conn.execute(
                 sa.insert(holdings),
                 [
@@ -225,6 +269,9 @@ class Repository:
         The update locks the single head row until commit, so transactions that append to
         the log commit in cursor order: a reader never sees cursor N+1 before cursor N.
         """
+        if self.is_postgres:
+            head = await self.pg(_PG_ALLOCATE, count)
+            return int(head.scalar_one()) - count + 1
         result = await self.conn.execute(
             sa.update(award_log_head)
             .where(award_log_head.c.id == 1)
@@ -239,6 +286,22 @@ class Repository:
             if not self.appended and self.is_postgres:
                 await self.notify("awards")
             self.appended.extend(records)
+            if self.is_postgres:
+                await self.pg(
+                    _PG_APPEND_AWARDS,
+                    number_array([r.cursor for r in records]),
+                    text_array([r.user_id for r in records]),
+                    text_array([r.achievement_id for r in records]),
+                    text_array([r.tier for r in records]),
+                    number_array([r.points for r in records]),
+                    [r.source.value for r in records],
+                    [r.revoked for r in records],
+                    [r.reason for r in records],
+                    [r.actor for r in records],
+                    [r.event_id for r in records],
+                    [r.award_time for r in records],
+                )
+                return
             await self.conn.execute(
                 sa.insert(awards),
                 [
