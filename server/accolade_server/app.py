@@ -143,12 +143,12 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     sinks = build_sinks(settings)
     worker = DeliveryWorker(uow, sinks, settings, metrics=metrics) if sinks else None
 
-    def awards_committed(records: Sequence[AwardRecord] = ()) -> None:
+    def awards_committed(records: Sequence[AwardRecord]) -> None:
         for r in records:
             metrics.awards.labels(
                 r.achievement_id, r.source.value, "revocation" if r.revoked else "award"
             ).inc()
-        broker.wake()
+        broker.committed(records)
         if worker is not None:
             worker.wake()
 
@@ -182,8 +182,10 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         def notified(channel: str) -> None:
             if channel == keys_channel:
                 guard.wake()
-            else:
-                awards_committed()
+            else:  # another replica (or this one) committed entries
+                broker.wake()
+                if worker is not None:
+                    worker.wake()
 
         listener = PgListener(
             settings.database_url,

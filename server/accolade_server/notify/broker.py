@@ -1,11 +1,15 @@
 """Fan-out of committed awards to WatchAwards streams, with bounded memory.
 
-The award log is the truth; this broker only tells streams quickly. One tail task per process
-reads log entries past the last cursor it has seen whenever it is woken — by a local commit,
-by PostgreSQL `NOTIFY` from another replica, or by a periodic safety poll — and offers each
-entry to the matching subscribers. A subscriber's queue is bounded: when it is full the
-subscriber is marked as lagging and its queue is replaced by a single marker, and the stream
-catches up from the database instead. Nothing is lost and memory stays bounded.
+The award log is the truth; this broker only tells streams quickly. Entries this process
+commits are offered at once when they directly follow the last entry offered (cursor order is
+commit order). Otherwise one tail task per process reads log entries past the last cursor it
+has seen whenever it is woken — by PostgreSQL `NOTIFY` from another replica, a local commit
+out of order, or a periodic safety poll — and offers each entry to the matching subscribers.
+With no subscribers it reads nothing; a new stream asks for the log's head instead.
+
+A subscriber's queue is bounded: when it is full the subscriber is marked as lagging, its
+queue is replaced by a single marker, and the stream catches up from the database instead.
+Nothing is lost and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class Broker:
         self._task: asyncio.Task[None] | None = None
         self.last_seen = 0
         self.closed = False
+        self._stale = False  # entries may exist past last_seen that nobody was told about
 
     async def start(self) -> None:
         self.last_seen = await self._head()
@@ -107,6 +112,28 @@ class Broker:
     def wake(self) -> None:
         """New entries may have been committed (locally or on another replica)."""
         self._wake.set()
+
+    def committed(self, records: Sequence[AwardRecord]) -> None:
+        """Entries this process has just committed: offered now if they follow the last one
+        offered without a gap, else read from the log by the tail task."""
+        if not records:
+            return
+        first = min(r.cursor for r in records)
+        if self.closed or self._stale or first != self.last_seen + 1:
+            self.wake()
+            return
+        for record in sorted(records, key=_cursor):
+            if record.cursor != self.last_seen + 1:  # a gap: the log has what is missing
+                self.wake()
+                return
+            self._publish(record)
+
+    async def start_cursor(self) -> int:
+        """The cursor a live stream starts after; call it once subscribed."""
+        if self._stale:
+            self._stale = False  # first: a wake-up while reading the head marks it again
+            self.last_seen = max(self.last_seen, await self._head())
+        return self.last_seen
 
     def subscribe(self, flt: AwardFilter) -> Subscription:
         sub = Subscription(flt)
@@ -147,16 +174,24 @@ class Broker:
             except Exception as exc:  # database away: try again at the next wake-up or poll
                 log.warning("award tail failed", error=f"{type(exc).__name__}: {exc}")
 
+    def _publish(self, record: AwardRecord) -> None:
+        for sub in list(self._subscribers):
+            if sub.filter.matches(record):
+                sub.offer(record)
+        self.last_seen = record.cursor
+
     async def _drain(self) -> None:
-        if not self._subscribers:  # nobody to tell: just move the mark
-            self.last_seen = max(self.last_seen, await self._head())
+        if not self._subscribers:  # nobody to tell: the next stream reads the head
+            self._stale = True
             return
         while True:
             records = await self._read_after(self.last_seen, PAGE)
             for record in records:
-                for sub in list(self._subscribers):
-                    if sub.filter.matches(record):
-                        sub.offer(record)
-                self.last_seen = record.cursor
+                if record.cursor > self.last_seen:  # not offered while we were reading
+                    self._publish(record)
             if len(records) < PAGE:
                 return
+
+
+def _cursor(record: AwardRecord) -> int:
+    return record.cursor

@@ -54,7 +54,7 @@ class WatchService:
         sub = self.broker.subscribe(flt)
         self.metrics.open_streams.inc()
         try:
-            last = self.broker.last_seen if after_cursor is None else after_cursor
+            last = await self.broker.start_cursor() if after_cursor is None else after_cursor
             if on_subscribed is not None:  # the stream is live: headers carry `last`
                 await on_subscribed(last)
             if after_cursor is not None:
