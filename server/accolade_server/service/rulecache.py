@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from accolade_server.config import Settings
 from accolade_server.rules.engine import RuleSet
 from accolade_server.store.repository import Repository
@@ -29,4 +31,7 @@ class RuleCache:
                 points_per_badge=self.settings.points_per_badge,
             )
             self.version = version
+            # Thousands of definitions are long-lived objects that every full garbage
+            # collection would walk again; keep them (and what else lives now) out of it.
+            gc.freeze()
         return self.rules
