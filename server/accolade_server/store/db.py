@@ -23,9 +23,15 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    connect_args: dict[str, Any] = {}
+    # The write path sends a batch's columns as arrays and joins their `unnest` to the
+    # tables. A cached generic plan cannot see how long the arrays are and, planned while
+    # the tables were small, kept scanning whole tables (single events got slower as the
+    # data grew); planning each execution with its values picks index lookups for a few
+    # keys and hash joins for thousands.
+    settings = {"plan_cache_mode": "force_custom_plan"}
     if schema:
-        connect_args["server_settings"] = {"search_path": schema}
+        settings["search_path"] = schema
+    connect_args: dict[str, Any] = {"server_settings": settings}
     return create_async_engine(
         url,
         pool_size=pool_size,
