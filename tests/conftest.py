@@ -93,6 +93,17 @@ async def drop_schema(name: str) -> None:
         await admin.dispose()
 
 
+@pytest.fixture
+async def own_schema(run_id: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A migrated PostgreSQL schema of this test alone, for server processes to share."""
+    name = f"accolade_{run_id}_{request.node.name[5:25]}"
+    await migrated_schema(name)
+    try:
+        yield name
+    finally:
+        await drop_schema(name)
+
+
 @pytest.fixture(scope="session")
 async def postgres_db(run_id: str) -> AsyncIterator[Database]:
     schema = f"accolade_{run_id}"

@@ -20,8 +20,8 @@ from accolade.v1 import types_pb2
 Metadata = tuple[tuple[str, str], ...]
 
 
-class AwardStream(Iterator[types_pb2.Award]):
-    """A resumable, blocking iterator over award log entries; see `Client.watch_awards`."""
+class _Stream:
+    """What both streams keep: the call, the cursor bookkeeping and whether it was closed."""
 
     def __init__(self, tracker: Any, metadata: Metadata, watch: Watch) -> None:
         self._tracker = tracker
@@ -34,6 +34,17 @@ class AwardStream(Iterator[types_pb2.Award]):
     def cursor(self) -> int | None:
         """The cursor of the last entry delivered (or the start cursor): resume after it."""
         return self._watch.cursor
+
+    def close(self) -> None:
+        """Stop the stream; iteration ends (a blocked `next()` in another thread returns)."""
+        self._closed = True
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+
+class AwardStream(_Stream, Iterator[types_pb2.Award]):
+    """A resumable, blocking iterator over award log entries; see `Client.watch_awards`."""
 
     def connect(self) -> None:
         """Open the stream and wait until the server has subscribed it."""
@@ -67,13 +78,6 @@ class AwardStream(Iterator[types_pb2.Award]):
             time.sleep(delay)
         raise StopIteration
 
-    def close(self) -> None:
-        """Stop the stream; a blocked `next()` in another thread returns."""
-        self._closed = True
-        call = self._call
-        if call is not None:
-            call.cancel()
-
     def __enter__(self) -> AwardStream:
         self.connect()
         return self
@@ -87,20 +91,8 @@ class AwardStream(Iterator[types_pb2.Award]):
         self.close()
 
 
-class AsyncAwardStream(AsyncIterator[types_pb2.Award]):
+class AsyncAwardStream(_Stream, AsyncIterator[types_pb2.Award]):
     """A resumable async iterator over award log entries; see `AsyncClient.watch_awards`."""
-
-    def __init__(self, tracker: Any, metadata: Metadata, watch: Watch) -> None:
-        self._tracker = tracker
-        self._metadata = metadata
-        self._watch = watch
-        self._call: Any = None
-        self._closed = False
-
-    @property
-    def cursor(self) -> int | None:
-        """The cursor of the last entry delivered (or the start cursor): resume after it."""
-        return self._watch.cursor
 
     async def connect(self) -> None:
         """Open the stream and wait until the server has subscribed it."""
@@ -132,13 +124,6 @@ class AsyncAwardStream(AsyncIterator[types_pb2.Award]):
                 break
             await asyncio.sleep(delay)
         raise StopAsyncIteration
-
-    def close(self) -> None:
-        """Stop the stream; iteration ends."""
-        self._closed = True
-        call = self._call
-        if call is not None:
-            call.cancel()
 
     async def __aenter__(self) -> AsyncAwardStream:
         await self.connect()

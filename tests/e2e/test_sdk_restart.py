@@ -5,28 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import accolade
 from accolade import AsyncClient, Client
-from tests.conftest import POSTGRES_URL, drop_schema, migrated_schema
+from tests.conftest import POSTGRES_URL
 from tests.processes import ServerProcess
 
 USERS = 30
 PATIENT = accolade.RetryPolicy(max_attempts=200, initial_backoff=0.05, max_backoff=0.3)
-
-
-@pytest.fixture
-async def schema(run_id: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    name = f"accolade_{run_id}_{request.node.name[5:25]}"
-    await migrated_schema(name)
-    try:
-        yield name
-    finally:
-        await drop_schema(name)
 
 
 def env(schema: str) -> dict[str, str]:
@@ -55,11 +44,11 @@ def blocking_watch(target: str, ready: asyncio.Event, loop: asyncio.AbstractEven
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 async def test_streams_and_retries_survive_a_server_restart(
-    schema: str, tmp_path: Path, sig: signal.Signals
+    own_schema: str, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    server = ServerProcess(env(schema), tmp_path)
+    server = ServerProcess(env(own_schema), tmp_path)
     await server.start()
-    restarted = ServerProcess(env(schema), tmp_path, port=server.port)
+    restarted = ServerProcess(env(own_schema), tmp_path, port=server.port)
     async with AsyncClient(server.target, retry=PATIENT) as client:
         await client.create_achievement(
             {

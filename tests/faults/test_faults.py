@@ -12,7 +12,6 @@ import glob
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
 from accolade_server.store.db import make_engine
 from accolade_server.store.tables import awards, progress
-from tests.conftest import POSTGRES_URL, drop_schema, migrated_schema
+from tests.conftest import POSTGRES_URL
 from tests.helpers import achievement
 from tests.processes import ServerProcess
 
@@ -109,16 +108,6 @@ class Watcher:
             await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def schema(run_id: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    name = f"accolade_{run_id}_{request.node.name[5:25]}"
-    await migrated_schema(name)
-    try:
-        yield name
-    finally:
-        await drop_schema(name)
-
-
 def server_env(schema: str) -> dict[str, str]:
     return {
         "ACCOLADE_DATABASE_URL": POSTGRES_URL,
@@ -170,8 +159,8 @@ async def check_exact(schema: str, load: Load, watcher: Watcher | None) -> None:
         assert watcher.cursors == [row.cursor for row in log]  # each award seen once, in order
 
 
-async def test_kill_9_under_load_loses_and_doubles_nothing(schema: str, tmp_path: Path) -> None:
-    server = ServerProcess(server_env(schema), tmp_path)
+async def test_kill_9_under_load_loses_and_doubles_nothing(own_schema: str, tmp_path: Path) -> None:
+    server = ServerProcess(server_env(own_schema), tmp_path)
     await server.start()
     await define(server.target)
     load, watcher = Load(server.target), Watcher(server.target)
@@ -186,7 +175,7 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(schema: str, tmp_path
                 break
             await asyncio.sleep(0.01)
         assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
-        restarted = ServerProcess(server_env(schema), tmp_path, port=server.port)
+        restarted = ServerProcess(server_env(own_schema), tmp_path, port=server.port)
         await restarted.start()
         await loading
         watcher.stop.set()
@@ -198,7 +187,7 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(schema: str, tmp_path
         loading.cancel()
         watching.cancel()
     assert load.failures, "the kill should have interrupted some calls"
-    await check_exact(schema, load, watcher)
+    await check_exact(own_schema, load, watcher)
 
 
 def _pg_ctl() -> list[str] | None:
@@ -211,12 +200,12 @@ def _pg_ctl() -> list[str] | None:
 
 
 async def test_postgres_restart_mid_load_is_unavailable_then_recovers(
-    schema: str, tmp_path: Path
+    own_schema: str, tmp_path: Path
 ) -> None:
     pg_ctl = _pg_ctl()
     if pg_ctl is None:
         pytest.skip("needs pg_ctlcluster to restart the local PostgreSQL")
-    server = ServerProcess(server_env(schema), tmp_path)
+    server = ServerProcess(server_env(own_schema), tmp_path)
     await server.start()
     await define(server.target)
     load = Load(server.target, per_worker=60)
@@ -235,13 +224,13 @@ async def test_postgres_restart_mid_load_is_unavailable_then_recovers(
         loading.cancel()
         assert await server.stop() == 0
     assert grpc.StatusCode.UNAVAILABLE in load.failures  # the outage was visible, as UNAVAILABLE
-    await check_exact(schema, load, None)
+    await check_exact(own_schema, load, None)
 
 
 async def test_sigterm_under_load_finishes_calls_and_ends_streams(
-    schema: str, tmp_path: Path
+    own_schema: str, tmp_path: Path
 ) -> None:
-    server = ServerProcess(server_env(schema), tmp_path)
+    server = ServerProcess(server_env(own_schema), tmp_path)
     await server.start()
     await define(server.target)
     async with grpc.aio.insecure_channel(server.target) as channel:
@@ -276,7 +265,7 @@ async def test_sigterm_under_load_finishes_calls_and_ends_streams(
             await first
             await stream.read()
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-    engine = make_engine(POSTGRES_URL, schema=schema)
+    engine = make_engine(POSTGRES_URL, schema=own_schema)
     try:
         async with engine.connect() as conn:
             stored = (await conn.execute(sa.text("SELECT count(*) FROM events"))).scalar_one()

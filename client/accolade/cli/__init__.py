@@ -135,14 +135,14 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     )
     watch.set_defaults(func=verbs.watch)
 
-    for name, func, verb in (("grant", verbs.grant, "award"), ("revoke", verbs.revoke, "revoke")):
+    for name, verb in (("grant", "award"), ("revoke", "revoke")):
         sub = verbs_.add_parser(name, parents=[common], help=f"{verb} an achievement by hand")
         sub.add_argument("user")
         sub.add_argument("achievement")
         sub.add_argument("--tier", help="tier (tiered achievements)")
         sub.add_argument("--reason", help="recorded in the award log")
         sub.add_argument("--actor", help="who did it (recorded in the award log)")
-        sub.set_defaults(func=func)
+        sub.set_defaults(func=verbs.grant_or_revoke)
 
     rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")

@@ -134,9 +134,11 @@ def watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def grant(args: argparse.Namespace) -> int:
+def grant_or_revoke(args: argparse.Namespace) -> int:
+    """`grant` and `revoke` (by `args.verb`)."""
     with client(args) as c:
-        result = c.grant(
+        call = c.grant if args.verb == "grant" else c.revoke
+        result = call(
             args.user,
             args.achievement,
             tier=args.tier or "",
@@ -145,24 +147,13 @@ def grant(args: argparse.Namespace) -> int:
         )
     if args.json:
         render.print_json(result)
-    elif result.already_held:
-        print(f"{args.user} already holds {args.achievement}")
-    else:
-        print(f"granted {args.achievement} to {args.user} (cursor {result.award.cursor})")
-    return 0
-
-
-def revoke(args: argparse.Namespace) -> int:
-    with client(args) as c:
-        result = c.revoke(
-            args.user,
-            args.achievement,
-            tier=args.tier or "",
-            reason=args.reason or "",
-            actor=args.actor or "",
+    elif isinstance(result, admin_pb2.GrantAwardResponse):
+        held = result.already_held
+        print(
+            f"{args.user} already holds {args.achievement}"
+            if held
+            else f"granted {args.achievement} to {args.user} (cursor {result.award.cursor})"
         )
-    if args.json:
-        render.print_json(result)
     elif not result.revocations:
         print(f"{args.user} did not hold {args.achievement}; nothing changed")
     else:
