@@ -254,6 +254,21 @@ def _bools(values: Iterable[bool]) -> str:
     return "{" + ",".join(["t" if v else "f" for v in values]) + "}"
 
 
+def _progress_columns(states: Mapping[UserKey, ProgressState]) -> tuple[str, ...]:
+    """Progress states as the column parameters of _PG_SAVE_PROGRESS/_PG_WRITE_BATCH, in a
+    fixed order so concurrent upserts cannot deadlock (by key only: comparing the (key,
+    state) pairs costs twice as much)."""
+    ordered = sorted(states.items(), key=_key)
+    return (
+        text_array([u for (u, _), _ in ordered]),
+        text_array([a for (_, a), _ in ordered]),
+        number_array([st.value for _, st in ordered]),
+        number_array([st.level for _, st in ordered]),
+        number_array([st.streak_day for _, st in ordered]),
+        number_array([st.streak_current for _, st in ordered]),
+    )
+
+
 def _event_columns(rows: Sequence[Mapping[str, Any]], received_at: datetime) -> tuple[Any, ...]:
     """The `events` rows as the column parameters of _PG_INSERT_EVENTS/_PG_WRITE_BATCH."""
     return (
@@ -293,21 +308,13 @@ async def write_batch(
             await repo.insert_holdings(records)
             await add_points(repo, points, now)
         return inserted
-    # A fixed order, so concurrent upserts cannot deadlock (by key only: comparing the
-    # (key, state) pairs costs twice as much).
-    ordered = sorted(states.items(), key=_key)
     users = sorted(u for u, d in points.items() if d)
     channel = repo.award_channel() if records and not repo.appended else None
     repo.appended.extend(records)
     result = await repo.pg(
         _PG_WRITE_BATCH,
         *_event_columns(rows, now),
-        text_array([u for (u, _), _ in ordered]),
-        text_array([a for (_, a), _ in ordered]),
-        number_array([st.value for _, st in ordered]),
-        number_array([st.level for _, st in ordered]),
-        number_array([st.streak_day for _, st in ordered]),
-        number_array([st.streak_current for _, st in ordered]),
+        *_progress_columns(states),
         text_array([u for u, _, _ in distinct]),
         text_array([a for _, a, _ in distinct]),
         text_array([h for _, _, h in distinct]),
@@ -354,19 +361,10 @@ async def save_progress(
 ) -> None:
     if not states:
         return
-    ordered = sorted(states.items(), key=_key)  # a fixed order: no deadlocks
     if repo.is_postgres:
-        await repo.pg(
-            _PG_SAVE_PROGRESS,
-            text_array([u for (u, _), _ in ordered]),
-            text_array([a for (_, a), _ in ordered]),
-            number_array([st.value for _, st in ordered]),
-            number_array([st.level for _, st in ordered]),
-            number_array([st.streak_day for _, st in ordered]),
-            number_array([st.streak_current for _, st in ordered]),
-            now,
-        )
+        await repo.pg(_PG_SAVE_PROGRESS, *_progress_columns(states), now)
         return
+    ordered = sorted(states.items(), key=_key)  # a fixed order: no deadlocks
     stmt = repo._insert(progress)
     excluded = stmt.excluded
     await repo.conn.execute(
