@@ -235,6 +235,7 @@ def server_env(schema: str, port: int, server_path: str | None) -> dict[str, str
         "ACCOLADE_DATABASE_URL": POSTGRES_URL,
         "ACCOLADE_DATABASE_SCHEMA": schema,
         "ACCOLADE_LISTEN": f"127.0.0.1:{port}",
+        "ACCOLADE_HTTP_LISTEN": "127.0.0.1:0",
         "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
         "ACCOLADE_LOG_LEVEL": "warning",
         "ACCOLADE_RATE_LIMIT_PER_SECOND": "0",

@@ -45,6 +45,7 @@ class Database:
             "database_url": self.url,
             "database_schema": self.schema,
             "listen": "127.0.0.1:0",
+            "http_listen": "127.0.0.1:0",
             "track_event_types": ["*"],
             "shutdown_grace_seconds": 1.0,
         }
@@ -146,6 +147,12 @@ class Running:
     admin: admin_pb2_grpc.AchievementAdminAsyncStub
     tracker: tracker_pb2_grpc.BadgeTrackerAsyncStub
     db: Database
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP listener (the fixture always turns it on, on a free port)."""
+        assert self.app.http_port is not None, "started with http_listen empty"
+        return f"http://127.0.0.1:{self.app.http_port}"
 
 
 async def start_server(database: Database, **overrides: Any) -> Running:

@@ -25,6 +25,7 @@ class ServerProcess:
     env: dict[str, str]
     cwd: Path
     port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
     log: Path | None = None
 
@@ -32,10 +33,19 @@ class ServerProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
     async def start(self, deadline_s: float = 20.0, listen: str | None = None) -> None:
         """Start and wait for SERVING; `listen` overrides the address (health is still
         checked on 127.0.0.1 at the same port)."""
-        env = {**os.environ, **self.env, "ACCOLADE_LISTEN": listen or self.target}
+        env = {
+            **os.environ,
+            "ACCOLADE_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+            **self.env,
+            "ACCOLADE_LISTEN": listen or self.target,
+        }
         # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
         self.log = self.cwd / f"server-{self.port}.log"
         log_file = self.log.open("ab")

@@ -21,6 +21,8 @@ from accolade_server.auth.keys import ApiKey
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition
 from accolade_server.domain.model import AwardRecord
+from accolade_server.http.app import Services, build_http_app
+from accolade_server.http.server import HttpServer, bind_socket
 from accolade_server.metrics import Metrics
 from accolade_server.notify.broker import Broker
 from accolade_server.notify.delivery import DeliveryWorker
@@ -69,15 +71,23 @@ class App:
     pruner: Pruner | None = None
     metrics: Metrics | None = None
     metrics_port: int | None = None
+    http: HttpServer | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
 
     async def stop(self, grace: float) -> None:
-        """Health NOT_SERVING; stop accepting calls; end streams with UNAVAILABLE (clients
-        resume on another replica) while unary calls drain; then close the database."""
+        """Health NOT_SERVING; both listeners stop accepting; end streams with UNAVAILABLE
+        (clients resume on another replica) while unary calls drain; then close the
+        database."""
         await self.health.enter_graceful_shutdown()
-        stopping = asyncio.create_task(self.server.stop(grace))
-        await asyncio.sleep(0)  # let stop() refuse new calls before streams end
+        stopping = [asyncio.create_task(self.server.stop(grace))]
+        if self.http is not None:
+            stopping.append(asyncio.create_task(self.http.stop()))
+        await asyncio.sleep(0)  # let both refuse new calls before streams end
         await self.broker.close()
-        await stopping
+        await asyncio.gather(*stopping)
         if self.delivery is not None:
             await self.delivery.close()
         if self.pruner is not None:
@@ -122,12 +132,13 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     guard = Guard(settings, load_keys)
     await guard.refresh()
-    if guard.open_mode and not settings.insecure and not is_loopback_listen(settings.listen):
-        raise FailedPrecondition(
-            f"refusing to listen on {settings.listen} with no API keys: anyone could call "
-            "it. Create a key first (`accolade keys create --scope admin`), listen on "
-            "127.0.0.1, or pass --insecure (ACCOLADE_INSECURE=true) to accept that"
-        )
+    for option, listen in (("listen", settings.listen), ("http_listen", settings.http_listen)):
+        if guard.open_mode and not settings.insecure and listen and not is_loopback_listen(listen):
+            raise FailedPrecondition(
+                f"refusing to listen on {listen} ({option}) with no API keys: anyone could "
+                "call it. Create a key first (`accolade keys create --scope admin`), listen "
+                "on 127.0.0.1, or pass --insecure (ACCOLADE_INSECURE=true) to accept that"
+            )
     options = [*SERVER_OPTIONS, ("grpc.max_receive_message_length", settings.max_message_bytes)]
     server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics, guard)], options=options)
     try:
@@ -158,12 +169,23 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     achievements = AchievementService(uow, settings)
     tracking = TrackingService(uow, settings, rules, metrics=metrics)
     awards = AwardService(uow, settings, rules)
+    watch = WatchService(uow, broker, metrics=metrics)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
         AchievementAdminServicer(achievements, awards), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
-        BadgeTrackerServicer(tracking, awards, WatchService(uow, broker, metrics=metrics)), server
+        BadgeTrackerServicer(tracking, awards, watch), server
     )
+    http = None
+    if settings.http_listen:
+        http = HttpServer(
+            build_http_app(Services(settings, achievements, tracking, awards, watch)),
+            bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
+            grace=settings.shutdown_grace_seconds,
+            certfile=settings.tls_cert_file,
+            keyfile=settings.tls_key_file,
+            ca_certs=settings.tls_client_ca_file,
+        )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -199,6 +221,8 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         pruner = Pruner(uow, settings.event_retention_days)
         pruner.start()
     await server.start()
+    if http is not None:
+        http.start()
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -214,6 +238,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         pruner=pruner,
         metrics=metrics,
         metrics_port=metrics_port,
+        http=http,
     )
 
 
@@ -261,6 +286,9 @@ async def serve(settings: Settings) -> None:
     if app.metrics_port is not None and settings.metrics_listen:
         metrics_host = settings.metrics_listen.rpartition(":")[0]
         log.info("metrics", listen=f"{metrics_host}:{app.metrics_port}", path="/metrics")
+    if app.http_port is not None:
+        http_host = settings.http_listen.rpartition(":")[0]
+        log.info("http", listen=f"{http_host}:{app.http_port}")
     log.info(
         "serving",
         listen=f"{host}:{app.port}",

@@ -9,7 +9,14 @@ import os
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,6 +89,10 @@ class Settings(BaseSettings):
 
     # Operational options.
     listen: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on.")
+    http_listen: str = Field(
+        "127.0.0.1:8080",
+        description="host:port of the HTTP listener (Connect JSON API, pages); empty: off.",
+    )
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the database.")
     database_schema: str | None = Field(
         None, description="PostgreSQL schema to use (default: the server's search_path)."
@@ -183,9 +194,11 @@ class Settings(BaseSettings):
             raise ValueError('list at least one event type, or ["*"] for all')
         return value
 
-    @field_validator("listen")
+    @field_validator("listen", "http_listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
+    def _listen(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "http_listen" and value == "":
+            return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:50051 or [::]:50051")

@@ -73,6 +73,7 @@ class Result:
 def clean_env(**accolade: str) -> dict[str, str]:
     """The caller's environment without any ACCOLADE_* variable, plus the given ones."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ACCOLADE_")}
+    env["ACCOLADE_HTTP_LISTEN"] = "127.0.0.1:0"  # not the default port: tests run side by side
     env.update({f"ACCOLADE_{k.upper()}": v for k, v in accolade.items()})
     return env
 
