@@ -27,6 +27,21 @@ from accolade_server.store import migrate
 from accolade_server.store.db import make_engine
 from accolade_server.store.tables import award_log_head, definitions_version, metadata
 
+#: Debian's Chromium, driven by Playwright without a browser download (.ci/run installs it).
+CHROMIUM = os.environ.get("ACCOLADE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Screenshots and other files a person looks at after a run (git-ignored).
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-results" / "artifacts"
+
 POSTGRES_URL = os.environ.get(
     "ACCOLADE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -182,6 +197,21 @@ async def server(db: Database) -> AsyncIterator[Running]:
         yield running
     finally:
         await stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright-asyncio's `browser` and `page` fixtures, on Debian's Chromium."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where a test saves screenshots for people to look at (test-results/artifacts)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from playwright.async_api import Page
 
 from accolade_server import app
 from accolade_server.domain.errors import FailedPrecondition
@@ -51,3 +52,9 @@ async def test_an_http_port_in_use_is_reported_naming_the_option(db: Database) -
             await app.build(db.settings(http_listen=taken))
     finally:
         await stop_server(running)
+
+
+async def test_a_browser_reaches_the_http_listener(server: Running, page: Page) -> None:
+    reply = await page.goto(f"{server.http_url}/healthz")
+    assert reply is not None and reply.status == 200
+    assert "serving" in await page.content()
