@@ -3,6 +3,8 @@
 Servers are pinned to core 0 and the load generator (a separate process) to core 1 where
 the machine has two cores. Prints a table, then one JSON line (the last line).
 
+Prints CPU time per event (server process and its PostgreSQL backends) beside the rates.
+
 Options: --quick (short runs, for a smoke test), --server-path DIR (run the server from
 another checkout's client/ and server/ directories, e.g. a `git worktree` of an older
 commit, for before/after figures in one run), --only NAME[,NAME] (echo, track, batch,
@@ -33,6 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from accolade.v1 import admin_pb2, admin_pb2_grpc
 from accolade.v1 import types_pb2 as pb
 from accolade_server.store.db import make_engine
+from bench import cpu
 
 POSTGRES_URL = os.environ.get(
     "ACCOLADE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -230,6 +233,40 @@ async def storage(schema: str) -> float:
     return float(size or 0) / max(int(count or 0), 1)
 
 
+#: Users of the batch figure; `seed_large` gives each of them progress on every achievement.
+BATCH_USERS = 20_000
+
+
+async def seed_large(schema: str) -> int:
+    """Grow the database to over a million progress rows (every batch user on every
+    achievement, a fifth of them holding it, five distinct values per DISTINCT rule) and
+    ANALYZE it; returns the number of progress rows."""
+    engine = make_engine(POSTGRES_URL, schema=schema)
+    users = f"generate_series(0, {BATCH_USERS - 1}) AS u"
+    statements = [
+        "INSERT INTO progress (user_id, achievement_id, value, level, streak_current,"
+        " update_time) SELECT 'user-' || u, a.id, (u % 7), 0, 0, now()"
+        f" FROM {users} CROSS JOIN achievements a ON CONFLICT DO NOTHING",
+        "INSERT INTO holdings (user_id, achievement_id, tier, award_cursor, points,"
+        " earned_time) SELECT 'user-' || u, a.id, '', 0, 0, now()"
+        f" FROM {users} CROSS JOIN achievements a WHERE (u + length(a.id)) % 5 = 0"
+        " ON CONFLICT DO NOTHING",
+        "INSERT INTO progress_distinct (user_id, achievement_id, value_hash)"
+        " SELECT 'user-' || u, a.id, md5(u::text || v::text)"
+        f" FROM {users} CROSS JOIN achievements a CROSS JOIN generate_series(1, 5) AS v"
+        " WHERE a.definition -> 'rule' ->> 'aggregate' = 'distinct' ON CONFLICT DO NOTHING",
+    ]
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(sa.text(statement))
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("ANALYZE"))
+            return int((await conn.execute(sa.text("SELECT count(*) FROM progress"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 def server_env(schema: str, port: int, server_path: str | None) -> dict[str, str]:
     env = {
         "ACCOLADE_DATABASE_URL": POSTGRES_URL,
@@ -276,7 +313,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             apply(target, realistic_definitions())
             if wanted("track"):
                 for c in (1, 16, 64):
-                    res = load("unary", target, track, c, secs, 10_000)
+                    with cpu.measure(POSTGRES_URL, server.pid) as use:
+                        res = load("unary", target, track, c, secs, 10_000)
+                    if c == 64:
+                        server_us, db_us = use.per(res["total_calls"])
+                        r["track_c64_server_cpu_us"] = round(server_us)
+                        r["track_c64_db_cpu_us"] = round(db_us)
                     r[f"track_rps_c{c}"] = round(res["rps"])
                     r[f"track_p50_ms_c{c}"] = round(res["p50_ms"], 2)
                     r[f"track_p99_ms_c{c}"] = round(res["p99_ms"], 2)
@@ -284,8 +326,24 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 if "echo_rps" in r:
                     r["track_vs_echo"] = round(r["track_rps_c64"] / r["echo_rps"], 3)
             if wanted("batch"):
-                res = load("batch", target, 2, secs, 10_000, 500)
+                # First on the database as the track figures left it, then on one of more
+                # than a million progress rows: the cost per event must not grow with it.
+                with cpu.measure(POSTGRES_URL, server.pid) as use:
+                    res = load("batch", target, 2, secs, BATCH_USERS, 500)
+                server_us, db_us = use.per(res["events"])
+                r["batch_eps_small_db"] = round(res["eps"])
+                r["batch_server_cpu_us_small_db"] = round(server_us)
+                r["batch_db_cpu_us_small_db"] = round(db_us)
+                started = time.monotonic()
+                r["progress_rows"] = asyncio.run(seed_large(schema))
+                r["seed_seconds"] = round(time.monotonic() - started, 1)
+                load("batch", target, 2, 1.0, BATCH_USERS, 500)  # warm the caches
+                with cpu.measure(POSTGRES_URL, server.pid) as use:
+                    res = load("batch", target, 2, secs, BATCH_USERS, 500)
+                server_us, db_us = use.per(res["events"])
                 r["batch_eps"] = round(res["eps"])
+                r["batch_server_cpu_us"] = round(server_us)
+                r["batch_db_cpu_us"] = round(db_us)
             if wanted("watch"):
                 apply(
                     target,

@@ -63,12 +63,13 @@ async def unary(target: str, method: str, concurrency: int, seconds: float, user
     ]
     latencies: list[float] = []
     errors = 0
+    total = 0  # answered calls, warm-up included (the parent measures CPU over all of them)
     start = time.perf_counter()
     measure_from = start + WARMUP
     stop = measure_from + seconds
 
     async def worker(i: int) -> None:
-        nonlocal errors
+        nonlocal errors, total
         call = calls[i % len(calls)]
         while (now := time.perf_counter()) < stop:
             try:
@@ -76,6 +77,7 @@ async def unary(target: str, method: str, concurrency: int, seconds: float, user
             except grpc.aio.AioRpcError:
                 errors += 1
                 continue
+            total += 1
             if now >= measure_from:
                 latencies.append(time.perf_counter() - now)
 
@@ -89,6 +91,7 @@ async def unary(target: str, method: str, concurrency: int, seconds: float, user
                 "p50_ms": percentile(latencies, 0.5) * 1000,
                 "p99_ms": percentile(latencies, 0.99) * 1000,
                 "calls": len(latencies),
+                "total_calls": total,
                 "errors": errors,
             }
         )
