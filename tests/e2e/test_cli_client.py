@@ -73,9 +73,18 @@ async def test_progress_and_awards_tables(server: Running) -> None:
         await c.track_event("purchase_completed", "u1", amount=100)
 
     table = ok(await client(server, "progress", "u1")).out.splitlines()
-    assert table[0].split() == ["ACHIEVEMENT", "PROGRESS", "TIER", "STATUS"]
+    assert table[0].split() == [
+        "ACHIEVEMENT",
+        "PROGRESS",
+        "TIER",
+        "NEXT",
+        "STEP",
+        "STREAK",
+        "STATUS",
+    ]
     big = next(line for line in table if line.startswith("big-spender"))
     assert "[##########..........]  50.0%" in big and "100/200" in big and "bronze" in big
+    assert "gold at 200" in big and "33.3%" in big  # 50 of the 150 from bronze to gold
     login = next(line for line in table if line.startswith("first-login"))
     assert "0/1" in login and "in progress" in login
     assert table[-1] == "total points: 5"
@@ -84,8 +93,8 @@ async def test_progress_and_awards_tables(server: Running) -> None:
     assert as_json["total_points"] == "5"
 
     awards = ok(await client(server, "awards", "u1")).out.splitlines()
-    assert awards[0].split() == ["ACHIEVEMENT", "TIER", "POINTS", "SOURCE", "AWARDED"]
-    assert awards[1].split()[:4] == ["big-spender", "bronze", "5", "rule"]
+    assert awards[0].split() == ["ACHIEVEMENT", "TITLE", "TIER", "POINTS", "SOURCE", "AWARDED"]
+    assert awards[1].split()[:6] == ["big-spender", "Big", "spender", "bronze", "5", "rule"]
     assert len(awards) == 2
 
 
@@ -111,7 +120,9 @@ async def test_grant_revoke_and_create_from_flags(server: Running) -> None:
     got = json.loads(ok(await client(server, "achievements", "get", "helper")).out)
     assert got["rule"] == {
         "event_types": ["answer_accepted"],
+        "condition": "",  # --json prints zero values too
         "aggregate": "AGGREGATE_COUNT",
+        "field": "",
         "target": 3,
     }
     assert got["points"] == "7"
