@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from accolade import AsyncClient
-from tests.conftest import Database, Running, stop_server
+from tests.conftest import Database, Running, start_server, stop_server
 from tests.e2e.test_auth import with_keys
 from tests.e2e.test_cli import COMMAND, accolade, clean_env, client, ok
 
@@ -196,3 +196,82 @@ async def test_api_key_flag_and_environment(db: Database) -> None:
         assert from_env.code == 1 and "PERMISSION_DENIED" in from_env.err  # read key cannot track
     finally:
         await stop_server(running)
+
+
+async def test_progress_table_and_json_show_the_next_tier_step_and_streaks(
+    server: Running,
+) -> None:
+    async with AsyncClient(server.target) as c:
+        await c.create_achievement(TIERED)
+        await c.create_achievement(
+            {
+                "id": "regular",
+                "title": "Regular",
+                "rule": {"event_types": ["workout"], "aggregate": "streak_days", "target": 7},
+            }
+        )
+        await c.create_achievement(
+            {
+                "id": "secret",
+                "title": "Night owl",
+                "hidden": True,
+                "rule": {"event_types": ["workout"], "target": 9},
+            }
+        )
+        await c.track_event("workout", "u1")
+
+    table = ok(await client(server, "progress", "u1")).out
+    rows = {line.split()[0]: line for line in table.splitlines()[1:-1]}
+    assert sorted(rows) == ["big-spender", "regular"]  # the hidden one is not shown
+    assert "bronze at 50" in rows["big-spender"] and "0.0%" in rows["big-spender"]
+    assert "at 7" in rows["regular"] and "1 (best 1)" in rows["regular"]
+
+    as_json = json.loads(ok(await client(server, "progress", "u1", "--json")).out)
+    big = next(p for p in as_json["progress"] if p["achievement_id"] == "big-spender")
+    assert (big["current"], big["current_streak"], big["tier"], big["levels_earned"]) == (
+        0,
+        "0",
+        "",
+        0,
+    )  # zero values are printed (int64 as JSON strings)
+    assert (big["next_tier"], big["next_threshold"], big["levels_total"]) == ("bronze", 50, 2)
+
+
+async def test_track_says_why_an_event_is_not_tracked_and_strict_fails(db: Database) -> None:
+    running = await start_server(db, track_event_types=["purchase_completed"])
+    try:
+        lenient = ok(await client(running, "track", "page_view", "--user", "u1"))
+        assert "page_view for u1: not tracked: event type 'page_view' is not in" in lenient.out
+        strict = await client(running, "track", "page_view", "--user", "u1", "--strict")
+        assert strict.code == 3 and "track_event_types" in strict.out
+        as_json = await client(running, "track", "page_view", "--user", "u1", "--strict", "--json")
+        assert as_json.code == 3
+        assert json.loads(as_json.out)["tracked"] is False
+        tracked = await client(running, "track", "purchase_completed", "--user", "u1", "--strict")
+        assert ok(tracked).out.startswith("purchase_completed for u1: tracked")
+    finally:
+        await stop_server(running)
+
+
+async def test_watch_prints_the_title_of_each_award(server: Running) -> None:
+    async with AsyncClient(server.target) as c:
+        await c.create_achievement(TIERED)
+        await c.track_event("purchase_completed", "u0", amount=60)
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "watch",
+        "--target",
+        server.target,
+        "--after",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert 'u0  awarded big-spender (bronze) "Big spender" +5 points' in line
+    finally:
+        proc.terminate()
+        await proc.wait()
