@@ -142,7 +142,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     rules = RuleCache(settings)
     catalogue = Catalogue(uow, rules)
-    await warn_untracked_rules(uow, rules, settings)
+    await warn_untracked_rules(catalogue, settings)
     broker = Broker(*_log_readers(uow, catalogue), poll_seconds=settings.award_poll_seconds)
     sinks = build_sinks(settings)
     worker = DeliveryWorker(uow, sinks, settings, metrics=metrics) if sinks else None
@@ -259,19 +259,17 @@ def _log_readers(
     return read_after, head
 
 
-async def warn_untracked_rules(uow: UnitOfWork, rules: RuleCache, settings: Settings) -> None:
+async def warn_untracked_rules(catalogue: Catalogue, settings: Settings) -> None:
     """Log a warning for each enabled achievement whose rule reads an event type that
-    `track_event_types` does not track (so it never fires). Creating such a rule is refused;
-    this finds the ones made before the option changed."""
-    async with uow.transaction() as repo:
-        loaded = await rules.get(repo)
-    for compiled in loaded.by_id.values():
-        untracked = [t for t in compiled.achievement.rule.event_types if not settings.tracks(t)]
-        if untracked:
+    `track_event_types` does not track (so events never count for it). Creating such a rule
+    is refused; this finds the ones made before the option was narrowed."""
+    for a in (await catalogue.current()).achievements.values():
+        untracked = [t for t in a.rule.event_types if not settings.tracks(t)]
+        if a.enabled and untracked:
             log.warning(
-                "achievement reads event types that are not tracked; it cannot be earned "
-                "by events until they are added to track_event_types",
-                achievement_id=compiled.id,
+                "achievement reads event types that are not tracked; events cannot earn it "
+                "until they are added to track_event_types",
+                achievement_id=a.id,
                 event_types=untracked,
                 track_event_types=settings.track_event_types,
             )

@@ -103,4 +103,6 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             actor=request.actor,
         )
         definitions = await self.catalogue.current()
-        return pb.RevokeAwardResponse(revocations=convert.awards_to_proto(revocations, definitions))
+        return pb.RevokeAwardResponse(
+            revocations=convert.awards_to_proto(revocations, definitions.get)
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,10 +198,10 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
 
 
 def awards_to_proto(
-    records: Iterable[AwardRecord], definitions: Mapping[str, Achievement]
+    records: Iterable[AwardRecord], definition: Callable[[str], Achievement | None]
 ) -> list[pb.Award]:
-    """`award_to_proto` of each record, with its achievement looked up in `definitions`."""
-    return [award_to_proto(r, definitions.get(r.achievement_id)) for r in records]
+    """`award_to_proto` of each record, with its achievement's `definition(id)`."""
+    return [award_to_proto(r, definition(r.achievement_id)) for r in records]
 
 
 def progress_to_proto(v: ProgressView) -> pb.Progress:

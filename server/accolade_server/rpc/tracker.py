@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from accolade.v1 import tracker_pb2 as pb
@@ -37,12 +37,12 @@ def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
 
 
 def result_to_proto(
-    result: TrackResult, definitions: Mapping[str, Achievement]
+    result: TrackResult, definition: Callable[[str], Achievement | None]
 ) -> pb.TrackEventResponse:
     return pb.TrackEventResponse(
         duplicate=result.duplicate,
         tracked=result.tracked,
-        awards=convert.awards_to_proto(result.awards, definitions),
+        awards=convert.awards_to_proto(result.awards, definition),
         progress=[convert.progress_to_proto(p) for p in result.progress],
         untracked_reason=result.untracked_reason,
     )
@@ -70,7 +70,7 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
         self, request: pb.TrackEventRequest, context: Context
     ) -> pb.TrackEventResponse:
         result = await self.tracking.track(event_input(request))
-        return result_to_proto(result, self.catalogue.loaded)
+        return result_to_proto(result, self.catalogue.get)
 
     async def TrackEvents(
         self, request: pb.TrackEventsRequest, context: Context
@@ -82,7 +82,6 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             except AccoladeError as exc:
                 inputs.append(exc)
         outcomes = await self.tracking.track_many(inputs)
-        definitions = self.catalogue.loaded
         results = []
         for event, outcome in zip(request.events, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -90,7 +89,8 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             else:
                 results.append(
                     pb.TrackEventResult(
-                        event_id=event.event_id, outcome=result_to_proto(outcome, definitions)
+                        event_id=event.event_id,
+                        outcome=result_to_proto(outcome, self.catalogue.get),
                     )
                 )
         return pb.TrackEventsResponse(results=results)
@@ -112,7 +112,7 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             request.user_id, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListAwardsResponse(
-            awards=convert.awards_to_proto(page.awards, await self.catalogue.current()),
+            awards=convert.awards_to_proto(page.awards, (await self.catalogue.current()).get),
             next_page_token=page.next_page_token,
             total_points=page.total_points,
         )
@@ -130,6 +130,6 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
         stream = self.watch.stream(flt, after, on_subscribed=subscribed)
         async for record in stream:
             # As loaded now: every read of the log (replay, catch-up, tail) refreshes it.
-            definition = self.catalogue.loaded.get(record.achievement_id)
+            definition = self.catalogue.get(record.achievement_id)
             award = convert.award_to_proto(record, definition)
             yield pb.WatchAwardsResponse(cursor=record.cursor, award=award)

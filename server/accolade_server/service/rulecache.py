@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 
 from accolade_server.config import Settings
-from accolade_server.domain.model import Achievement
 from accolade_server.rules.engine import RuleSet
 from accolade_server.store.repository import Repository
 
@@ -22,16 +21,12 @@ class RuleCache:
         self.settings = settings
         self.version: int | None = None
         self.rules = RuleSet(())
-        #: Every stored definition of that version, enabled or not (presentation of awards).
-        self.achievements: dict[str, Achievement] = {}
 
     async def get(self, repo: Repository) -> RuleSet:
         version = await repo.definitions_version()
         if version != self.version:
-            loaded = await repo.all_achievements()
-            self.achievements = {a.id: a for a in loaded}
             self.rules = RuleSet(
-                loaded,
+                await repo.all_achievements(),
                 level_thresholds=self.settings.badge_level_threshold,
                 points_per_badge=self.settings.points_per_badge,
             )
