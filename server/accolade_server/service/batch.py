@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -72,9 +72,7 @@ _VIEW_FIELDS = (
     "best_streak",
 )
 _REQUIRED = 12
-_DEFAULTS = tuple(
-    ProgressView.__dataclass_fields__[name].default for name in _VIEW_FIELDS[_REQUIRED:]
-)
+_DEFAULTS = tuple(f.default for f in fields(ProgressView))[_REQUIRED:]
 _STATUS_VALUE = {s: s.value for s in Status}
 
 
