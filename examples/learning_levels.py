@@ -28,5 +28,5 @@ with Client() as client:
     [scholar] = client.get_progress(user, achievement_ids=["scholar"]).progress
     print(
         f"{user}: {scholar.tier or 'no level yet'}, {scholar.current:.0f} XP, "
-        f"{scholar.percent:.0f}% of the way to the top level"
+        f"{scholar.overall_percent:.0f}% of the way to the top level"
     )

@@ -33,6 +33,7 @@ from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import TrackingService
@@ -150,7 +151,10 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     except (RuntimeError, OSError) as exc:
         raise FailedPrecondition(f"cannot listen on {settings.listen}: {exc}") from exc
 
-    broker = Broker(*_log_readers(uow), poll_seconds=settings.award_poll_seconds)
+    rules = RuleCache(settings)
+    catalogue = Catalogue(uow, rules)
+    await warn_untracked_rules(catalogue, settings)
+    broker = Broker(*_log_readers(uow, catalogue), poll_seconds=settings.award_poll_seconds)
     sinks = build_sinks(settings)
     worker = DeliveryWorker(uow, sinks, settings, metrics=metrics) if sinks else None
 
@@ -165,21 +169,20 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     uow.on_awards = awards_committed
     uow.on_acquire = metrics.db_acquire.observe
-    rules = RuleCache(settings)
     achievements = AchievementService(uow, settings)
     tracking = TrackingService(uow, settings, rules, metrics=metrics)
     awards = AwardService(uow, settings, rules)
-    watch = WatchService(uow, broker, metrics=metrics)
+    watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
-        AchievementAdminServicer(achievements, awards), server
+        AchievementAdminServicer(achievements, awards, catalogue), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
-        BadgeTrackerServicer(tracking, awards, watch), server
+        BadgeTrackerServicer(tracking, awards, watch, catalogue), server
     )
     http = None
     if settings.http_listen:
         http = HttpServer(
-            build_http_app(Services(settings, achievements, tracking, awards, watch)),
+            build_http_app(Services(settings, achievements, tracking, awards, watch, catalogue)),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
             grace=settings.shutdown_grace_seconds,
             certfile=settings.tls_cert_file,
@@ -266,10 +269,11 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def _log_readers(
-    uow: UnitOfWork,
+    uow: UnitOfWork, catalogue: Catalogue
 ) -> tuple[Callable[[int, int], Awaitable[Sequence[AwardRecord]]], Callable[[], Awaitable[int]]]:
     async def read_after(cursor: int, limit: int) -> Sequence[AwardRecord]:
         async with uow.transaction() as repo:
+            await catalogue.refresh(repo)  # the streams send these with their presentation
             return await repo.awards_after(cursor, limit)
 
     async def head() -> int:
@@ -277,6 +281,22 @@ def _log_readers(
             return await repo.last_cursor()
 
     return read_after, head
+
+
+async def warn_untracked_rules(catalogue: Catalogue, settings: Settings) -> None:
+    """Log a warning for each enabled achievement whose rule reads an event type that
+    `track_event_types` does not track (so events never count for it). Creating such a rule
+    is refused; this finds the ones made before the option was narrowed."""
+    for a in (await catalogue.current()).achievements.values():
+        untracked = [t for t in a.rule.event_types if not settings.tracks(t)]
+        if a.enabled and untracked:
+            log.warning(
+                "achievement reads event types that are not tracked; events cannot earn it "
+                "until they are added to track_event_types",
+                achievement_id=a.id,
+                event_types=untracked,
+                track_event_types=settings.track_event_types,
+            )
 
 
 async def serve(settings: Settings) -> None:

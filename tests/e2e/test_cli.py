@@ -153,7 +153,7 @@ async def test_native_rules_with_tiers_and_aggregates_round_trip(
     native = tmp_path / "native.yaml"
     native.write_text(NATIVE_FILE, encoding="utf-8")
     applied = json.loads(ok(await client(server, "rules", "apply", str(native), "--json")).out)
-    assert applied == {"created": ["big-spender", "regular"]}
+    assert applied == {"created": ["big-spender", "regular"], "updated": [], "unchanged": []}
     before = await stored(server)
     big = before[0]
     assert big.rule.condition == "event.properties.amount >= 100"
@@ -170,7 +170,7 @@ async def test_native_rules_with_tiers_and_aggregates_round_trip(
     out_file = tmp_path / "exported.yaml"
     out_file.write_text(exported, encoding="utf-8")
     again = json.loads(ok(await client(server, "rules", "apply", str(out_file), "--json")).out)
-    assert again == {"unchanged": ["big-spender", "regular"]}
+    assert again == {"created": [], "updated": [], "unchanged": ["big-spender", "regular"]}
     assert await stored(server) == before
 
 
@@ -400,7 +400,7 @@ async def test_serve_defaults_to_an_sqlite_file_and_stops_cleanly_on_sigterm(
     assert (tmp_path / "work" / "accolade.db").is_file()
 
     listed = ok(await accolade("achievements", "list", "--json", "--target", served.target))
-    assert json.loads(listed.out) == {}
+    assert json.loads(listed.out) == {"achievements": [], "next_page_token": ""}
 
     assert await terminate(served) == 0, served.stderr()
 

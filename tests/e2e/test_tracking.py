@@ -311,9 +311,10 @@ async def test_events_outside_the_active_window_do_not_count(server: Running) ->
     assert (await progress_of(server, "user_123", "summer")).current == 1
 
 
-async def test_hidden_achievement_is_redacted_until_earned(server: Running) -> None:
+async def test_hidden_achievement_is_left_out_until_earned(server: Running) -> None:
     await define(
         server,
+        achievement("open", rule={"event_types": ["purchase_completed"], "target": 5}),
         achievement(
             "secret",
             title="Night owl",
@@ -322,12 +323,55 @@ async def test_hidden_achievement_is_redacted_until_earned(server: Running) -> N
             rule={"event_types": ["purchase_completed"], "target": 2},
         ),
     )
+    every = tpb.GetProgressRequest(user_id="user_123")
+    assert [p.achievement_id for p in (await server.tracker.GetProgress(every)).progress] == [
+        "open"
+    ]
+    first = await server.tracker.TrackEvent(event())
+    assert [p.achievement_id for p in first.progress] == ["open"]  # "secret" moved, unseen
+    batch = await server.tracker.TrackEvents(tpb.TrackEventsRequest(events=[event()]))
+    outcome = batch.results[0].outcome  # the event that earns it shows it
+    assert [a.achievement_id for a in outcome.awards] == ["secret"]
+    assert [(p.achievement_id, p.status) for p in outcome.progress] == [
+        ("open", IN_PROGRESS),
+        ("secret", UNLOCKED),
+    ]
     p = await progress_of(server, "user_123", "secret")
-    assert (p.title, p.description, p.hidden) == ("Hidden achievement", "", True)
-    await server.tracker.TrackEvent(event())
-    await server.tracker.TrackEvent(event())
-    p = await progress_of(server, "user_123", "secret")
-    assert (p.title, p.description, p.status) == ("Night owl", "Shop at 3am", UNLOCKED)
+    assert (p.title, p.description, p.status, p.hidden) == (
+        "Night owl",
+        "Shop at 3am",
+        UNLOCKED,
+        True,
+    )
+
+
+async def test_asking_for_a_hidden_achievement_not_earned_is_like_asking_for_none(
+    server: Running,
+) -> None:
+    await define(
+        server,
+        achievement("secret", hidden=True, rule={"event_types": ["purchase_completed"]}),
+    )
+    messages = []
+    for aid in ("secret", "ghost"):
+        messages.append(
+            await expect_error(
+                server.tracker.GetProgress(
+                    tpb.GetProgressRequest(user_id="user_123", achievement_ids=[aid])
+                ),
+                grpc.StatusCode.NOT_FOUND,
+                "achievement_ids[0]",
+            )
+        )
+    assert messages[0] == messages[1].replace("ghost", "secret")
+    await server.tracker.TrackEvent(event(user="user_9"))  # another user earns it
+    await expect_error(
+        server.tracker.GetProgress(
+            tpb.GetProgressRequest(user_id="user_123", achievement_ids=["secret"])
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert (await progress_of(server, "user_9", "secret")).status == UNLOCKED
 
 
 async def test_get_progress_filters_and_reports_locked_in_progress_unlocked(

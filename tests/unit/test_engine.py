@@ -28,8 +28,9 @@ from accolade_server.rules.engine import (
     apply,
     distinct_key,
     match,
+    utc_day,
 )
-from accolade_server.rules.progress import HIDDEN_TITLE, Status, view
+from accolade_server.rules.progress import Status, view, visible
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -633,6 +634,7 @@ def view_of(rules: RuleSet, replayed: Replayed, aid: str) -> Any:
         replayed.state.progress.get(aid),
         replayed.holdings(aid),
         replayed.state.held,
+        today=utc_day(T0),
     )
 
 
@@ -668,7 +670,7 @@ def test_view_tier_is_the_highest_held_tier_whatever_the_holding_order() -> None
     rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
     compiled = rules.by_id["buyer"]
     holdings = [Holding("buyer", "gold", 2, 0, T0), Holding("buyer", "bronze", 1, 0, T0 - DAY)]
-    v = view(compiled.achievement, compiled.levels, None, holdings, {"buyer"})
+    v = view(compiled.achievement, compiled.levels, None, holdings, {"buyer"}, today=utc_day(T0))
     assert (v.tier, v.status, v.earned_time) == ("gold", Status.UNLOCKED, T0 - DAY)
 
 
@@ -678,28 +680,65 @@ def test_view_percent_is_capped_at_100_while_locked_beyond_the_target() -> None:
     assert (v.status, v.current, v.target, v.percent) == (Status.LOCKED, 7, 2, 100)
 
 
-def test_hidden_achievement_is_redacted_until_held() -> None:
-    rules = RuleSet(
-        [
-            achievement(
-                "secret",
-                "purchase",
-                target=2,
-                hidden=True,
-                description="Buy twice",
-                icon_url="https://example.com/s.png",
-                category="shop",
+def test_hidden_achievement_is_visible_only_once_held() -> None:
+    rules = RuleSet([achievement("secret", "purchase", target=2, hidden=True)])
+    a = rules.by_id["secret"].achievement
+    assert not visible(a, fold(rules, [event()]).holdings("secret"))
+    held = fold(rules, [event(), event()]).holdings("secret")
+    assert held and visible(a, held)
+    assert visible(achievement("open", "purchase"), [])
+
+
+def test_view_of_tiers_gives_the_current_step_and_the_next_tier() -> None:
+    rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
+    thresholds = [t.threshold for t in TIERS]
+    names = [t.name for t in TIERS]
+    for n in range(int(thresholds[-1]) + 2):
+        v = view_of(rules, fold(rules, [event() for _ in range(n)]), "buyer")
+        earned = sum(n >= t for t in thresholds)
+        assert (v.levels_earned, v.levels_total) == (earned, len(TIERS)), n
+        if earned == len(TIERS):
+            assert (v.next_tier, v.next_threshold, v.step_percent) == ("", 0, 100), n
+            assert (v.target, v.previous_threshold, v.overall_percent) == (
+                thresholds[-1],
+                thresholds[-2],
+                100,
             )
-        ]
-    )
-    before = view_of(rules, fold(rules, [event()]), "secret")
-    assert (before.title, before.description, before.icon_url) == (HIDDEN_TITLE, "", "")
-    assert (before.hidden, before.category, before.current) == (True, "shop", 1)
-    after = view_of(rules, fold(rules, [event(), event()]), "secret")
-    assert (after.title, after.description, after.icon_url) == (
-        "Secret",
-        "Buy twice",
-        "https://example.com/s.png",
+            continue
+        previous = thresholds[earned - 1] if earned else 0
+        assert (v.next_tier, v.next_threshold, v.target, v.previous_threshold) == (
+            names[earned],
+            thresholds[earned],
+            thresholds[earned],
+            previous,
+        ), n
+        step = 100 * (n - previous) / (thresholds[earned] - previous)
+        assert v.step_percent == round(step, 2), n
+        assert v.overall_percent == round(100 * n / thresholds[-1], 2), n
+        assert (v.current_streak, v.best_streak, v.aggregate) == (0, 0, Aggregate.COUNT)
+
+
+def test_view_of_a_streak_gives_the_current_streak_while_alive() -> None:
+    rules = RuleSet([achievement("streak", "workout", target=10, aggregate=Aggregate.STREAK_DAYS)])
+    days = [0, 1, 2, 3, 5, 6]  # best 4 (days 0-3), then 2 (days 5-6)
+    replayed = fold(rules, [event("workout", at=T0 + d * DAY) for d in days])
+    compiled = rules.by_id["streak"]
+    state = replayed.state.progress["streak"]
+    for today, current in ((6, 2), (7, 2), (8, 0), (30, 0)):
+        v = view(compiled.achievement, compiled.levels, state, [], set(), today=utc_day(T0) + today)
+        assert (v.current, v.best_streak, v.current_streak) == (4, 4, current), today
+        assert (v.aggregate, v.step_percent, v.next_threshold) == (Aggregate.STREAK_DAYS, 40, 10)
+
+
+def test_view_of_a_single_level_earned_is_complete() -> None:
+    rules = RuleSet([achievement("once", "purchase")])
+    v = view_of(rules, fold(rules, [event()]), "once")
+    assert (v.levels_earned, v.levels_total, v.next_tier, v.next_threshold) == (1, 1, "", 0)
+    assert (v.percent, v.step_percent, v.overall_percent, v.previous_threshold) == (
+        100,
+        100,
+        100,
+        0,
     )
 
 

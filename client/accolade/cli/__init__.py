@@ -114,6 +114,11 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         help='an event property (VALUE as JSON when valid: 42, true, "x"); repeatable',
     )
     track.add_argument("--event-id", help="idempotency key (default: a new random id)")
+    track.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit with status {verbs.NOT_TRACKED} when the server does not track the type",
+    )
     track.set_defaults(func=verbs.track)
 
     progress = verbs_.add_parser("progress", parents=[common], help="a user's progress")

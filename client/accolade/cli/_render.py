@@ -16,7 +16,10 @@ BAR_WIDTH = 20
 
 
 def as_dict(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """Every field, zero values too: a reader never has to guess what a missing one means."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def print_json(message: Message | dict[str, Any], *, indent: int | None = 2) -> None:
@@ -47,6 +50,21 @@ STATUS = {
 }
 
 
+PROGRESS_HEADER = ("ACHIEVEMENT", "PROGRESS", "", "TIER", "NEXT", "STEP", "STREAK", "STATUS")
+
+
+def next_level(p: types_pb2.Progress) -> str:
+    if p.levels_earned >= p.levels_total:
+        return "-"
+    return f"{p.next_tier} at {number(p.next_threshold)}".lstrip()
+
+
+def streak(p: types_pb2.Progress) -> str:
+    if p.aggregate != types_pb2.AGGREGATE_STREAK_DAYS:
+        return "-"
+    return f"{p.current_streak} (best {p.best_streak})"
+
+
 def progress_rows(items: Sequence[types_pb2.Progress]) -> list[tuple[str, ...]]:
     return [
         (
@@ -54,18 +72,26 @@ def progress_rows(items: Sequence[types_pb2.Progress]) -> list[tuple[str, ...]]:
             bar(p.percent),
             f"{number(p.current)}/{number(p.target)}",
             p.tier or "-",
+            next_level(p),
+            f"{p.step_percent:.1f}%",
+            streak(p),
             STATUS.get(p.status, "-"),
         )
         for p in items
     ]
 
 
+def award_name(award: types_pb2.Award) -> str:
+    """`big-spender (gold) "Big spender"`; the title is absent once the achievement is gone."""
+    name = award.achievement_id + (f" ({award.tier})" if award.tier else "")
+    return name + (f" {json.dumps(award.title, ensure_ascii=False)}" if award.title else "")
+
+
 def award_line(award: types_pb2.Award) -> str:
     when = award.award_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z"
-    what = award.achievement_id + (f" ({award.tier})" if award.tier else "")
     verb = "revoked" if award.revoked else "awarded"
     points = f" +{award.points} points" if award.points and not award.revoked else ""
-    return f"{award.cursor:>8}  {when}  {award.user_id}  {verb} {what}{points}"
+    return f"{award.cursor:>8}  {when}  {award.user_id}  {verb} {award_name(award)}{points}"
 
 
 def error(message: str) -> None:

@@ -45,6 +45,10 @@ def prop(text: str) -> tuple[str, Any]:
     return key, value
 
 
+#: Exit status of `accolade track --strict` for an event that was not tracked.
+NOT_TRACKED = 3
+
+
 def track(args: argparse.Namespace) -> int:
     with client(args) as c:
         result = c.track_event(
@@ -53,23 +57,22 @@ def track(args: argparse.Namespace) -> int:
             event_id=args.event_id,
             properties=dict(args.prop or []),
         )
+    status = NOT_TRACKED if args.strict and not result.tracked else 0
     if args.json:
         render.print_json(result)
-        return 0
-    state = (
-        "duplicate (counted before)"
-        if result.duplicate
-        else ("tracked" if result.tracked else "ignored (event type not tracked)")
-    )
+        return status
+    state = "duplicate (counted before)" if result.duplicate else "tracked"
+    if not result.tracked:
+        state = f"not tracked: {result.untracked_reason}"
     print(f"{args.type} for {args.user}: {state}")
     for award in result.awards:
-        print(f"  earned {award.achievement_id}" + (f" ({award.tier})" if award.tier else ""))
+        print(f"  earned {render.award_name(award)}")
     if result.progress:
         render.table(
-            ("  ACHIEVEMENT", "PROGRESS", "", "TIER", "STATUS"),
+            ("  " + render.PROGRESS_HEADER[0], *render.PROGRESS_HEADER[1:]),
             [("  " + row[0], *row[1:]) for row in render.progress_rows(result.progress)],
         )
-    return 0
+    return status
 
 
 def progress(args: argparse.Namespace) -> int:
@@ -78,9 +81,7 @@ def progress(args: argparse.Namespace) -> int:
     if args.json:
         render.print_json(result)
         return 0
-    render.table(
-        ("ACHIEVEMENT", "PROGRESS", "", "TIER", "STATUS"), render.progress_rows(result.progress)
-    )
+    render.table(render.PROGRESS_HEADER, render.progress_rows(result.progress))
     print(f"total points: {result.total_points}")
     return 0
 
@@ -92,10 +93,11 @@ def awards(args: argparse.Namespace) -> int:
         render.print_json({"awards": [render.as_dict(a) for a in held]})
         return 0
     render.table(
-        ("ACHIEVEMENT", "TIER", "POINTS", "SOURCE", "AWARDED"),
+        ("ACHIEVEMENT", "TITLE", "TIER", "POINTS", "SOURCE", "AWARDED"),
         [
             (
                 a.achievement_id,
+                a.title or "-",
                 a.tier or "-",
                 a.points,
                 types_pb2.AwardSource.Name(a.source).removeprefix("AWARD_SOURCE_").lower(),

@@ -71,13 +71,19 @@ class TrackEventResponse(_message.Message):
     TRACKED_FIELD_NUMBER: _builtins.int
     AWARDS_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    UNTRACKED_REASON_FIELD_NUMBER: _builtins.int
     duplicate: _builtins.bool
     """True when this `event_id` had been received before; the outcome is the
     one recorded then.
     """
     tracked: _builtins.bool
     """False when the event's type is not in `track_event_types`: acknowledged
-    and ignored.
+    (and recorded for idempotency) but counted for no achievement; see
+    `untracked_reason`.
+    """
+    untracked_reason: _builtins.str
+    """Why the event was not tracked, e.g. "event type 'page_view' is not in the
+    server's track_event_types option"; empty when `tracked` is true.
     """
     @_builtins.property
     def awards(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Award]:
@@ -85,7 +91,7 @@ class TrackEventResponse(_message.Message):
 
     @_builtins.property
     def progress(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Progress]:
-        """Progress the event changed."""
+        """Progress the event changed (hidden achievements only once earned)."""
 
     def __init__(
         self,
@@ -94,10 +100,11 @@ class TrackEventResponse(_message.Message):
         tracked: _builtins.bool = ...,
         awards: _abc.Iterable[_types_pb2.Award] | None = ...,
         progress: _abc.Iterable[_types_pb2.Progress] | None = ...,
+        untracked_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["awards", b"awards", "duplicate", b"duplicate", "progress", b"progress", "tracked", b"tracked"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awards", b"awards", "duplicate", b"duplicate", "progress", b"progress", "tracked", b"tracked", "untracked_reason", b"untracked_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -214,7 +221,9 @@ class GetProgressRequest(_message.Message):
     """Only achievements of this category."""
     @_builtins.property
     def achievement_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Only these achievements (default: all)."""
+        """Only these achievements (default: all). An unknown id, or the id of a
+        hidden achievement the user has not earned, is NOT_FOUND.
+        """
 
     def __init__(
         self,

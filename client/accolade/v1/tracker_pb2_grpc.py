@@ -83,7 +83,8 @@ class BadgeTrackerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetProgress(self, request, context):
-        """A user's progress on every achievement visible to them.
+        """A user's progress on every achievement visible to them: hidden
+        achievements only once earned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

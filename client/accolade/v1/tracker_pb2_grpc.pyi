@@ -42,7 +42,9 @@ class BadgeTrackerStub:
     fail the others.
     """
     GetProgress: _grpc.UnaryUnaryMultiCallable[_tracker_pb2.GetProgressRequest, _tracker_pb2.GetProgressResponse]
-    """A user's progress on every achievement visible to them."""
+    """A user's progress on every achievement visible to them: hidden
+    achievements only once earned.
+    """
     ListAwards: _grpc.UnaryUnaryMultiCallable[_tracker_pb2.ListAwardsRequest, _tracker_pb2.ListAwardsResponse]
     """A user's awards, newest first."""
     WatchAwards: _grpc.UnaryStreamMultiCallable[_tracker_pb2.WatchAwardsRequest, _tracker_pb2.WatchAwardsResponse]
@@ -66,7 +68,9 @@ class BadgeTrackerAsyncStub(BadgeTrackerStub):
     fail the others.
     """
     GetProgress: _aio.UnaryUnaryMultiCallable[_tracker_pb2.GetProgressRequest, _tracker_pb2.GetProgressResponse]  # type: ignore[assignment]
-    """A user's progress on every achievement visible to them."""
+    """A user's progress on every achievement visible to them: hidden
+    achievements only once earned.
+    """
     ListAwards: _aio.UnaryUnaryMultiCallable[_tracker_pb2.ListAwardsRequest, _tracker_pb2.ListAwardsResponse]  # type: ignore[assignment]
     """A user's awards, newest first."""
     WatchAwards: _aio.UnaryStreamMultiCallable[_tracker_pb2.WatchAwardsRequest, _tracker_pb2.WatchAwardsResponse]  # type: ignore[assignment]
@@ -105,7 +109,9 @@ class BadgeTrackerServicer(metaclass=_abc_1.ABCMeta):
         request: _tracker_pb2.GetProgressRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tracker_pb2.GetProgressResponse, _abc.Awaitable[_tracker_pb2.GetProgressResponse]]:
-        """A user's progress on every achievement visible to them."""
+        """A user's progress on every achievement visible to them: hidden
+        achievements only once earned.
+        """
 
     @_abc_1.abstractmethod
     def ListAwards(

@@ -226,8 +226,9 @@ class Achievement(_message.Message):
     points: _builtins.int
     """Points awarded when earned (0 means the server's `points_per_badge`)."""
     hidden: _builtins.bool
-    """Hidden achievements are shown to a user only once earned; before that
-    their title and description are redacted.
+    """A hidden achievement is shown to a user only once earned: until then
+    GetProgress and TrackEvent(s) leave it out (its id, title and rule) and
+    GetProgress treats its id as unknown. Admin calls show it.
     """
     enabled: _builtins.bool
     """Whether the achievement can be earned. Defaults to true when unset on create."""
@@ -300,7 +301,19 @@ Global___Achievement: _TypeAlias = Achievement  # noqa: Y015
 
 @_typing.final
 class Progress(_message.Message):
-    """A user's progress on one achievement."""
+    """A user's progress on one achievement: what a progress bar needs.
+
+    An achievement has one or more levels (its tiers, the server's
+    `badge_level_threshold` levels, or a single level at `Rule.target`; a
+    meta-achievement has one level, reached when every prerequisite is earned).
+    Levels are earned in order; the *current step* runs from the threshold of
+    the highest level earned (`previous_threshold`) to the next one (`target`).
+    Once every level is earned, the current step is the last one and is complete.
+
+    Hidden achievements the user has not earned are not returned at all.
+    Every field is always set; in JSON, zero values are printed too by the
+    `accolade` command.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -316,22 +329,77 @@ class Progress(_message.Message):
     ICON_URL_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
     HIDDEN_FIELD_NUMBER: _builtins.int
+    NEXT_TIER_FIELD_NUMBER: _builtins.int
+    NEXT_THRESHOLD_FIELD_NUMBER: _builtins.int
+    PREVIOUS_THRESHOLD_FIELD_NUMBER: _builtins.int
+    STEP_PERCENT_FIELD_NUMBER: _builtins.int
+    OVERALL_PERCENT_FIELD_NUMBER: _builtins.int
+    LEVELS_TOTAL_FIELD_NUMBER: _builtins.int
+    LEVELS_EARNED_FIELD_NUMBER: _builtins.int
+    AGGREGATE_FIELD_NUMBER: _builtins.int
+    CURRENT_STREAK_FIELD_NUMBER: _builtins.int
+    BEST_STREAK_FIELD_NUMBER: _builtins.int
     achievement_id: _builtins.str
     status: Global___ProgressStatus.ValueType
     current: _builtins.float
-    """Current aggregate value (count, sum, max, distinct count or best streak)."""
+    """Current aggregate value: the count, sum, max or distinct count of matching
+    events, or the best streak in days (STREAK_DAYS). For a meta-achievement,
+    the number of its prerequisites earned.
+    """
     target: _builtins.float
-    """The next threshold to reach (the last one once everything is earned)."""
+    """The threshold of the next level to earn, or of the last level once every
+    level is earned. For a meta-achievement, the number of prerequisites.
+    """
     percent: _builtins.float
-    """Percent towards `target`, 0 to 100."""
+    """`current` as a percent of `target` (from 0, not from `previous_threshold`),
+    0 to 100; 100 once every level is earned.
+    """
     tier: _builtins.str
-    """Highest tier earned, empty if none."""
+    """Highest tier earned, empty if none (and for single-level achievements)."""
     title: _builtins.str
-    """Presentation, redacted for hidden achievements not yet earned."""
+    """Presentation of the achievement."""
     description: _builtins.str
     icon_url: _builtins.str
     category: _builtins.str
     hidden: _builtins.bool
+    """True for a hidden achievement (returned only once earned)."""
+    next_tier: _builtins.str
+    """Name of the next level to earn; empty for a single-level achievement and
+    once every level is earned.
+    """
+    next_threshold: _builtins.float
+    """Threshold of the next level to earn (equal to `target`); 0 once every
+    level is earned.
+    """
+    previous_threshold: _builtins.float
+    """Where the current step starts: the threshold of the level below `target`,
+    0 for the first level.
+    """
+    step_percent: _builtins.float
+    """Percent of the current step done: (current - previous_threshold) /
+    (target - previous_threshold), 0 to 100; 100 once every level is earned.
+    """
+    overall_percent: _builtins.float
+    """`current` as a percent of the last level's threshold, 0 to 100; 100 once
+    every level is earned.
+    """
+    levels_total: _builtins.int
+    """Number of levels of the achievement (1 for a single-level achievement)."""
+    levels_earned: _builtins.int
+    """Number of levels the user holds."""
+    aggregate: Global___Aggregate.ValueType
+    """How the rule aggregates events (STREAK_DAYS: the streak fields apply).
+    Unspecified only in the replayed outcome of an event recorded by a version
+    without this field.
+    """
+    current_streak: _builtins.int
+    """STREAK_DAYS only, else 0: the consecutive UTC days ending at the last day
+    counted, if that day is today or yesterday (UTC); 0 once a day was missed.
+    """
+    best_streak: _builtins.int
+    """STREAK_DAYS only, else 0: the longest run of consecutive days (the same as
+    `current`).
+    """
     @_builtins.property
     def earned_time(self) -> _timestamp_pb2.Timestamp:
         """When the achievement (its first tier) was earned; unset if not earned."""
@@ -351,10 +419,20 @@ class Progress(_message.Message):
         icon_url: _builtins.str = ...,
         category: _builtins.str = ...,
         hidden: _builtins.bool = ...,
+        next_tier: _builtins.str = ...,
+        next_threshold: _builtins.float = ...,
+        previous_threshold: _builtins.float = ...,
+        step_percent: _builtins.float = ...,
+        overall_percent: _builtins.float = ...,
+        levels_total: _builtins.int = ...,
+        levels_earned: _builtins.int = ...,
+        aggregate: Global___Aggregate.ValueType = ...,
+        current_streak: _builtins.int = ...,
+        best_streak: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["earned_time", b"earned_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "category", b"category", "current", b"current", "description", b"description", "earned_time", b"earned_time", "hidden", b"hidden", "icon_url", b"icon_url", "percent", b"percent", "status", b"status", "target", b"target", "tier", b"tier", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "aggregate", b"aggregate", "best_streak", b"best_streak", "category", b"category", "current", b"current", "current_streak", b"current_streak", "description", b"description", "earned_time", b"earned_time", "hidden", b"hidden", "icon_url", b"icon_url", "levels_earned", b"levels_earned", "levels_total", b"levels_total", "next_threshold", b"next_threshold", "next_tier", b"next_tier", "overall_percent", b"overall_percent", "percent", b"percent", "previous_threshold", b"previous_threshold", "status", b"status", "step_percent", b"step_percent", "target", b"target", "tier", b"tier", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -379,6 +457,11 @@ class Award(_message.Message):
     AWARD_TIME_FIELD_NUMBER: _builtins.int
     REVOKED_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ICON_URL_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    HIDDEN_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the award log; strictly increasing in commit order. Resume a
     stream from it.
@@ -398,6 +481,16 @@ class Award(_message.Message):
     """True when this entry revokes an earlier award."""
     event_id: _builtins.str
     """The event that earned a rule award, empty otherwise."""
+    title: _builtins.str
+    """Presentation of the achievement, as defined when the entry is read or
+    sent (not when it was recorded), so that a consumer can notify without
+    another call. Empty when the achievement no longer exists.
+    """
+    description: _builtins.str
+    icon_url: _builtins.str
+    category: _builtins.str
+    hidden: _builtins.bool
+    """True for a hidden achievement."""
     @_builtins.property
     def award_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -414,10 +507,15 @@ class Award(_message.Message):
         award_time: _timestamp_pb2.Timestamp | None = ...,
         revoked: _builtins.bool = ...,
         event_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        icon_url: _builtins.str = ...,
+        category: _builtins.str = ...,
+        hidden: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["award_time", b"award_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "cursor", b"cursor", "event_id", b"event_id", "points", b"points", "reason", b"reason", "revoked", b"revoked", "source", b"source", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "points", b"points", "reason", b"reason", "revoked", b"revoked", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,25 @@ class Achievement:
         return self == other
 
 
+@dataclass(frozen=True, slots=True)
+class Presentation:
+    """What a notification shows of an achievement. Award entries (gRPC) and webhook bodies
+    both take it from here, from the definition as it is when they are sent."""
+
+    title: str = ""
+    description: str = ""
+    icon_url: str = ""
+    category: str = ""
+    hidden: bool = False
+
+    @classmethod
+    def of(cls, a: Achievement | None) -> Presentation:
+        """Empty for an achievement that no longer exists."""
+        if a is None:
+            return cls()
+        return cls(a.title, a.description, a.icon_url, a.category, a.hidden)
+
+
 #: The mutable fields of an Achievement, as named in update masks.
 MUTABLE_FIELDS = (
     "title",

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from accolade_server.config import Settings
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
 
@@ -25,6 +26,7 @@ class Services:
     tracking: TrackingService
     awards: AwardService
     watch: WatchService
+    catalogue: Catalogue
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

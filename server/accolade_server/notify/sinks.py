@@ -6,6 +6,7 @@ import asyncio
 import json
 import smtplib
 import ssl
+from dataclasses import asdict
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -14,7 +15,7 @@ import structlog
 
 from accolade.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from accolade_server.config import DEFAULT_EMAIL, Settings
-from accolade_server.domain.model import Achievement, AwardRecord, AwardSource
+from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Presentation
 from accolade_server.notify.broker import AwardFilter
 
 log = structlog.get_logger("accolade.sinks")
@@ -51,15 +52,10 @@ def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[
             "award_time": record.award_time.isoformat(),
             "revoked": record.revoked,
         },
+        # The same presentation as the `Award` messages of the gRPC API (Presentation.of).
         "achievement": None
         if achievement is None
-        else {
-            "id": achievement.id,
-            "title": achievement.title,
-            "description": achievement.description,
-            "icon_url": achievement.icon_url,
-            "category": achievement.category,
-        },
+        else {"id": achievement.id, **asdict(Presentation.of(achievement))},
     }
 
 

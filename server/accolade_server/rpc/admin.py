@@ -9,14 +9,18 @@ from accolade.v1 import admin_pb2_grpc
 from accolade_server.rpc import convert
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.catalogue import Catalogue
 
 Context = Any  # grpc.aio.ServicerContext
 
 
 class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
-    def __init__(self, achievements: AchievementService, awards: AwardService) -> None:
+    def __init__(
+        self, achievements: AchievementService, awards: AwardService, catalogue: Catalogue
+    ) -> None:
         self.achievements = achievements
         self.awards = awards
+        self.catalogue = catalogue
 
     async def CreateAchievement(
         self, request: pb.CreateAchievementRequest, context: Context
@@ -83,7 +87,10 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             reason=request.reason,
             actor=request.actor,
         )
-        return pb.GrantAwardResponse(award=convert.award_to_proto(award), already_held=already_held)
+        definition = (await self.catalogue.current()).get(award.achievement_id)
+        return pb.GrantAwardResponse(
+            award=convert.award_to_proto(award, definition), already_held=already_held
+        )
 
     async def RevokeAward(
         self, request: pb.RevokeAwardRequest, context: Context
@@ -95,4 +102,7 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             reason=request.reason,
             actor=request.actor,
         )
-        return pb.RevokeAwardResponse(revocations=[convert.award_to_proto(r) for r in revocations])
+        definitions = await self.catalogue.current()
+        return pb.RevokeAwardResponse(
+            revocations=convert.awards_to_proto(revocations, definitions.get)
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from accolade_server.domain.model import (
     Aggregate,
     AwardRecord,
     AwardSource,
+    Presentation,
     Rule,
     Tier,
 )
@@ -171,7 +173,10 @@ _STATUS_TO_PROTO = {
 }
 
 
-def award_to_proto(r: AwardRecord) -> pb.Award:
+def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
+    """An award log entry with the presentation of `achievement` as defined now (None: the
+    achievement no longer exists, and the presentation is empty)."""
+    shown = Presentation.of(achievement)
     return pb.Award(
         cursor=r.cursor,
         user_id=r.user_id,
@@ -184,7 +189,19 @@ def award_to_proto(r: AwardRecord) -> pb.Award:
         award_time=datetime_to_timestamp(r.award_time),
         revoked=r.revoked,
         event_id=r.event_id or "",
+        title=shown.title,
+        description=shown.description,
+        icon_url=shown.icon_url,
+        category=shown.category,
+        hidden=shown.hidden,
     )
+
+
+def awards_to_proto(
+    records: Iterable[AwardRecord], definition: Callable[[str], Achievement | None]
+) -> list[pb.Award]:
+    """`award_to_proto` of each record, with its achievement's `definition(id)`."""
+    return [award_to_proto(r, definition(r.achievement_id)) for r in records]
 
 
 def progress_to_proto(v: ProgressView) -> pb.Progress:
@@ -200,6 +217,16 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
         icon_url=v.icon_url,
         category=v.category,
         hidden=v.hidden,
+        next_tier=v.next_tier,
+        next_threshold=v.next_threshold,
+        previous_threshold=v.previous_threshold,
+        step_percent=v.step_percent,
+        overall_percent=v.overall_percent,
+        levels_total=v.levels_total,
+        levels_earned=v.levels_earned,
+        aggregate=_AGGREGATE_TO_PROTO[v.aggregate] if v.aggregate else pb.AGGREGATE_UNSPECIFIED,
+        current_streak=v.current_streak,
+        best_streak=v.best_streak,
     )
     if v.earned_time is not None:
         msg.earned_time.FromDatetime(v.earned_time)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from accolade.v1 import tracker_pb2 as pb
 from accolade.v1 import tracker_pb2_grpc
 from accolade_server.domain.errors import AccoladeError
+from accolade_server.domain.model import Achievement
 from accolade_server.rpc import convert
 from accolade_server.rpc.errors import status_and_message
 from accolade_server.service.awards import AwardService
 from accolade_server.service.batch import TrackResult
+from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import EventInput, TrackingService
 from accolade_server.service.watch import WatchService, make_filter
 
@@ -34,12 +36,15 @@ def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
     )
 
 
-def result_to_proto(result: TrackResult) -> pb.TrackEventResponse:
+def result_to_proto(
+    result: TrackResult, definition: Callable[[str], Achievement | None]
+) -> pb.TrackEventResponse:
     return pb.TrackEventResponse(
         duplicate=result.duplicate,
         tracked=result.tracked,
-        awards=[convert.award_to_proto(a) for a in result.awards],
+        awards=convert.awards_to_proto(result.awards, definition),
         progress=[convert.progress_to_proto(p) for p in result.progress],
+        untracked_reason=result.untracked_reason,
     )
 
 
@@ -50,16 +55,22 @@ def _error(exc: Exception) -> pb.EventError:
 
 class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
     def __init__(
-        self, tracking: TrackingService, awards: AwardService, watch: WatchService
+        self,
+        tracking: TrackingService,
+        awards: AwardService,
+        watch: WatchService,
+        catalogue: Catalogue,
     ) -> None:
         self.tracking = tracking
         self.awards = awards
         self.watch = watch
+        self.catalogue = catalogue
 
     async def TrackEvent(
         self, request: pb.TrackEventRequest, context: Context
     ) -> pb.TrackEventResponse:
-        return result_to_proto(await self.tracking.track(event_input(request)))
+        result = await self.tracking.track(event_input(request))
+        return result_to_proto(result, self.catalogue.get)
 
     async def TrackEvents(
         self, request: pb.TrackEventsRequest, context: Context
@@ -77,7 +88,10 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
                 results.append(pb.TrackEventResult(event_id=event.event_id, error=_error(outcome)))
             else:
                 results.append(
-                    pb.TrackEventResult(event_id=event.event_id, outcome=result_to_proto(outcome))
+                    pb.TrackEventResult(
+                        event_id=event.event_id,
+                        outcome=result_to_proto(outcome, self.catalogue.get),
+                    )
                 )
         return pb.TrackEventsResponse(results=results)
 
@@ -98,7 +112,7 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             request.user_id, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListAwardsResponse(
-            awards=[convert.award_to_proto(a) for a in page.awards],
+            awards=convert.awards_to_proto(page.awards, (await self.catalogue.current()).get),
             next_page_token=page.next_page_token,
             total_points=page.total_points,
         )
@@ -115,4 +129,7 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
 
         stream = self.watch.stream(flt, after, on_subscribed=subscribed)
         async for record in stream:
-            yield pb.WatchAwardsResponse(cursor=record.cursor, award=convert.award_to_proto(record))
+            # As loaded now: every read of the log (replay, catch-up, tail) refreshes it.
+            definition = self.catalogue.get(record.achievement_id)
+            award = convert.award_to_proto(record, definition)
+            yield pb.WatchAwardsResponse(cursor=record.cursor, award=award)

@@ -1,4 +1,7 @@
-"""What a user sees of one achievement: status, value, next target, tier. Pure."""
+"""What a user sees of one achievement: status, value, the current step, tier, streaks. Pure.
+
+The meaning of every field is documented on `accolade.v1.Progress` (types.proto).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from accolade_server.domain.model import Achievement, Holding
+from accolade_server.domain.model import Achievement, Aggregate, Holding
 from accolade_server.rules.engine import Level, ProgressState
-
-HIDDEN_TITLE = "Hidden achievement"
 
 
 class Status(enum.StrEnum):
@@ -33,6 +34,28 @@ class ProgressView:
     icon_url: str
     category: str
     hidden: bool
+    # The defaults are what an outcome stored by an earlier version (without them) reads as.
+    levels_earned: int = 0
+    levels_total: int = 0
+    next_tier: str = ""
+    next_threshold: float = 0.0
+    previous_threshold: float = 0.0
+    step_percent: float = 0.0
+    overall_percent: float = 0.0
+    aggregate: Aggregate | None = None
+    current_streak: int = 0
+    best_streak: int = 0
+
+
+def visible(a: Achievement, held: Sequence[Holding]) -> bool:
+    """Whether the user may see `a` at all: a hidden achievement only once they hold it."""
+    return not a.hidden or bool(held)
+
+
+def _percent(part: float, whole: float) -> float:
+    if whole <= 0:
+        return 100.0 if part >= whole else 0.0
+    return round(max(0.0, min(100.0, 100.0 * part / whole)), 2)
 
 
 def view(
@@ -41,10 +64,13 @@ def view(
     state: ProgressState | None,
     held: Sequence[Holding],
     held_ids: Collection[str],
+    *,
+    today: int,
 ) -> ProgressView:
     """The view of `a`, given its levels, the user's state and what the user holds.
 
-    `held` are the user's holdings of `a`; `held_ids` every achievement id the user holds.
+    `held` are the user's holdings of `a`; `held_ids` every achievement id the user holds;
+    `today` the UTC day number (`engine.utc_day`) that decides whether a streak is alive.
     """
     if held:
         names = [level.name for level in levels]
@@ -52,31 +78,53 @@ def view(
         earned = max(indexes) + 1 if indexes else 1
     else:
         earned = 0
-    if not a.rule.event_types:  # meta-achievement: progress is prerequisites earned
+    meta = not a.rule.event_types
+    total = 1 if meta else len(levels)
+    done = earned >= total
+    if meta:  # progress is prerequisites earned
         current = float(sum(1 for p in a.prerequisites if p in held_ids))
-        target = float(len(a.prerequisites))
+        target = final = float(len(a.prerequisites))
+        previous = 0.0
     else:
         current = state.value if state else 0.0
-        target = levels[min(earned, len(levels) - 1)].threshold
+        step = min(earned, total - 1)
+        target = levels[step].threshold
+        previous = levels[step - 1].threshold if step else 0.0
+        final = levels[-1].threshold
     if held:
         status = Status.UNLOCKED
     elif a.prerequisites and not all(p in held_ids for p in a.prerequisites):
         status = Status.LOCKED
     else:
         status = Status.IN_PROGRESS
-    percent = 100.0 if earned >= len(levels) else min(100.0, 100.0 * current / target)
-    redact = a.hidden and not held
+    streak = a.rule.aggregate is Aggregate.STREAK_DAYS and not meta
+    alive = (
+        streak
+        and state is not None
+        and state.streak_day is not None
+        and today - state.streak_day <= 1
+    )
     return ProgressView(
         achievement_id=a.id,
         status=status,
         current=current,
         target=target,
-        percent=round(percent, 2),
+        percent=100.0 if done else _percent(current, target),
         tier=levels[earned - 1].name if earned else "",
         earned_time=min((h.earned_time for h in held), default=None) if held else None,
-        title=HIDDEN_TITLE if redact else a.title,
-        description="" if redact else a.description,
-        icon_url="" if redact else a.icon_url,
+        title=a.title,
+        description=a.description,
+        icon_url=a.icon_url,
         category=a.category,
         hidden=a.hidden,
+        levels_earned=min(earned, total),
+        levels_total=total,
+        next_tier="" if done or meta else levels[earned].name,
+        next_threshold=0.0 if done else target,
+        previous_threshold=previous,
+        step_percent=100.0 if done else _percent(current - previous, target - previous),
+        overall_percent=100.0 if done else _percent(current, final),
+        aggregate=a.rule.aggregate,
+        current_streak=state.streak_current if alive and state is not None else 0,
+        best_streak=int(current) if streak else 0,
     )

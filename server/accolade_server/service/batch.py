@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import structlog
 
 from accolade_server.config import Settings
-from accolade_server.domain.model import AwardRecord, AwardSource, Holding
+from accolade_server.domain.model import Aggregate, AwardRecord, AwardSource, Holding
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status
@@ -36,12 +36,16 @@ class TrackResult:
     tracked: bool
     awards: list[AwardRecord] = field(default_factory=list)
     progress: list[ProgressView] = field(default_factory=list)
+    #: Why the event was not tracked; empty when it was (set by the tracking service).
+    untracked_reason: str = ""
 
 
 # A stored outcome is {"awards": [cursor, …], "views": [view, …]}, each view a list of the
 # ProgressView fields in this order (positional: about half the size of an object per view,
 # which keeps most outcomes small enough for PostgreSQL to store inline, uncompressed).
-# Outcomes stored by earlier versions have "progress": [object, …] instead; both are read.
+# Trailing default values are left out, and a shorter list (from an earlier version, with
+# fewer fields) reads as the defaults. Outcomes stored by earlier versions may have
+# "progress": [object, …] instead; both are read.
 _VIEW_FIELDS = (
     "achievement_id",
     "status",
@@ -55,12 +59,25 @@ _VIEW_FIELDS = (
     "icon_url",
     "category",
     "hidden",
+    # Added later: optional on read.
+    "levels_earned",
+    "levels_total",
+    "next_tier",
+    "next_threshold",
+    "previous_threshold",
+    "step_percent",
+    "overall_percent",
+    "aggregate",
+    "current_streak",
+    "best_streak",
 )
+_REQUIRED = 12
+_DEFAULTS = tuple(f.default for f in fields(ProgressView))[_REQUIRED:]
 _STATUS_VALUE = {s: s.value for s in Status}
 
 
 def view_to_json(v: ProgressView) -> list[Any]:
-    return [
+    stored = [
         v.achievement_id,
         _STATUS_VALUE[v.status],
         v.current,
@@ -73,17 +90,35 @@ def view_to_json(v: ProgressView) -> list[Any]:
         v.icon_url,
         v.category,
         v.hidden,
+        v.levels_earned,
+        v.levels_total,
+        v.next_tier,
+        v.next_threshold,
+        v.previous_threshold,
+        v.step_percent,
+        v.overall_percent,
+        v.aggregate.value if v.aggregate else None,
+        v.current_streak,
+        v.best_streak,
     ]
+    while len(stored) > _REQUIRED and stored[-1] == _DEFAULTS[len(stored) - 1 - _REQUIRED]:
+        stored.pop()
+    return stored
 
 
 def view_from_json(stored: list[Any] | dict[str, Any]) -> ProgressView:
-    d = stored if isinstance(stored, dict) else dict(zip(_VIEW_FIELDS, stored, strict=True))
+    if isinstance(stored, dict):
+        d = {k: v for k, v in stored.items() if k in _VIEW_FIELDS}
+    else:
+        d = dict(zip(_VIEW_FIELDS, stored[: len(_VIEW_FIELDS)], strict=False))
     earned = d["earned_time"]
+    aggregate = d.get("aggregate")
     return ProgressView(
         **{
             **d,
             "status": Status(d["status"]),
             "earned_time": datetime.fromisoformat(earned) if earned else None,
+            "aggregate": Aggregate(aggregate) if aggregate else None,
         }
     )
 
@@ -93,7 +128,10 @@ def outcome_to_json(records: Sequence[AwardRecord], views: Sequence[ProgressView
 
 
 def views_of_outcome(out: dict[str, Any]) -> list[ProgressView]:
-    return [view_from_json(v) for v in out.get("views", out.get("progress", ()))]
+    """The stored views, less those of hidden achievements not earned (which earlier
+    versions stored, redacted)."""
+    views = (view_from_json(v) for v in out.get("views", out.get("progress", ())))
+    return [v for v in views if not v.hidden or v.status is Status.UNLOCKED]
 
 
 @dataclass
@@ -240,7 +278,7 @@ async def process(
                     awarded.append(d.achievement_id)
             changed = [*out.progress, *awarded]
             view_states = {aid: states[(user, aid)] for aid in changed if (user, aid) in states}
-            views_at[i] = ledger.views_for(rules, changed, view_states, mine)
+            views_at[i] = ledger.views_for(rules, changed, view_states, mine, now=now)
             done.append(i)
 
     # Cursors last: allocating locks the award log's head row until commit, so the rest of

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from accolade_server.domain.model import AwardRecord, AwardSource, Holding
 from accolade_server.rules import engine
-from accolade_server.rules.progress import ProgressView, view
+from accolade_server.rules.progress import ProgressView, view, visible
 from accolade_server.store import bulk
 from accolade_server.store.repository import Repository
 
@@ -95,14 +95,28 @@ def views_for(
     ids: Sequence[str],
     states: dict[str, engine.ProgressState],
     holdings: Sequence[Holding],
+    *,
+    now: datetime,
 ) -> list[ProgressView]:
-    """Progress views of the given (active) achievements."""
+    """Progress views of the given (active) achievements the user may see."""
     held_ids = {h.achievement_id for h in holdings}
+    today = engine.utc_day(now)
     out = []
     for aid in sorted(set(ids)):
         compiled = rules.by_id.get(aid)
         if compiled is None:
             continue
         mine = [h for h in holdings if h.achievement_id == aid]
-        out.append(view(compiled.achievement, compiled.levels, states.get(aid), mine, held_ids))
+        if not visible(compiled.achievement, mine):
+            continue
+        out.append(
+            view(
+                compiled.achievement,
+                compiled.levels,
+                states.get(aid),
+                mine,
+                held_ids,
+                today=today,
+            )
+        )
     return out

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,11 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
+from accolade_server.domain.model import Holding
 from accolade_server.domain.validation import EVENT_TYPE, check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
-from accolade_server.rules.progress import ProgressView, view
+from accolade_server.rules.progress import ProgressView, view, visible
 from accolade_server.service import batch as batch_
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.batcher import MicroBatcher
@@ -53,6 +55,15 @@ def check_id(value: str, name: str) -> None:
         raise InvalidArgument(
             f"must be 1-{MAX_ID} characters without control characters", field=name
         )
+
+
+def untracked_reason(event_type: str, duplicate: bool) -> str:
+    if duplicate:
+        return (
+            f"event type {event_type!r} was not in the server's track_event_types option "
+            "when this event_id was first received"
+        )
+    return f"event type {event_type!r} is not in the server's track_event_types option"
 
 
 class TrackingService:
@@ -214,7 +225,10 @@ class TrackingService:
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()
-        return list(results)
+        return [
+            r if r.tracked else replace(r, untracked_reason=untracked_reason(ev.type, r.duplicate))
+            for ev, r in zip(batch, results, strict=True)
+        ]
 
     async def progress(
         self, user_id: str, achievement_ids: Sequence[str], category: str
@@ -235,9 +249,6 @@ class TrackingService:
             }
             missing = sorted(wanted - set(compiled))
             found = await repo.get_achievements(missing)
-            for i, aid in enumerate(achievement_ids):
-                if aid not in compiled and aid not in found:
-                    raise NotFound(f"achievement {aid!r} not found", field=f"achievement_ids[{i}]")
             for aid, a in found.items():
                 compiled[aid] = (
                     a,
@@ -245,6 +256,15 @@ class TrackingService:
                         a, self.settings.badge_level_threshold, self.settings.points_per_badge
                     ),
                 )
+            mine: dict[str, list[Holding]] = defaultdict(list)
+            for h in holdings:
+                mine[h.achievement_id].append(h)
+            # A hidden achievement not earned does not exist for the user: asked for by id,
+            # it is as unknown as an id that was never defined.
+            compiled = {aid: c for aid, c in compiled.items() if visible(c[0], mine[aid])}
+            for i, aid in enumerate(achievement_ids):
+                if aid not in compiled:
+                    raise NotFound(f"achievement {aid!r} not found", field=f"achievement_ids[{i}]")
             states = {
                 aid: st
                 for (_, aid), st in (
@@ -252,14 +272,9 @@ class TrackingService:
                 ).items()
             }
             points = await repo.points(user_id)
+        today = engine.utc_day(self.clock())
         views = [
-            view(
-                a,
-                levels,
-                states.get(aid),
-                [h for h in holdings if h.achievement_id == aid],
-                held_ids,
-            )
+            view(a, levels, states.get(aid), mine[aid], held_ids, today=today)
             for aid, (a, levels) in sorted(compiled.items())
             if not category or a.category == category
         ]

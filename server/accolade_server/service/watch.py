@@ -9,6 +9,7 @@ from accolade_server.domain.model import AwardRecord, AwardSource
 from accolade_server.domain.validation import check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.notify.broker import PAGE, AwardFilter, Broker, Closed, Lagged, Subscription
+from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import check_id
 from accolade_server.store.uow import UnitOfWork
 
@@ -29,9 +30,17 @@ def make_filter(
 
 
 class WatchService:
-    def __init__(self, uow: UnitOfWork, broker: Broker, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        broker: Broker,
+        catalogue: Catalogue,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.uow = uow
         self.broker = broker
+        self.catalogue = catalogue
         self.metrics = metrics or Metrics()
 
     async def stream(
@@ -48,6 +57,7 @@ class WatchService:
 
         The subscription is registered before the database is read, so an entry committed
         while replaying is either read or queued; queued ones already read are skipped.
+        Each read of the log also brings `catalogue` (the entries' presentation) up to date.
         """
         if after_cursor is not None and after_cursor < 0:
             raise InvalidArgument("must not be negative", field="after_cursor")
@@ -85,6 +95,7 @@ class WatchService:
         flt = sub.filter
         while True:
             async with self.uow.transaction() as repo:
+                await self.catalogue.refresh(repo)
                 page = await repo.awards_after(
                     after,
                     PAGE,
