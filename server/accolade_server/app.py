@@ -33,6 +33,7 @@ from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
+from accolade_server.service.shapes import EventTypeService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
 from accolade_server.store import migrate
@@ -159,7 +160,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     tracking = TrackingService(uow, settings, rules, metrics=metrics)
     awards = AwardService(uow, settings, rules)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
-        AchievementAdminServicer(achievements, awards), server
+        AchievementAdminServicer(achievements, awards, EventTypeService(uow)), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
         BadgeTrackerServicer(tracking, awards, WatchService(uow, broker, metrics=metrics)), server
