@@ -203,6 +203,8 @@ def rules_apply(args: argparse.Namespace) -> int:
             allow_field_removal=args.allow_removal,
             progress_policy=args.progress,
         )
+    for warning in result.warnings:
+        print(f"accolade: warning: {warning}", file=sys.stderr)
     if args.json:
         render.print_json(result)
         return 0
