@@ -380,7 +380,10 @@ async def test_declared_event_types_check_conditions_before_the_first_event(
         server.admin.DeclareEventType(
             apb.DeclareEventTypeRequest(
                 event_type=apb.EventType(
-                    name="order", properties=[apb.PropertyShape(path="a..b", declared_type=1)]
+                    name="order",
+                    properties=[
+                        apb.PropertyShape(path="a..b", declared_type=apb.PROPERTY_TYPE_STRING)
+                    ],
                 )
             )
         ),
@@ -402,7 +405,8 @@ async def test_apply_declares_event_types_in_its_transaction(server: Running) ->
     assert got.properties[0].declared_type == apb.PROPERTY_TYPE_NUMBER
 
     dry_shape = apb.EventType(
-        name="other", properties=[apb.PropertyShape(path="x", declared_type=1)]
+        name="other",
+        properties=[apb.PropertyShape(path="x", declared_type=apb.PROPERTY_TYPE_STRING)],
     )
     await apply(server, achievement("pro", rule=rule), event_types=[dry_shape], validate_only=True)
     await expect_error(
