@@ -348,8 +348,11 @@ def load(path: str | os.PathLike[str]) -> list[types_pb2.Achievement]:
     return load_file(path).achievements
 
 
-def to_data(achievements: list[types_pb2.Achievement]) -> dict[str, Any]:
-    """The native shape for `achievements`, without output-only fields."""
+def to_data(
+    achievements: list[types_pb2.Achievement], event_types: Sequence[admin_pb2.EventType] = ()
+) -> dict[str, Any]:
+    """The native shape for `achievements`, without output-only fields, and the declared
+    properties of `event_types` (observed-only properties are left out)."""
     out = []
     for a in achievements:
         d = json_format.MessageToDict(a, preserving_proto_field_name=True)
@@ -366,12 +369,26 @@ def to_data(achievements: list[types_pb2.Achievement]) -> dict[str, Any]:
         if "aggregate" in rule:
             rule["aggregate"] = short_name(types_pb2.Aggregate, a.rule.aggregate)
         out.append(d)
-    return {"achievements": out}
+    data: dict[str, Any] = {"achievements": out}
+    declared = {
+        t.name: {
+            p.path: short_name(admin_pb2.PropertyType, p.declared_type)
+            for p in t.properties
+            if p.declared_type
+        }
+        for t in event_types
+    }
+    declared = {name: props for name, props in declared.items() if props}
+    if declared:
+        data["event_types"] = declared
+    return data
 
 
-def dump(achievements: list[types_pb2.Achievement]) -> str:
+def dump(
+    achievements: list[types_pb2.Achievement], event_types: Sequence[admin_pb2.EventType] = ()
+) -> str:
     """YAML text (JSON when PyYAML is not installed) in the native shape."""
-    data = to_data(achievements)
+    data = to_data(achievements, event_types)
     try:
         import yaml
     except ImportError:

@@ -202,3 +202,48 @@ async def test_achievements_create_prints_the_servers_warnings(server: Running) 
     assert "accolade: warning: x: no event of type buy has been seen or declared yet" in (
         created.err
     )
+
+
+async def test_create_takes_an_aggregate_in_any_spelling_and_export_keeps_declarations(
+    server: Running, tmp_path: Path
+) -> None:
+    ok(
+        await client(
+            server,
+            "achievements",
+            "create",
+            "--id",
+            "spend",
+            "--event",
+            "buy",
+            "--aggregate",
+            "SUM",
+            "--field",
+            "amount",
+            "--target-count",
+            "100",
+        )
+    )
+    [spend] = await stored(server)
+    assert spend.rule.aggregate == 2 and spend.rule.field == "amount"  # AGGREGATE_SUM
+    bad = await client(server, "achievements", "create", "--id", "x", "--event", "e",
+                       "--aggregate", "total")  # fmt: skip
+    assert bad.code == 2 and "use one of count, sum, max, distinct, streak_days" in bad.err
+
+    await server.admin.DeclareEventType(
+        apb.DeclareEventTypeRequest(
+            event_type=apb.EventType(
+                name="buy",
+                properties=[
+                    apb.PropertyShape(path="amount", declared_type=apb.PROPERTY_TYPE_NUMBER)
+                ],
+            )
+        )
+    )
+    exported = tmp_path / "exported.yaml"
+    ok(await client(server, "rules", "export", "-o", str(exported)))
+    text = exported.read_text(encoding="utf-8")
+    assert "event_types:\n  buy:\n    amount: number\n" in text
+    assert "aggregate: sum" in text
+    again = ok(await client(server, "rules", "apply", str(exported)))
+    assert "0 were created, 0 were updated, 1 unchanged" in again.out and not again.err

@@ -21,6 +21,7 @@ from accolade._common import DEFAULT_TARGET
 from accolade._errors import RPCError
 from accolade.cli import _verbs as verbs
 from accolade.v1.admin_pb2 import ProgressPolicy
+from accolade.v1.types_pb2 import Aggregate
 
 
 def _server_module() -> Any:
@@ -192,6 +193,13 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--title")
     create.add_argument("--event", action="append", help="event type that counts; repeatable")
     create.add_argument("--condition", help="CEL condition on the event")
+    create.add_argument(
+        "--aggregate",
+        type=verbs.enum_arg(Aggregate, "an aggregate"),
+        metavar="{count,sum,max,distinct,streak_days}",
+        help="how matching events add up (default count)",
+    )
+    create.add_argument("--field", help="the property that sum, max and distinct read")
     create.add_argument(
         "--target-count", type=float, default=0, help="how many to unlock (default 1)"
     )

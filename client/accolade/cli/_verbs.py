@@ -228,7 +228,12 @@ def rules_apply(args: argparse.Namespace) -> int:
 
 def rules_export(args: argparse.Namespace) -> int:
     with client(args) as c:
-        text = definitions.dump(list(c.list_achievements(page_size=1000)))
+        declared = [
+            t
+            for t in c.list_event_types(page_size=1000)
+            if any(p.declared_type for p in t.properties)
+        ]
+        text = definitions.dump(list(c.list_achievements(page_size=1000)), declared)
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
@@ -243,7 +248,11 @@ def achievements_create(args: argparse.Namespace) -> int:
         items = definitions.load(args.file)
     elif args.id and args.event:
         rule = types_pb2.Rule(
-            event_types=args.event, condition=args.condition or "", target=args.target_count
+            event_types=args.event,
+            condition=args.condition or "",
+            aggregate=args.aggregate or types_pb2.AGGREGATE_COUNT,
+            field=args.field or "",
+            target=args.target_count,
         )
         items = [
             types_pb2.Achievement(

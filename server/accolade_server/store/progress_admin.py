@@ -7,7 +7,21 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from accolade_server.store.repository import Repository
-from accolade_server.store.tables import holdings, progress, progress_distinct
+from accolade_server.store.tables import holdings, progress, progress_distinct, user_points
+
+
+async def lock_users_with_progress(repo: Repository, ids: Sequence[str]) -> None:
+    """Lock the users who have progress on these achievements, in user order (as the write
+    path does), so that a batch in flight cannot write back a value read before a reset."""
+    if not ids or not repo.is_postgres:  # SQLite's BEGIN IMMEDIATE serializes transactions
+        return
+    users = sa.select(progress.c.user_id).where(progress.c.achievement_id.in_(list(ids)))
+    await repo.conn.execute(
+        sa.select(user_points.c.user_id)
+        .where(user_points.c.user_id.in_(users))
+        .order_by(user_points.c.user_id)
+        .with_for_update()
+    )
 
 
 async def users_with_progress(repo: Repository, ids: Sequence[str]) -> dict[str, int]:
@@ -27,6 +41,7 @@ async def reset_progress(repo: Repository, ids: Sequence[str]) -> None:
     so levels already awarded are not awarded again."""
     if not ids:
         return
+    await lock_users_with_progress(repo, ids)
     await repo.conn.execute(
         sa.update(progress)
         .where(progress.c.achievement_id.in_(list(ids)))
@@ -38,6 +53,7 @@ async def reset_progress(repo: Repository, ids: Sequence[str]) -> None:
 
 
 async def delete_progress(repo: Repository, achievement_id: str) -> None:
+    await lock_users_with_progress(repo, [achievement_id])
     for table in (progress, progress_distinct):
         await repo.conn.execute(sa.delete(table).where(table.c.achievement_id == achievement_id))
 
