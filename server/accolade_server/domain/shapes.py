@@ -94,12 +94,14 @@ def properties_shape(properties: Mapping[str, Any]) -> Iterator[tuple[str, int]]
                 stack.append((path, value, depth + 1))
 
 
+_PATH_SEGMENT = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\[\s*("(?:[^"\\]|\\.)*")\s*\]')
+
+
 def parse_path(text: str) -> str:
     """A declared or rule-field path in canonical form; ValueError if it is not a path."""
-    segment = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\[\s*("(?:[^"\\]|\\.)*")\s*\]')
     path, pos = "", 0
     while pos < len(text):
-        m = segment.match(text, pos)
+        m = _PATH_SEGMENT.match(text, pos)
         if (
             not m
             or (pos == 0 and text.startswith("."))
