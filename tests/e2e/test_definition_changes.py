@@ -13,7 +13,8 @@ from google.protobuf.struct_pb2 import Struct
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
-from tests.conftest import Running
+from tests.conftest import Database, Running, stop_server
+from tests.e2e.test_auth import auth, with_keys
 from tests.helpers import achievement, expect_error
 
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -413,3 +414,24 @@ async def test_apply_declares_event_types_in_its_transaction(server: Running) ->
         server.admin.GetEventType(apb.GetEventTypeRequest(name="other")),
         grpc.StatusCode.NOT_FOUND,
     )
+
+
+async def test_event_type_calls_need_the_admin_scope(db: Database) -> None:
+    running, tokens = await with_keys(db)
+    try:
+        admin = running.admin
+        for name in ("track", "read"):
+            md = auth(tokens[name])
+            for call in (
+                admin.ListEventTypes(apb.ListEventTypesRequest(), metadata=md),
+                admin.GetEventType(apb.GetEventTypeRequest(name="x"), metadata=md),
+                admin.DeclareEventType(
+                    apb.DeclareEventTypeRequest(event_type=apb.EventType(name="x")), metadata=md
+                ),
+            ):
+                await expect_error(call, grpc.StatusCode.PERMISSION_DENIED, "'admin' scope")
+        await running.admin.ListEventTypes(
+            apb.ListEventTypesRequest(), metadata=auth(tokens["admin"])
+        )
+    finally:
+        await stop_server(running)
