@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 from accolade._aio import AsyncClient
 from accolade._client import Client
 from accolade._common import TLS, new_event_id
+from accolade._enums import parse_enum
 from accolade._errors import (
     AbortedError,
     AccoladeError,
@@ -35,20 +36,39 @@ from accolade._retry import RetryPolicy
 from accolade._state import event_error
 from accolade._streams import AsyncAwardStream, AwardStream
 from accolade.definitions import DefinitionError
-from accolade.v1.admin_pb2 import ApplyAchievementsResponse, GrantAwardResponse, RevokeAwardResponse
+from accolade.v1.admin_pb2 import (
+    AchievementChange,
+    ApplyAchievementsResponse,
+    EventType,
+    GrantAwardResponse,
+    ProgressPolicy,
+    PropertyType,
+    RevokeAwardResponse,
+)
 from accolade.v1.tracker_pb2 import (
     GetProgressResponse,
     TrackEventRequest,
     TrackEventResponse,
     TrackEventResult,
 )
-from accolade.v1.types_pb2 import Achievement, Award, AwardSource, Progress, Rule, Tier
+from accolade.v1.types_pb2 import (
+    Achievement,
+    Aggregate,
+    Award,
+    AwardSource,
+    Progress,
+    ProgressStatus,
+    Rule,
+    Tier,
+)
 
 __all__ = [
     "TLS",
     "AbortedError",
     "AccoladeError",
     "Achievement",
+    "AchievementChange",
+    "Aggregate",
     "AlreadyExistsError",
     "ApplyAchievementsResponse",
     "AsyncAwardStream",
@@ -59,6 +79,7 @@ __all__ = [
     "Client",
     "DeadlineExceededError",
     "DefinitionError",
+    "EventType",
     "FailedPreconditionError",
     "GetProgressResponse",
     "GrantAwardResponse",
@@ -67,6 +88,9 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "Progress",
+    "ProgressPolicy",
+    "ProgressStatus",
+    "PropertyType",
     "RPCError",
     "ResourceExhaustedError",
     "RetryPolicy",
@@ -81,4 +105,5 @@ __all__ = [
     "__version__",
     "event_error",
     "new_event_id",
+    "parse_enum",
 ]

@@ -15,6 +15,7 @@ from google.protobuf import field_mask_pb2
 
 from accolade import _common
 from accolade._common import DEFAULT_TIMEOUT, TLS, AchievementLike, AchievementSource
+from accolade._enums import parse_enum
 from accolade._errors import code_of, from_grpc
 from accolade._retry import NO_RETRY, RetryPolicy, is_transient
 from accolade._state import Batch, Watch
@@ -198,7 +199,7 @@ class AsyncClient:
         *,
         user_ids: Iterable[str] = (),
         achievement_ids: Iterable[str] = (),
-        source: types_pb2.AwardSource.ValueType = types_pb2.AWARD_SOURCE_UNSPECIFIED,
+        source: types_pb2.AwardSource.ValueType | str = types_pb2.AWARD_SOURCE_UNSPECIFIED,
         after_cursor: int | None = None,
         max_reconnects: int | None = None,
     ) -> AsyncAwardStream:
@@ -217,7 +218,7 @@ class AsyncClient:
             Watch(
                 user_ids=user_ids,
                 achievement_ids=achievement_ids,
-                source=source,
+                source=parse_enum(types_pb2.AwardSource, source),  # type: ignore[arg-type]
                 after_cursor=after_cursor,
                 retry=self.retry,
                 max_reconnects=max_reconnects,
@@ -229,11 +230,16 @@ class AsyncClient:
     async def create_achievement(
         self, achievement: AchievementLike, *, timeout: float | None = None
     ) -> types_pb2.Achievement:
-        """Create a definition (a message, or a mapping as in a definitions file)."""
+        """Create a definition (a message, or a mapping as in a definitions file).
+
+        Warnings about its rule (a property path its events have never carried, a comparison
+        with another type than they had) are logged at WARNING on the ``accolade`` logger.
+        """
         request = admin_pb2.CreateAchievementRequest(achievement=_common.achievement(achievement))
         response = await self._call(
             self.admin.CreateAchievement, request, idempotent=False, timeout=timeout
         )
+        _common.log_warnings(response.warnings)
         return response.achievement
 
     async def get_achievement(
@@ -273,23 +279,39 @@ class AsyncClient:
         achievement: AchievementLike,
         *,
         update_mask: Sequence[str] = (),
+        progress_policy: admin_pb2.ProgressPolicy.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> types_pb2.Achievement:
         """Change the fields in `update_mask` (default: those set in `achievement`; "*":
-        replace all). A non-empty `etag` must match the stored one (else `AbortedError`)."""
+        replace all). A non-empty `etag` must match the stored one (else `AbortedError`).
+
+        Changing what stored progress means (the rule's event types, aggregate or field)
+        while users have progress needs `progress_policy` ("keep" or "reset"), else
+        `FailedPreconditionError`. Warnings about the rule are logged (see `create_achievement`).
+        """
         request = admin_pb2.UpdateAchievementRequest(
             achievement=_common.achievement(achievement),
             update_mask=field_mask_pb2.FieldMask(paths=list(update_mask)),
+            progress_policy=_common.progress_policy(progress_policy),
         )
         response = await self._call(
             self.admin.UpdateAchievement, request, idempotent=False, timeout=timeout
         )
+        _common.log_warnings(response.warnings)
         return response.achievement
 
     async def delete_achievement(
-        self, achievement_id: str, *, etag: str = "", timeout: float | None = None
+        self,
+        achievement_id: str,
+        *,
+        etag: str = "",
+        force: bool = False,
+        timeout: float | None = None,
     ) -> None:
-        request = admin_pb2.DeleteAchievementRequest(id=achievement_id, etag=etag)
+        """Delete a definition and every user's progress towards it. While users hold it,
+        this fails with `FailedPreconditionError` unless `force`; holders keep what they
+        hold and its points, and the award log keeps their awards."""
+        request = admin_pb2.DeleteAchievementRequest(id=achievement_id, etag=etag, force=force)
         await self._call(self.admin.DeleteAchievement, request, idempotent=False, timeout=timeout)
 
     async def apply_achievements(
@@ -297,12 +319,32 @@ class AsyncClient:
         source: AchievementSource,
         *,
         validate_only: bool = False,
+        source_name: str | None = None,
+        allow_replace: bool = False,
+        allow_field_removal: bool = False,
+        progress_policy: admin_pb2.ProgressPolicy.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> admin_pb2.ApplyAchievementsResponse:
         """Create or replace every definition in a YAML/JSON file or an iterable, all or
-        nothing; reports which ids were created, updated and unchanged."""
+        nothing (a file's `event_types:` are declared too); reports per achievement what
+        changes, field by field (`changes`), and `warnings` about conditions.
+
+        `source_name` is recorded with each achievement (default: the file's name when
+        `source` is a path). The call fails with `FailedPreconditionError`, changing
+        nothing, when it would replace achievements applied from another source (unless
+        `allow_replace`), clear fields the definitions leave unset (unless
+        `allow_field_removal`), or change what users' stored progress means (unless
+        `progress_policy` is "keep" or "reset"). `validate_only` reports without writing.
+        """
+        defs = _common.definitions_of(source)
         request = admin_pb2.ApplyAchievementsRequest(
-            achievements=_common.achievements(source), validate_only=validate_only
+            achievements=defs.achievements,
+            event_types=defs.event_types,
+            validate_only=validate_only,
+            source=_common.source_name(source) if source_name is None else source_name,
+            allow_replace=allow_replace,
+            allow_field_removal=allow_field_removal,
+            progress_policy=_common.progress_policy(progress_policy),
         )
         return await self._call(
             self.admin.ApplyAchievements, request, idempotent=True, timeout=timeout
@@ -339,3 +381,47 @@ class AsyncClient:
             user_id=user_id, achievement_id=achievement_id, tier=tier, reason=reason, actor=actor
         )
         return await self._call(self.admin.RevokeAward, request, idempotent=False, timeout=timeout)
+
+    # Event types -------------------------------------------------------------------------
+
+    async def declare_event_type(
+        self,
+        name: str,
+        properties: Mapping[str, admin_pb2.PropertyType.ValueType | str],
+        *,
+        timeout: float | None = None,
+    ) -> admin_pb2.EventType:
+        """Declare what events of a type carry, e.g. ``{"amount": "number", "item.sku":
+        "string"}``, so conditions are checked before the first event arrives. Replaces the
+        type's earlier declaration; returns its declared and observed shape."""
+        request = admin_pb2.DeclareEventTypeRequest(event_type=_common.event_type(name, properties))
+        response = await self._call(
+            self.admin.DeclareEventType, request, idempotent=True, timeout=timeout
+        )
+        return response.event_type
+
+    async def get_event_type(
+        self, name: str, *, timeout: float | None = None
+    ) -> admin_pb2.EventType:
+        """The declared and observed properties of an event type (`NotFoundError` if none)."""
+        request = admin_pb2.GetEventTypeRequest(name=name)
+        response = await self._call(
+            self.admin.GetEventType, request, idempotent=True, timeout=timeout
+        )
+        return response.event_type
+
+    async def list_event_types(
+        self, *, page_size: int = 100, timeout: float | None = None
+    ) -> AsyncIterator[admin_pb2.EventType]:
+        """Every event type seen or declared, in name order, page by page."""
+        token = ""
+        while True:
+            request = admin_pb2.ListEventTypesRequest(page_size=page_size, page_token=token)
+            page = await self._call(
+                self.admin.ListEventTypes, request, idempotent=True, timeout=timeout
+            )
+            for event_type in page.event_types:
+                yield event_type
+            token = page.next_page_token
+            if not token:
+                return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,10 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from accolade import __version__, definitions
-from accolade.v1 import tracker_pb2, types_pb2
+from accolade._enums import parse_enum
+from accolade.v1 import admin_pb2, tracker_pb2, types_pb2
+
+log = logging.getLogger("accolade")
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
@@ -162,11 +166,37 @@ def achievement(value: AchievementLike) -> types_pb2.Achievement:
     return parsed
 
 
-def achievements(source: AchievementSource) -> list[types_pb2.Achievement]:
+def definitions_of(source: AchievementSource) -> definitions.Definitions:
     """A definitions file (YAML or JSON, either shape) or an iterable of achievements."""
     if isinstance(source, str | os.PathLike):
-        return definitions.load(source)
-    return [achievement(a) for a in source]
+        return definitions.load_file(source)
+    return definitions.Definitions(achievements=[achievement(a) for a in source])
+
+
+def source_name(source: AchievementSource) -> str:
+    """What an apply records as the achievements' source: a file's name, else nothing."""
+    return Path(source).name if isinstance(source, str | os.PathLike) else ""
+
+
+def progress_policy(value: admin_pb2.ProgressPolicy.ValueType | str | None) -> Any:
+    if value is None:
+        return admin_pb2.PROGRESS_POLICY_UNSPECIFIED
+    return parse_enum(admin_pb2.ProgressPolicy, value, what="a progress policy")
+
+
+def event_type(
+    name: str, properties: Mapping[str, admin_pb2.PropertyType.ValueType | str]
+) -> admin_pb2.EventType:
+    shape = admin_pb2.EventType(name=name)
+    for path, kind in properties.items():
+        shape.properties.add(path=path, declared_type=parse_enum(admin_pb2.PropertyType, kind))
+    return shape
+
+
+def log_warnings(warnings: Iterable[str]) -> None:
+    """Warnings the server returned with a definition (its rule may never fire)."""
+    for warning in warnings:
+        log.warning("%s", warning)
 
 
 def start_cursor(metadata: Iterable[tuple[str, str | bytes]] | None) -> int | None:

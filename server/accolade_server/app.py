@@ -36,6 +36,7 @@ from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
+from accolade_server.service.shapes import EventTypeService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
 from accolade_server.store import migrate
@@ -174,7 +175,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
-        AchievementAdminServicer(achievements, awards, catalogue), server
+        AchievementAdminServicer(achievements, awards, catalogue, EventTypeService(uow)), server
     )
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
         BadgeTrackerServicer(tracking, awards, watch, catalogue), server

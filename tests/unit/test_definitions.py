@@ -8,8 +8,10 @@ import pytest
 import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 
+import accolade
 from accolade import definitions
 from accolade.definitions import DefinitionError
+from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import types_pb2 as pb
 
 SPEC_FILE = """\
@@ -77,11 +79,88 @@ def test_spec_entry_without_badge_id_gets_a_slug_of_its_name_and_optional_fields
     )
 
 
-def test_spec_entry_without_award_badge_is_enabled() -> None:
+def test_spec_entry_without_award_badge_leaves_enabled_unset() -> None:
+    # Unset: created enabled, and an apply does not silently re-enable a disabled one.
     [parsed] = definitions.parse(
         {"achievement_rules": [{"rule_name": "Hi", "condition": 'event == "login"'}]}
     )
-    assert parsed.enabled is True
+    assert not parsed.HasField("enabled")
+
+
+def test_every_error_of_a_file_is_reported_at_once_in_the_files_terms() -> None:
+    data = {
+        "achievements": [
+            {"id": "a", "title": "A", "rule": {"event_types": ["x"], "aggregate": "summ"}},
+            {"id": "b", "title": 7, "rule": {"event_types": "x"}, "icon": "x"},
+            {"id": "c", "title": "C", "tiers": [{"name": "gold", "threshold": "ten"}]},
+        ],
+        "achievement_rules": [{"rule_name": "D", "condition": "event.properties.x > 1"}],
+    }
+    with pytest.raises(DefinitionError) as info:
+        definitions.parse(data, "rules.yaml")
+    errors = info.value.errors
+    assert str(info.value).startswith(f"rules.yaml: {len(errors)} errors:")
+    assert any(
+        e.startswith(
+            "achievements[0].rule.aggregate: 'summ' is not an aggregate; use one of "
+            "count, sum, max, distinct, streak_days"
+        )
+        for e in errors
+    ), errors
+    assert any(e.startswith("achievements[1].title: expected text, got a number") for e in errors)
+    assert any(e.startswith("achievements[1].rule.event_types: expected a list") for e in errors)
+    assert any(
+        e.startswith("achievements[1].icon: unknown field (did you mean icon_url?)") for e in errors
+    )
+    assert any(
+        e.startswith("achievements[2].tiers[0].threshold: expected a number") for e in errors
+    )
+    assert any(e.startswith("achievement_rules[0].condition:") for e in errors)
+    assert len(errors) == 6, errors
+
+
+def test_two_spec_entries_whose_names_slug_to_one_id_are_refused() -> None:
+    data = {
+        "achievement_rules": [
+            {"rule_name": "FirstPurchase", "condition": 'event == "a"'},
+            {"rule_name": "First Purchase", "condition": 'event == "b"'},
+        ]
+    }
+    with pytest.raises(DefinitionError) as info:
+        definitions.parse(data, "rules.yaml")
+    assert (
+        "achievement_rules[1]: id 'first-purchase' (from rule_name 'First Purchase') is also the "
+        "id of achievement_rules[0]; set badge_id" in str(info.value)
+    )
+
+
+def test_event_types_are_read_with_any_spelling_of_their_types() -> None:
+    read = definitions.read(
+        {
+            "achievements": [{"id": "a", "title": "A", "rule": {"event_types": ["buy"]}}],
+            "event_types": {"buy": {"amount": "number", "item.sku": "PROPERTY_TYPE_STRING"}},
+        }
+    )
+    [shape] = read.event_types
+    assert shape.name == "buy"
+    assert [(p.path, p.declared_type) for p in shape.properties] == [
+        ("amount", apb.PROPERTY_TYPE_NUMBER),
+        ("item.sku", apb.PROPERTY_TYPE_STRING),
+    ]
+    with pytest.raises(DefinitionError, match=r"event_types.buy.amount: 'numbr' is not a property"):
+        definitions.read({"achievements": [], "event_types": {"buy": {"amount": "numbr"}}})
+
+
+@pytest.mark.parametrize("spelling", ["sum", "SUM", "Sum", "AGGREGATE_SUM", "Aggregate.SUM", 2])
+def test_one_spelling_rule_for_enums(spelling: object) -> None:
+    assert accolade.parse_enum(accolade.Aggregate, spelling) == pb.AGGREGATE_SUM
+    assert accolade.parse_enum(accolade.ProgressPolicy, "reset") == apb.PROGRESS_POLICY_RESET
+    assert accolade.parse_enum(accolade.AwardSource, "manual") == pb.AWARD_SOURCE_MANUAL
+    assert accolade.parse_enum(accolade.ProgressStatus, "in-progress") == (
+        pb.PROGRESS_STATUS_IN_PROGRESS
+    )
+    with pytest.raises(ValueError, match="use one of count, sum, max, distinct, streak_days"):
+        accolade.parse_enum(accolade.Aggregate, "total")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ Client verbs talk to a server over gRPC (`--target`, `--api-key`, TLS flags) thr
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from accolade import definitions
 from accolade._common import DEFAULT_TARGET
 from accolade._errors import RPCError
 from accolade.cli import _verbs as verbs
+from accolade.v1.admin_pb2 import ProgressPolicy
+from accolade.v1.types_pb2 import Aggregate
 
 
 def _server_module() -> Any:
@@ -155,7 +158,29 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         "apply", parents=[common], help="validate a file, then create/update all or nothing"
     )
     apply.add_argument("file")
-    apply.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
+    apply.add_argument(
+        "--dry-run", action="store_true", help="show what would change, write nothing"
+    )
+    apply.add_argument(
+        "--allow-removal",
+        action="store_true",
+        help="clear fields stored achievements have and the file leaves out",
+    )
+    apply.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace achievements last applied from another file (--source)",
+    )
+    apply.add_argument(
+        "--progress",
+        type=verbs.enum_arg(ProgressPolicy, "a progress policy"),
+        metavar="{keep,reset}",
+        help="what to do with users' progress when a rule's event types, aggregate or field "
+        "change: keep it, or reset it to 0 (awards already made stay)",
+    )
+    apply.add_argument(
+        "--source", metavar="NAME", help="recorded with each achievement (default: file name)"
+    )
     apply.set_defaults(func=verbs.rules_apply)
     export = rules_verbs.add_parser(
         "export", parents=[common], help="write every definition as YAML"
@@ -174,6 +199,13 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--event", action="append", help="event type that counts; repeatable")
     create.add_argument("--condition", help="CEL condition on the event")
     create.add_argument(
+        "--aggregate",
+        type=verbs.enum_arg(Aggregate, "an aggregate"),
+        metavar="{count,sum,max,distinct,streak_days}",
+        help="how matching events add up (default count)",
+    )
+    create.add_argument("--field", help="the property that sum, max and distinct read")
+    create.add_argument(
         "--target-count", type=float, default=0, help="how many to unlock (default 1)"
     )
     create.add_argument("--points", type=int, default=0)
@@ -186,7 +218,20 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     get.set_defaults(func=verbs.achievements_get)
     delete = ach_verbs.add_parser("delete", parents=[common], help="delete an achievement")
     delete.add_argument("id")
+    delete.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even if users hold it (they keep it and its points; awards stay logged)",
+    )
     delete.set_defaults(func=verbs.achievements_delete)
+
+    types = verbs_.add_parser("event-types", help="what events of each type carry")
+    types_verbs = types.add_subparsers(dest="types_verb", required=True, metavar="ACTION")
+    tlist = types_verbs.add_parser("list", parents=[common], help="event types seen or declared")
+    tlist.set_defaults(func=verbs.event_types_list)
+    tget = types_verbs.add_parser("get", parents=[common], help="one event type's properties")
+    tget.add_argument("name")
+    tget.set_defaults(func=verbs.event_types_get)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,8 +242,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warnings() -> None:
+    """The SDK logs the server's warnings about rules; print them on standard error."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("accolade: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("accolade")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _show_warnings()
     try:
         return int(args.func(args) or 0)
     except definitions.DefinitionError as exc:
@@ -208,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"accolade: {exc}", file=sys.stderr)
         return 2
     except RPCError as exc:
-        print(f"accolade: {exc.code.name}: {exc.message}", file=sys.stderr)
+        message = verbs.in_file_terms(args, exc.message)
+        print(f"accolade: {exc.code.name}: {message}", file=sys.stderr)
         if exc.code == grpc.StatusCode.UNAVAILABLE:
             print(
                 f"  is a server running at {args.target}? (`make run` starts one)", file=sys.stderr

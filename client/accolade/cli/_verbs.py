@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from accolade import definitions
 from accolade._client import Client
 from accolade._common import TLS
+from accolade._enums import EnumType, parse_enum, short_name
 from accolade._retry import RetryPolicy
 from accolade.cli import _render as render
 from accolade.v1 import admin_pb2, types_pb2
@@ -47,6 +50,33 @@ def prop(text: str) -> tuple[str, Any]:
 
 #: Exit status of `accolade track --strict` for an event that was not tracked.
 NOT_TRACKED = 3
+
+
+def enum_arg(enum: EnumType, what: str) -> Callable[[str], int]:
+    """An argparse type for an enum flag, in the one spelling rule (`keep`, `KEEP`, …)."""
+
+    def convert(text: str) -> int:
+        try:
+            return parse_enum(enum, text, what=what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = what  # argparse names the type in its message
+    return convert
+
+
+def in_file_terms(args: argparse.Namespace, message: str) -> str:
+    """A server message about `achievements[N]` of the request, with N's place in the file."""
+    origins: list[str] = getattr(args, "origins", [])
+    file = getattr(args, "file", None)
+    if not origins or not file:
+        return message
+
+    def where(m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        return f"{file}: {origins[i]}" if i < len(origins) else m.group(0)
+
+    return re.sub(r"(?<![\w.])achievements\[(\d+)\]", where, message)
 
 
 def track(args: argparse.Namespace) -> int:
@@ -100,7 +130,7 @@ def awards(args: argparse.Namespace) -> int:
                 a.title or "-",
                 a.tier or "-",
                 a.points,
-                types_pb2.AwardSource.Name(a.source).removeprefix("AWARD_SOURCE_").lower(),
+                short_name(types_pb2.AwardSource, a.source),
                 a.award_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z",
             )
             for a in held
@@ -164,26 +194,48 @@ def grant_or_revoke(args: argparse.Namespace) -> int:
 
 
 def rules_apply(args: argparse.Namespace) -> int:
-    items = definitions.load(args.file)
+    defs = definitions.load_file(args.file)
+    args.origins = defs.origins
     with client(args) as c:
-        result = c.apply_achievements(items, validate_only=args.dry_run)
+        result = c.apply_achievements(
+            args.file,
+            validate_only=args.dry_run,
+            source_name=args.source,
+            allow_replace=args.replace,
+            allow_field_removal=args.allow_removal,
+            progress_policy=args.progress,
+        )
+    for warning in result.warnings:
+        print(f"accolade: warning: {warning}", file=sys.stderr)
     if args.json:
         render.print_json(result)
         return 0
     verb = "would be" if args.dry_run else "were"
     print(
-        f"{len(items)} achievements in {args.file}: {len(result.created)} {verb} created, "
-        f"{len(result.updated)} {verb} updated, {len(result.unchanged)} unchanged"
+        f"{len(defs.achievements)} achievements in {args.file}: {len(result.created)} {verb} "
+        f"created, {len(result.updated)} {verb} updated, {len(result.unchanged)} unchanged"
     )
-    for label, ids in (("created", result.created), ("updated", result.updated)):
-        for aid in ids:
-            print(f"  {label}: {aid}")
+    for change in result.changes:
+        kind = short_name(admin_pb2.AchievementChange.Kind, change.kind)
+        if kind == "unchanged":
+            continue
+        print(f"  {'created' if kind == 'create' else 'updated'}: {change.id}")
+        for f in change.fields:
+            old, new = f.old_value or "(none)", f.new_value or "(none)"
+            print(f"      {f.field}: {old} -> {new}")
+    if args.dry_run:
+        print("dry run: nothing was written")
     return 0
 
 
 def rules_export(args: argparse.Namespace) -> int:
     with client(args) as c:
-        text = definitions.dump(list(c.list_achievements(page_size=1000)))
+        declared = [
+            t
+            for t in c.list_event_types(page_size=1000)
+            if any(p.declared_type for p in t.properties)
+        ]
+        text = definitions.dump(list(c.list_achievements(page_size=1000)), declared)
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
@@ -198,7 +250,11 @@ def achievements_create(args: argparse.Namespace) -> int:
         items = definitions.load(args.file)
     elif args.id and args.event:
         rule = types_pb2.Rule(
-            event_types=args.event, condition=args.condition or "", target=args.target_count
+            event_types=args.event,
+            condition=args.condition or "",
+            aggregate=args.aggregate or types_pb2.AGGREGATE_COUNT,
+            field=args.field or "",
+            target=args.target_count,
         )
         items = [
             types_pb2.Achievement(
@@ -248,6 +304,39 @@ def achievements_get(args: argparse.Namespace) -> int:
 
 def achievements_delete(args: argparse.Namespace) -> int:
     with client(args) as c:
-        c.delete_achievement(args.id)
+        c.delete_achievement(args.id, force=args.force)
     print(f"deleted {args.id}")
+    return 0
+
+
+def event_types_list(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        items = list(c.list_event_types(page_size=1000))
+    if args.json:
+        render.print_json(admin_pb2.ListEventTypesResponse(event_types=items))
+        return 0
+    render.table(
+        ("EVENT TYPE", "PROPERTIES"),
+        [(t.name, ", ".join(p.path for p in t.properties) or "-") for t in items],
+    )
+    return 0
+
+
+def event_types_get(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        shape = c.get_event_type(args.name)
+    if args.json:
+        render.print_json(shape)
+        return 0
+    render.table(
+        ("PATH", "DECLARED", "OBSERVED"),
+        [
+            (
+                p.path,
+                short_name(admin_pb2.PropertyType, p.declared_type) if p.declared_type else "-",
+                ",".join(short_name(admin_pb2.PropertyType, t) for t in p.observed_types) or "-",
+            )
+            for p in shape.properties
+        ],
+    )
     return 0

@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,64 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ProgressPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProgressPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProgressPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROGRESS_POLICY_UNSPECIFIED: _ProgressPolicy.ValueType  # 0
+    """Refuse such a change (FAILED_PRECONDITION) when users have progress."""
+    PROGRESS_POLICY_KEEP: _ProgressPolicy.ValueType  # 1
+    """Keep every user's stored value as it is and continue from it."""
+    PROGRESS_POLICY_RESET: _ProgressPolicy.ValueType  # 2
+    """Start every user at 0 (the stored value, DISTINCT values seen and streak
+    state are cleared). Awards already made stay, and the levels already
+    awarded are not awarded again.
+    """
+
+class ProgressPolicy(_ProgressPolicy, metaclass=_ProgressPolicyEnumTypeWrapper):
+    """What to do with users' stored progress when a change alters what it
+    means (the rule's event types, aggregate or field).
+    """
+
+PROGRESS_POLICY_UNSPECIFIED: ProgressPolicy.ValueType  # 0
+"""Refuse such a change (FAILED_PRECONDITION) when users have progress."""
+PROGRESS_POLICY_KEEP: ProgressPolicy.ValueType  # 1
+"""Keep every user's stored value as it is and continue from it."""
+PROGRESS_POLICY_RESET: ProgressPolicy.ValueType  # 2
+"""Start every user at 0 (the stored value, DISTINCT values seen and streak
+state are cleared). Awards already made stay, and the levels already
+awarded are not awarded again.
+"""
+Global___ProgressPolicy: _TypeAlias = ProgressPolicy  # noqa: Y015
+
+class _PropertyType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PropertyTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PropertyType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROPERTY_TYPE_UNSPECIFIED: _PropertyType.ValueType  # 0
+    PROPERTY_TYPE_STRING: _PropertyType.ValueType  # 1
+    PROPERTY_TYPE_NUMBER: _PropertyType.ValueType  # 2
+    PROPERTY_TYPE_BOOL: _PropertyType.ValueType  # 3
+    PROPERTY_TYPE_OBJECT: _PropertyType.ValueType  # 4
+    PROPERTY_TYPE_LIST: _PropertyType.ValueType  # 5
+    PROPERTY_TYPE_NULL: _PropertyType.ValueType  # 6
+
+class PropertyType(_PropertyType, metaclass=_PropertyTypeEnumTypeWrapper):
+    """The JSON type of an event property."""
+
+PROPERTY_TYPE_UNSPECIFIED: PropertyType.ValueType  # 0
+PROPERTY_TYPE_STRING: PropertyType.ValueType  # 1
+PROPERTY_TYPE_NUMBER: PropertyType.ValueType  # 2
+PROPERTY_TYPE_BOOL: PropertyType.ValueType  # 3
+PROPERTY_TYPE_OBJECT: PropertyType.ValueType  # 4
+PROPERTY_TYPE_LIST: PropertyType.ValueType  # 5
+PROPERTY_TYPE_NULL: PropertyType.ValueType  # 6
+Global___PropertyType: _TypeAlias = PropertyType  # noqa: Y015
 
 @_typing.final
 class CreateAchievementRequest(_message.Message):
@@ -47,16 +106,24 @@ class CreateAchievementResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Conditions that may never fire: each names the achievement id and the
+        property path (e.g. a path no event of the rule's types has carried).
+        """
+
     def __init__(
         self,
         *,
         achievement: _types_pb2.Achievement | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -165,6 +232,11 @@ class UpdateAchievementRequest(_message.Message):
 
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    PROGRESS_POLICY_FIELD_NUMBER: _builtins.int
+    progress_policy: Global___ProgressPolicy.ValueType
+    """Required when the change alters what users' stored progress means (the
+    rule's event types, aggregate or field) and users have progress on it.
+    """
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement:
         """The new values; `achievement.id` names the achievement, and a non-empty
@@ -182,10 +254,11 @@ class UpdateAchievementRequest(_message.Message):
         *,
         achievement: _types_pb2.Achievement | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        progress_policy: Global___ProgressPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "progress_policy", b"progress_policy", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -196,16 +269,22 @@ class UpdateAchievementResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Conditions that may never fire, as in CreateAchievementResponse."""
+
     def __init__(
         self,
         *,
         achievement: _types_pb2.Achievement | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -217,18 +296,24 @@ class DeleteAchievementRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     etag: _builtins.str
     """When set, it must match the stored etag or the call fails with ABORTED."""
+    force: _builtins.bool
+    """Delete even when users hold the achievement (they keep what they hold,
+    and its points; the award log keeps their awards).
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         etag: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "force", b"force", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -255,25 +340,155 @@ class ApplyAchievementsRequest(_message.Message):
 
     ACHIEVEMENTS_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    ALLOW_REPLACE_FIELD_NUMBER: _builtins.int
+    ALLOW_FIELD_REMOVAL_FIELD_NUMBER: _builtins.int
+    PROGRESS_POLICY_FIELD_NUMBER: _builtins.int
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
     validate_only: _builtins.bool
-    """Validate only; write nothing."""
+    """Validate only and report the changes; write nothing. Refused exactly
+    when the same request without it would be.
+    """
+    source: _builtins.str
+    """Where the definitions come from, e.g. the file's name; recorded with each
+    achievement written. Empty: not recorded, and not compared.
+    """
+    allow_replace: _builtins.bool
+    """Allow replacing an achievement recorded with another non-empty `source`
+    (e.g. a second file whose entry maps onto the same id). Without it such
+    an apply fails with FAILED_PRECONDITION naming the ids.
+    """
+    allow_field_removal: _builtins.bool
+    """Allow clearing fields that an existing achievement has and the new
+    definition leaves unset (e.g. a description, tiers, or `enabled: false`
+    of an entry that does not say `enabled`). Without it such an apply fails
+    with FAILED_PRECONDITION naming the ids and fields.
+    """
+    progress_policy: Global___ProgressPolicy.ValueType
+    """What to do with stored progress of achievements whose change alters its
+    meaning (see UpdateAchievementRequest.progress_policy).
+    """
     @_builtins.property
     def achievements(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Achievement]:
         """The full definitions to create or replace (matched by id)."""
+
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventType]:
+        """Event type shapes to declare in the same transaction (as with
+        DeclareEventType), before the definitions are checked against them.
+        """
 
     def __init__(
         self,
         *,
         achievements: _abc.Iterable[_types_pb2.Achievement] | None = ...,
         validate_only: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        allow_replace: _builtins.bool = ...,
+        allow_field_removal: _builtins.bool = ...,
+        progress_policy: Global___ProgressPolicy.ValueType = ...,
+        event_types: _abc.Iterable[Global___EventType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievements", b"achievements", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievements", b"achievements", "allow_field_removal", b"allow_field_removal", "allow_replace", b"allow_replace", "event_types", b"event_types", "progress_policy", b"progress_policy", "source", b"source", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApplyAchievementsRequest: _TypeAlias = ApplyAchievementsRequest  # noqa: Y015
+
+@_typing.final
+class AchievementChange(_message.Message):
+    """One achievement of an apply, and what the apply changes in it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AchievementChange._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: AchievementChange._Kind.ValueType  # 0
+        KIND_CREATE: AchievementChange._Kind.ValueType  # 1
+        """It does not exist yet and is created."""
+        KIND_UPDATE: AchievementChange._Kind.ValueType  # 2
+        """It exists and some fields change (see `fields`)."""
+        KIND_UNCHANGED: AchievementChange._Kind.ValueType  # 3
+        """It exists exactly as requested."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What happens to an achievement."""
+
+    KIND_UNSPECIFIED: AchievementChange.Kind.ValueType  # 0
+    KIND_CREATE: AchievementChange.Kind.ValueType  # 1
+    """It does not exist yet and is created."""
+    KIND_UPDATE: AchievementChange.Kind.ValueType  # 2
+    """It exists and some fields change (see `fields`)."""
+    KIND_UNCHANGED: AchievementChange.Kind.ValueType  # 3
+    """It exists exactly as requested."""
+
+    ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SOURCE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    kind: Global___AchievementChange.Kind.ValueType
+    previous_source: _builtins.str
+    """The source recorded before this apply (see ApplyAchievementsRequest.source)."""
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
+        """For KIND_UPDATE, every changed field in the definitions file's terms."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        kind: Global___AchievementChange.Kind.ValueType = ...,
+        fields: _abc.Iterable[Global___FieldChange] | None = ...,
+        previous_source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "id", b"id", "kind", b"kind", "previous_source", b"previous_source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AchievementChange: _TypeAlias = AchievementChange  # noqa: Y015
+
+@_typing.final
+class FieldChange(_message.Message):
+    """One changed field of an achievement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The field's path as written in a definitions file, e.g. "title",
+    "rule.condition", "tiers[1].threshold".
+    """
+    old_value: _builtins.str
+    """The value before, as JSON (e.g. `"Old title"`, `10`, `["a","b"]`); empty
+    when there was none (e.g. a tier added).
+    """
+    new_value: _builtins.str
+    """The value after, as JSON; empty when it is removed (e.g. a tier dropped)."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        old_value: _builtins.str = ...,
+        new_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "new_value", b"new_value", "old_value", b"old_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldChange: _TypeAlias = FieldChange  # noqa: Y015
 
 @_typing.final
 class ApplyAchievementsResponse(_message.Message):
@@ -282,6 +497,8 @@ class ApplyAchievementsResponse(_message.Message):
     CREATED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
     UNCHANGED_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def created(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids created by this call."""
@@ -294,16 +511,26 @@ class ApplyAchievementsResponse(_message.Message):
     def unchanged(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids already exactly as requested."""
 
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AchievementChange]:
+        """One entry per requested achievement, in request order, with its changes."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Conditions that may never fire, as in CreateAchievementResponse."""
+
     def __init__(
         self,
         *,
         created: _abc.Iterable[_builtins.str] | None = ...,
         updated: _abc.Iterable[_builtins.str] | None = ...,
         unchanged: _abc.Iterable[_builtins.str] | None = ...,
+        changes: _abc.Iterable[Global___AchievementChange] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "created", b"created", "unchanged", b"unchanged", "updated", b"updated", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,3 +649,198 @@ class RevokeAwardResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeAwardResponse: _TypeAlias = RevokeAwardResponse  # noqa: Y015
+
+@_typing.final
+class PropertyShape(_message.Message):
+    """One property path of an event type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    DECLARED_TYPE_FIELD_NUMBER: _builtins.int
+    OBSERVED_TYPES_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Path below `event.properties`: keys joined by ".", e.g. "item.price"; a
+    key that is not an identifier is written `["my-key"]`. At most 8 levels.
+    """
+    declared_type: Global___PropertyType.ValueType
+    """The type an administrator declared; PROPERTY_TYPE_UNSPECIFIED when the
+    path is only observed.
+    """
+    @_builtins.property
+    def observed_types(self) -> _containers.RepeatedScalarFieldContainer[Global___PropertyType.ValueType]:
+        """Output only. The types seen at this path in tracked events."""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        declared_type: Global___PropertyType.ValueType = ...,
+        observed_types: _abc.Iterable[Global___PropertyType.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declared_type", b"declared_type", "observed_types", b"observed_types", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PropertyShape: _TypeAlias = PropertyShape  # noqa: Y015
+
+@_typing.final
+class EventType(_message.Message):
+    """What events of one type carry: declared by an administrator and observed
+    in tracked events. Conditions are checked against it (warnings, never
+    refusals). Observation is bounded: up to 64 paths per type, 4 levels deep;
+    objects are described, lists are not looked into.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The event type, e.g. "purchase_completed"."""
+    @_builtins.property
+    def properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___PropertyShape]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        properties: _abc.Iterable[Global___PropertyShape] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "properties", b"properties"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventType: _TypeAlias = EventType  # noqa: Y015
+
+@_typing.final
+class DeclareEventTypeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event_type(self) -> Global___EventType:
+        """The type and its properties; only `path` and `declared_type` are read."""
+
+    def __init__(
+        self,
+        *,
+        event_type: Global___EventType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclareEventTypeRequest: _TypeAlias = DeclareEventTypeRequest  # noqa: Y015
+
+@_typing.final
+class DeclareEventTypeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event_type(self) -> Global___EventType: ...
+    def __init__(
+        self,
+        *,
+        event_type: Global___EventType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclareEventTypeResponse: _TypeAlias = DeclareEventTypeResponse  # noqa: Y015
+
+@_typing.final
+class GetEventTypeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventTypeRequest: _TypeAlias = GetEventTypeRequest  # noqa: Y015
+
+@_typing.final
+class GetEventTypeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event_type(self) -> Global___EventType: ...
+    def __init__(
+        self,
+        *,
+        event_type: Global___EventType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventTypeResponse: _TypeAlias = GetEventTypeResponse  # noqa: Y015
+
+@_typing.final
+class ListEventTypesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many results (default 50, values above 1000 are treated as 1000)."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous call."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventTypesRequest: _TypeAlias = ListEventTypesRequest  # noqa: Y015
+
+@_typing.final
+class ListEventTypesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as `page_token` for the next page; empty on the last page."""
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventType]: ...
+    def __init__(
+        self,
+        *,
+        event_types: _abc.Iterable[Global___EventType] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventTypesResponse: _TypeAlias = ListEventTypesResponse  # noqa: Y015

@@ -76,6 +76,21 @@ class AchievementAdminStub:
                 request_serializer=accolade_dot_v1_dot_admin__pb2.RevokeAwardRequest.SerializeToString,
                 response_deserializer=accolade_dot_v1_dot_admin__pb2.RevokeAwardResponse.FromString,
                 _registered_method=True)
+        self.DeclareEventType = channel.unary_unary(
+                '/accolade.v1.AchievementAdmin/DeclareEventType',
+                request_serializer=accolade_dot_v1_dot_admin__pb2.DeclareEventTypeRequest.SerializeToString,
+                response_deserializer=accolade_dot_v1_dot_admin__pb2.DeclareEventTypeResponse.FromString,
+                _registered_method=True)
+        self.GetEventType = channel.unary_unary(
+                '/accolade.v1.AchievementAdmin/GetEventType',
+                request_serializer=accolade_dot_v1_dot_admin__pb2.GetEventTypeRequest.SerializeToString,
+                response_deserializer=accolade_dot_v1_dot_admin__pb2.GetEventTypeResponse.FromString,
+                _registered_method=True)
+        self.ListEventTypes = channel.unary_unary(
+                '/accolade.v1.AchievementAdmin/ListEventTypes',
+                request_serializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
+                response_deserializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+                _registered_method=True)
 
 
 class AchievementAdminServicer:
@@ -112,7 +127,9 @@ class AchievementAdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAchievement(self, request, context):
-        """Delete an achievement. Awards already made stay in the award log.
+        """Delete an achievement and every user's progress towards it. Awards
+        already made stay in the award log, and holders keep the levels they hold
+        and their points. FAILED_PRECONDITION when users hold it, unless `force`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,7 +137,11 @@ class AchievementAdminServicer:
 
     def ApplyAchievements(self, request, context):
         """Create or update many achievements at once: all are validated first, then
-        all are written in one transaction, or none is. Idempotent.
+        all are written in one transaction, or none is. Idempotent. The response
+        says, field by field, what changes. An apply that would clear fields the
+        definitions leave unset, take over achievements applied from another
+        source, or change what users' stored progress means is refused with
+        FAILED_PRECONDITION unless the request allows it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +158,30 @@ class AchievementAdminServicer:
     def RevokeAward(self, request, context):
         """Revoke an award: its points are removed and a revocation is appended to
         the award log. Idempotent: revoking what the user does not hold changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclareEventType(self, request, context):
+        """Declare the properties (paths and JSON types) events of a type carry, so
+        conditions can be checked before the first event arrives. Replaces the
+        type's earlier declaration; shapes observed in events are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventType(self, request, context):
+        """The declared and observed shape of an event type. NOT_FOUND if no event of
+        the type has been seen and none is declared.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventTypes(self, request, context):
+        """Every event type seen or declared, in name order, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,6 +229,21 @@ def add_AchievementAdminServicer_to_server(servicer, server):
                     servicer.RevokeAward,
                     request_deserializer=accolade_dot_v1_dot_admin__pb2.RevokeAwardRequest.FromString,
                     response_serializer=accolade_dot_v1_dot_admin__pb2.RevokeAwardResponse.SerializeToString,
+            ),
+            'DeclareEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclareEventType,
+                    request_deserializer=accolade_dot_v1_dot_admin__pb2.DeclareEventTypeRequest.FromString,
+                    response_serializer=accolade_dot_v1_dot_admin__pb2.DeclareEventTypeResponse.SerializeToString,
+            ),
+            'GetEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventType,
+                    request_deserializer=accolade_dot_v1_dot_admin__pb2.GetEventTypeRequest.FromString,
+                    response_serializer=accolade_dot_v1_dot_admin__pb2.GetEventTypeResponse.SerializeToString,
+            ),
+            'ListEventTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventTypes,
+                    request_deserializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
+                    response_serializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +464,87 @@ class AchievementAdmin:
             '/accolade.v1.AchievementAdmin/RevokeAward',
             accolade_dot_v1_dot_admin__pb2.RevokeAwardRequest.SerializeToString,
             accolade_dot_v1_dot_admin__pb2.RevokeAwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclareEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accolade.v1.AchievementAdmin/DeclareEventType',
+            accolade_dot_v1_dot_admin__pb2.DeclareEventTypeRequest.SerializeToString,
+            accolade_dot_v1_dot_admin__pb2.DeclareEventTypeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accolade.v1.AchievementAdmin/GetEventType',
+            accolade_dot_v1_dot_admin__pb2.GetEventTypeRequest.SerializeToString,
+            accolade_dot_v1_dot_admin__pb2.GetEventTypeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accolade.v1.AchievementAdmin/ListEventTypes',
+            accolade_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
+            accolade_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

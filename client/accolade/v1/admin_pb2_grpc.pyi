@@ -44,10 +44,17 @@ class AchievementAdminStub:
     UpdateAchievement: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateAchievementRequest, _admin_pb2.UpdateAchievementResponse]
     """Update the fields named in `update_mask`. ABORTED on an etag mismatch."""
     DeleteAchievement: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteAchievementRequest, _admin_pb2.DeleteAchievementResponse]
-    """Delete an achievement. Awards already made stay in the award log."""
+    """Delete an achievement and every user's progress towards it. Awards
+    already made stay in the award log, and holders keep the levels they hold
+    and their points. FAILED_PRECONDITION when users hold it, unless `force`.
+    """
     ApplyAchievements: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ApplyAchievementsRequest, _admin_pb2.ApplyAchievementsResponse]
     """Create or update many achievements at once: all are validated first, then
-    all are written in one transaction, or none is. Idempotent.
+    all are written in one transaction, or none is. Idempotent. The response
+    says, field by field, what changes. An apply that would clear fields the
+    definitions leave unset, take over achievements applied from another
+    source, or change what users' stored progress means is refused with
+    FAILED_PRECONDITION unless the request allows it.
     """
     GrantAward: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GrantAwardRequest, _admin_pb2.GrantAwardResponse]
     """Grant an achievement (or one tier of it) to a user by hand. Idempotent:
@@ -57,6 +64,17 @@ class AchievementAdminStub:
     """Revoke an award: its points are removed and a revocation is appended to
     the award log. Idempotent: revoking what the user does not hold changes nothing.
     """
+    DeclareEventType: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeclareEventTypeRequest, _admin_pb2.DeclareEventTypeResponse]
+    """Declare the properties (paths and JSON types) events of a type carry, so
+    conditions can be checked before the first event arrives. Replaces the
+    type's earlier declaration; shapes observed in events are kept.
+    """
+    GetEventType: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetEventTypeRequest, _admin_pb2.GetEventTypeResponse]
+    """The declared and observed shape of an event type. NOT_FOUND if no event of
+    the type has been seen and none is declared.
+    """
+    ListEventTypes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]
+    """Every event type seen or declared, in name order, a page at a time."""
 
 @_typing.type_check_only
 class AchievementAdminAsyncStub(AchievementAdminStub):
@@ -74,10 +92,17 @@ class AchievementAdminAsyncStub(AchievementAdminStub):
     UpdateAchievement: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateAchievementRequest, _admin_pb2.UpdateAchievementResponse]  # type: ignore[assignment]
     """Update the fields named in `update_mask`. ABORTED on an etag mismatch."""
     DeleteAchievement: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteAchievementRequest, _admin_pb2.DeleteAchievementResponse]  # type: ignore[assignment]
-    """Delete an achievement. Awards already made stay in the award log."""
+    """Delete an achievement and every user's progress towards it. Awards
+    already made stay in the award log, and holders keep the levels they hold
+    and their points. FAILED_PRECONDITION when users hold it, unless `force`.
+    """
     ApplyAchievements: _aio.UnaryUnaryMultiCallable[_admin_pb2.ApplyAchievementsRequest, _admin_pb2.ApplyAchievementsResponse]  # type: ignore[assignment]
     """Create or update many achievements at once: all are validated first, then
-    all are written in one transaction, or none is. Idempotent.
+    all are written in one transaction, or none is. Idempotent. The response
+    says, field by field, what changes. An apply that would clear fields the
+    definitions leave unset, take over achievements applied from another
+    source, or change what users' stored progress means is refused with
+    FAILED_PRECONDITION unless the request allows it.
     """
     GrantAward: _aio.UnaryUnaryMultiCallable[_admin_pb2.GrantAwardRequest, _admin_pb2.GrantAwardResponse]  # type: ignore[assignment]
     """Grant an achievement (or one tier of it) to a user by hand. Idempotent:
@@ -87,6 +112,17 @@ class AchievementAdminAsyncStub(AchievementAdminStub):
     """Revoke an award: its points are removed and a revocation is appended to
     the award log. Idempotent: revoking what the user does not hold changes nothing.
     """
+    DeclareEventType: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeclareEventTypeRequest, _admin_pb2.DeclareEventTypeResponse]  # type: ignore[assignment]
+    """Declare the properties (paths and JSON types) events of a type carry, so
+    conditions can be checked before the first event arrives. Replaces the
+    type's earlier declaration; shapes observed in events are kept.
+    """
+    GetEventType: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetEventTypeRequest, _admin_pb2.GetEventTypeResponse]  # type: ignore[assignment]
+    """The declared and observed shape of an event type. NOT_FOUND if no event of
+    the type has been seen and none is declared.
+    """
+    ListEventTypes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]  # type: ignore[assignment]
+    """Every event type seen or declared, in name order, a page at a time."""
 
 class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
     """Manage achievement definitions and manual awards. Changes take effect
@@ -131,7 +167,10 @@ class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.DeleteAchievementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.DeleteAchievementResponse, _abc.Awaitable[_admin_pb2.DeleteAchievementResponse]]:
-        """Delete an achievement. Awards already made stay in the award log."""
+        """Delete an achievement and every user's progress towards it. Awards
+        already made stay in the award log, and holders keep the levels they hold
+        and their points. FAILED_PRECONDITION when users hold it, unless `force`.
+        """
 
     @_abc_1.abstractmethod
     def ApplyAchievements(
@@ -140,7 +179,11 @@ class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ApplyAchievementsResponse, _abc.Awaitable[_admin_pb2.ApplyAchievementsResponse]]:
         """Create or update many achievements at once: all are validated first, then
-        all are written in one transaction, or none is. Idempotent.
+        all are written in one transaction, or none is. Idempotent. The response
+        says, field by field, what changes. An apply that would clear fields the
+        definitions leave unset, take over achievements applied from another
+        source, or change what users' stored progress means is refused with
+        FAILED_PRECONDITION unless the request allows it.
         """
 
     @_abc_1.abstractmethod
@@ -162,5 +205,34 @@ class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
         """Revoke an award: its points are removed and a revocation is appended to
         the award log. Idempotent: revoking what the user does not hold changes nothing.
         """
+
+    @_abc_1.abstractmethod
+    def DeclareEventType(
+        self,
+        request: _admin_pb2.DeclareEventTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeclareEventTypeResponse, _abc.Awaitable[_admin_pb2.DeclareEventTypeResponse]]:
+        """Declare the properties (paths and JSON types) events of a type carry, so
+        conditions can be checked before the first event arrives. Replaces the
+        type's earlier declaration; shapes observed in events are kept.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEventType(
+        self,
+        request: _admin_pb2.GetEventTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetEventTypeResponse, _abc.Awaitable[_admin_pb2.GetEventTypeResponse]]:
+        """The declared and observed shape of an event type. NOT_FOUND if no event of
+        the type has been seen and none is declared.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEventTypes(
+        self,
+        request: _admin_pb2.ListEventTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListEventTypesResponse, _abc.Awaitable[_admin_pb2.ListEventTypesResponse]]:
+        """Every event type seen or declared, in name order, a page at a time."""
 
 def add_AchievementAdminServicer_to_server(servicer: AchievementAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

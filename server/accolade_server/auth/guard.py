@@ -29,6 +29,9 @@ METHOD_SCOPES = {
     "/accolade.v1.BadgeTracker/GetProgress": "read",
     "/accolade.v1.BadgeTracker/ListAwards": "read",
     "/accolade.v1.BadgeTracker/WatchAwards": "read",
+    "/accolade.v1.AchievementAdmin/DeclareEventType": "admin",
+    "/accolade.v1.AchievementAdmin/GetEventType": "admin",
+    "/accolade.v1.AchievementAdmin/ListEventTypes": "admin",
 }
 ADMIN_PREFIX = "/accolade.v1.AchievementAdmin/"
 

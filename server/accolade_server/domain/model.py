@@ -55,6 +55,8 @@ class Achievement:
     create_time: datetime | None = field(default=None, compare=False)
     update_time: datetime | None = field(default=None, compare=False)
     revision: int = field(default=0, compare=False)
+    #: Where the definition was last applied from (ApplyAchievements `source`); "" if unknown.
+    source: str = field(default="", compare=False)
 
     @property
     def etag(self) -> str:

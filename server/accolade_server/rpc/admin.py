@@ -7,20 +7,26 @@ from typing import Any
 from accolade.v1 import admin_pb2 as pb
 from accolade.v1 import admin_pb2_grpc
 from accolade_server.rpc import convert
-from accolade_server.service.achievements import AchievementService
+from accolade_server.service.achievements import AchievementService, ApplyItem, ApplyOptions
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.shapes import EventTypeService
 
 Context = Any  # grpc.aio.ServicerContext
 
 
 class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
     def __init__(
-        self, achievements: AchievementService, awards: AwardService, catalogue: Catalogue
+        self,
+        achievements: AchievementService,
+        awards: AwardService,
+        catalogue: Catalogue,
+        event_types: EventTypeService,
     ) -> None:
         self.achievements = achievements
         self.awards = awards
         self.catalogue = catalogue
+        self.event_types = event_types
 
     async def CreateAchievement(
         self, request: pb.CreateAchievementRequest, context: Context
@@ -28,7 +34,10 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         created = await self.achievements.create(
             convert.achievement_from_proto(request.achievement)
         )
-        return pb.CreateAchievementResponse(achievement=convert.achievement_to_proto(created))
+        return pb.CreateAchievementResponse(
+            achievement=convert.achievement_to_proto(created.achievement),
+            warnings=created.warnings,
+        )
 
     async def GetAchievement(
         self, request: pb.GetAchievementRequest, context: Context
@@ -55,27 +64,40 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
     ) -> pb.UpdateAchievementResponse:
         patch = convert.patch_from_mask(request.achievement, list(request.update_mask.paths))
         updated = await self.achievements.update(
-            request.achievement.id, patch, etag=request.achievement.etag
+            request.achievement.id,
+            patch,
+            etag=request.achievement.etag,
+            progress_policy=convert.progress_policy_from_proto(request.progress_policy),
         )
-        return pb.UpdateAchievementResponse(achievement=convert.achievement_to_proto(updated))
+        return pb.UpdateAchievementResponse(
+            achievement=convert.achievement_to_proto(updated.achievement),
+            warnings=updated.warnings,
+        )
 
     async def DeleteAchievement(
         self, request: pb.DeleteAchievementRequest, context: Context
     ) -> pb.DeleteAchievementResponse:
-        await self.achievements.delete(request.id, etag=request.etag)
+        await self.achievements.delete(request.id, etag=request.etag, force=request.force)
         return pb.DeleteAchievementResponse()
 
     async def ApplyAchievements(
         self, request: pb.ApplyAchievementsRequest, context: Context
     ) -> pb.ApplyAchievementsResponse:
         items = [
-            convert.achievement_from_proto(a, f"achievements[{i}]")
+            ApplyItem(
+                convert.achievement_from_proto(a, f"achievements[{i}]"), a.HasField("enabled")
+            )
             for i, a in enumerate(request.achievements)
         ]
-        result = await self.achievements.apply(items, validate_only=request.validate_only)
-        return pb.ApplyAchievementsResponse(
-            created=result.created, updated=result.updated, unchanged=result.unchanged
+        options = ApplyOptions(
+            validate_only=request.validate_only,
+            source=convert.source_name(request.source),
+            allow_replace=request.allow_replace,
+            allow_field_removal=request.allow_field_removal,
+            progress_policy=convert.progress_policy_from_proto(request.progress_policy),
+            event_types=[convert.event_type_from_proto(t) for t in request.event_types],
         )
+        return convert.apply_result_to_proto(await self.achievements.apply(items, options))
 
     async def GrantAward(
         self, request: pb.GrantAwardRequest, context: Context
@@ -105,4 +127,27 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         definitions = await self.catalogue.current()
         return pb.RevokeAwardResponse(
             revocations=convert.awards_to_proto(revocations, definitions.get)
+        )
+
+    async def DeclareEventType(
+        self, request: pb.DeclareEventTypeRequest, context: Context
+    ) -> pb.DeclareEventTypeResponse:
+        shape = await self.event_types.declare(convert.event_type_from_proto(request.event_type))
+        return pb.DeclareEventTypeResponse(event_type=convert.event_type_to_proto(shape))
+
+    async def GetEventType(
+        self, request: pb.GetEventTypeRequest, context: Context
+    ) -> pb.GetEventTypeResponse:
+        shape = await self.event_types.get(request.name)
+        return pb.GetEventTypeResponse(event_type=convert.event_type_to_proto(shape))
+
+    async def ListEventTypes(
+        self, request: pb.ListEventTypesRequest, context: Context
+    ) -> pb.ListEventTypesResponse:
+        page = await self.event_types.list(
+            page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListEventTypesResponse(
+            event_types=[convert.event_type_to_proto(t) for t in page.items],
+            next_page_token=page.next_page_token,
         )

@@ -10,7 +10,10 @@ from typing import Any
 from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import types_pb2 as pb
+from accolade_server.domain import shapes
+from accolade_server.domain.changes import Kind, ProgressPolicy
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import (
     MUTABLE_FIELDS,
@@ -24,6 +27,7 @@ from accolade_server.domain.model import (
     Tier,
 )
 from accolade_server.rules.progress import ProgressView, Status
+from accolade_server.service.achievements import ApplyResult
 
 _AGGREGATE_TO_DOMAIN = {
     pb.AGGREGATE_UNSPECIFIED: Aggregate.COUNT,
@@ -64,7 +68,10 @@ def _optional_time(msg: Any, name: str, field: str) -> datetime | None:
 def rule_from_proto(rule: pb.Rule, field: str) -> Rule:
     aggregate = _AGGREGATE_TO_DOMAIN.get(rule.aggregate)
     if aggregate is None:
-        raise InvalidArgument(f"unknown aggregate {rule.aggregate}", field=f"{field}.aggregate")
+        raise InvalidArgument(
+            f"unknown value {rule.aggregate}; one of {_valid_names(pb.Aggregate, 'AGGREGATE_')}",
+            field=f"{field}.aggregate",
+        )
     return Rule(
         event_types=tuple(rule.event_types),
         condition=rule.condition,
@@ -263,3 +270,96 @@ def _value(v: Value, field: str) -> Any:
     if kind == "list_value":
         return [_value(item, field) for item in v.list_value.values]
     return None
+
+
+_POLICY_TO_DOMAIN = {
+    apb.PROGRESS_POLICY_UNSPECIFIED: ProgressPolicy.UNSPECIFIED,
+    apb.PROGRESS_POLICY_KEEP: ProgressPolicy.KEEP,
+    apb.PROGRESS_POLICY_RESET: ProgressPolicy.RESET,
+}
+_KIND_TO_PROTO = {
+    Kind.CREATE: apb.AchievementChange.KIND_CREATE,
+    Kind.UPDATE: apb.AchievementChange.KIND_UPDATE,
+    Kind.UNCHANGED: apb.AchievementChange.KIND_UNCHANGED,
+}
+_TYPE_TO_PROTO = {
+    shapes.STRING: apb.PROPERTY_TYPE_STRING,
+    shapes.NUMBER: apb.PROPERTY_TYPE_NUMBER,
+    shapes.BOOL: apb.PROPERTY_TYPE_BOOL,
+    shapes.OBJECT: apb.PROPERTY_TYPE_OBJECT,
+    shapes.LIST: apb.PROPERTY_TYPE_LIST,
+    shapes.NULL: apb.PROPERTY_TYPE_NULL,
+}
+_TYPE_TO_DOMAIN = {proto: bit for bit, proto in _TYPE_TO_PROTO.items()}
+MAX_SOURCE = 512
+
+
+def _valid_names(enum: Any, prefix: str) -> str:
+    return ", ".join(
+        name.removeprefix(prefix).lower()
+        for name in enum.keys()  # noqa: SIM118 (an EnumTypeWrapper, not a dict)
+        if not name.endswith("UNSPECIFIED")
+    )
+
+
+def progress_policy_from_proto(value: int) -> ProgressPolicy:
+    policy: ProgressPolicy | None = _POLICY_TO_DOMAIN.get(value)  # type: ignore[call-overload]
+    if policy is None:
+        raise InvalidArgument(
+            f"unknown value {value}; one of {_valid_names(apb.ProgressPolicy, 'PROGRESS_POLICY_')}",
+            field="progress_policy",
+        )
+    return policy
+
+
+def source_name(value: str) -> str:
+    if len(value) > MAX_SOURCE or any(ch < " " for ch in value):
+        raise InvalidArgument(
+            f"must be at most {MAX_SOURCE} characters without control characters", field="source"
+        )
+    return value
+
+
+def event_type_from_proto(t: apb.EventType) -> shapes.EventTypeShape:
+    return shapes.EventTypeShape(
+        t.name,
+        tuple(
+            shapes.PropertyShape(p.path, _TYPE_TO_DOMAIN.get(p.declared_type, 0))
+            for p in t.properties
+        ),
+    )
+
+
+def event_type_to_proto(shape: shapes.EventTypeShape) -> apb.EventType:
+    return apb.EventType(
+        name=shape.name,
+        properties=[
+            apb.PropertyShape(
+                path=p.path,
+                declared_type=_TYPE_TO_PROTO.get(p.declared, apb.PROPERTY_TYPE_UNSPECIFIED),
+                observed_types=[proto for bit, proto in _TYPE_TO_PROTO.items() if p.observed & bit],
+            )
+            for p in shape.properties
+        ],
+    )
+
+
+def apply_result_to_proto(result: ApplyResult) -> apb.ApplyAchievementsResponse:
+    return apb.ApplyAchievementsResponse(
+        created=result.ids(Kind.CREATE),
+        updated=result.ids(Kind.UPDATE),
+        unchanged=result.ids(Kind.UNCHANGED),
+        changes=[
+            apb.AchievementChange(
+                id=c.id,
+                kind=_KIND_TO_PROTO[c.kind],
+                fields=[
+                    apb.FieldChange(field=f.field, old_value=f.old, new_value=f.new)
+                    for f in c.fields
+                ],
+                previous_source=c.previous_source,
+            )
+            for c in result.changes
+        ],
+        warnings=result.warnings,
+    )

@@ -10,15 +10,27 @@ from typing import Any
 
 from accolade_server.config import Settings
 from accolade_server.domain import paging
+from accolade_server.domain.changes import (
+    FieldChange,
+    Kind,
+    ProgressPolicy,
+    diff,
+    meaning_changes,
+    removed_fields,
+)
 from accolade_server.domain.errors import (
     Aborted,
+    AccoladeError,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
 from accolade_server.domain.model import MUTABLE_FIELDS, RULE_FIELDS, Achievement
+from accolade_server.domain.shapes import EventTypeShape
 from accolade_server.domain.validation import check_slug, validate_achievement, validate_graph
+from accolade_server.service import shapes
+from accolade_server.store import progress_admin
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
@@ -36,10 +48,78 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class Saved:
+    """A created or updated achievement, and warnings about its rule (see service.shapes)."""
+
+    achievement: Achievement
+    warnings: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyItem:
+    achievement: Achievement
+    #: Whether the request set `enabled` (an entry that does not say it must not enable a
+    #: disabled achievement silently).
+    says_enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOptions:
+    validate_only: bool = False
+    source: str = ""
+    allow_replace: bool = False
+    allow_field_removal: bool = False
+    progress_policy: ProgressPolicy = ProgressPolicy.UNSPECIFIED
+    event_types: Sequence[EventTypeShape] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str
+    kind: Kind
+    fields: list[FieldChange]
+    previous_source: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyResult:
-    created: list[str]
-    updated: list[str]
-    unchanged: list[str]
+    changes: list[Change]
+    warnings: list[str]
+
+    def ids(self, kind: Kind) -> list[str]:
+        return [c.id for c in self.changes if c.kind is kind]
+
+
+_POLICY_HINT = (
+    "say what to do with it: progress_policy KEEP (keep every user's value as it is) or RESET "
+    "(start everyone at 0; awards already made stay); CLI: --progress keep|reset"
+)
+
+
+async def _check_progress_meaning(
+    repo: Repository,
+    pairs: Sequence[tuple[str, Achievement, Achievement]],
+    policy: ProgressPolicy,
+) -> tuple[list[str], list[str]]:
+    """(problems, ids to reset) for changes that alter what stored progress means."""
+    changed = {a.id: (prefix, meaning_changes(old, a)) for prefix, old, a in pairs}
+    changed = {aid: v for aid, v in changed.items() if v[1]}
+    if not changed:
+        return [], []
+    users = await progress_admin.users_with_progress(repo, list(changed))
+    if policy is ProgressPolicy.RESET:
+        return [], [aid for aid in changed if users.get(aid)]
+    if policy is ProgressPolicy.KEEP:
+        return [], []
+    problems = [
+        f"{prefix}: {aid}: changing {'; '.join(what)} changes what the stored progress of "
+        f"{users[aid]} user{'s' if users[aid] != 1 else ''} means"
+        for aid, (prefix, what) in changed.items()
+        if users.get(aid)
+    ]
+    if problems:
+        problems.append(_POLICY_HINT)
+    return problems, []
 
 
 def apply_patch(current: Achievement, patch: Mapping[str, Any]) -> Achievement:
@@ -63,6 +143,57 @@ def apply_patch(current: Achievement, patch: Mapping[str, Any]) -> Achievement:
     if rule:
         updated = dataclasses.replace(updated, rule=dataclasses.replace(updated.rule, **rule))
     return updated
+
+
+def _plan(
+    items: Sequence[ApplyItem],
+    existing: Mapping[str, Achievement],
+    options: ApplyOptions,
+) -> tuple[list[Change], list[Achievement], list[str]]:
+    """What each item changes, the definitions to write, and what is refused."""
+    changes: list[Change] = []
+    writes: list[Achievement] = []
+    replaced: list[str] = []
+    removals: list[str] = []
+    for i, item in enumerate(items):
+        a = item.achievement
+        current = existing.get(a.id)
+        if current is None:
+            changes.append(Change(a.id, Kind.CREATE, [], ""))
+            writes.append(dataclasses.replace(a, source=options.source))
+            continue
+        fields = diff(current, a)
+        if not fields:
+            changes.append(Change(a.id, Kind.UNCHANGED, [], current.source))
+            continue
+        changes.append(Change(a.id, Kind.UPDATE, fields, current.source))
+        writes.append(dataclasses.replace(a, source=options.source or current.source))
+        if options.source and current.source and current.source != options.source:
+            replaced.append(
+                f"achievements[{i}]: {a.id} was applied from {current.source!r}, not "
+                f"{options.source!r}"
+            )
+        gone = removed_fields(current, a, says_enabled=item.says_enabled)
+        if gone:
+            removals.append(
+                f"achievements[{i}]: {a.id} would lose {', '.join(gone)} (set in the stored "
+                "definition, unset in this one)"
+            )
+    problems: list[str] = []
+    if replaced and not options.allow_replace:
+        problems += [
+            *replaced,
+            "another source's achievements are only replaced with allow_replace "
+            "(CLI: --replace); check that the ids do not collide by accident (the "
+            "achievement_rules shape derives an id from rule_name unless badge_id is set)",
+        ]
+    if removals and not options.allow_field_removal:
+        problems += [
+            *removals,
+            "add those fields to the definitions to keep them, or pass allow_field_removal "
+            "(CLI: --allow-removal) to clear them",
+        ]
+    return changes, writes, problems
 
 
 class AchievementService:
@@ -93,7 +224,7 @@ class AchievementService:
         validate_achievement(a, prefix)
         self._check_tracked(a, prefix)
 
-    async def create(self, a: Achievement) -> Achievement:
+    async def create(self, a: Achievement) -> Saved:
         self._check(a, "achievement")
         async with self.uow.transaction() as repo:
             graph = await repo.prerequisite_graph()
@@ -105,8 +236,9 @@ class AchievementService:
             if created is None:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
             await repo.bump_definitions_version()
+            warnings = await shapes.warnings_for(repo, [created])
         self.on_change()
-        return created
+        return Saved(created, warnings)
 
     async def get(self, achievement_id: str) -> Achievement:
         check_slug(achievement_id, "id")
@@ -132,8 +264,13 @@ class AchievementService:
         return Page(items[:size], token)
 
     async def update(
-        self, achievement_id: str, patch: Mapping[str, Any], *, etag: str
-    ) -> Achievement:
+        self,
+        achievement_id: str,
+        patch: Mapping[str, Any],
+        *,
+        etag: str,
+        progress_policy: ProgressPolicy = ProgressPolicy.UNSPECIFIED,
+    ) -> Saved:
         check_slug(achievement_id, "achievement.id")
         async with self.uow.transaction() as repo:
             current = await repo.get_achievement(achievement_id, for_update=True)
@@ -151,17 +288,26 @@ class AchievementService:
             graph[updated.id] = updated.prerequisites
             validate_graph([("achievement", updated)], graph)
             if updated.same_definition(current):
-                return current
+                return Saved(current, await shapes.warnings_for(repo, [current]))
+            problems, reset = await _check_progress_meaning(
+                repo, [("achievement", current, updated)], progress_policy
+            )
+            if problems:
+                raise FailedPrecondition("\n".join(problems))
             saved = await repo.update_achievement(
                 updated, expected_revision=current.revision, now=self.clock()
             )
             if saved is None:
                 raise Aborted("the achievement changed concurrently; read it again and retry")
+            await progress_admin.reset_progress(repo, reset)
             await repo.bump_definitions_version()
+            warnings = await shapes.warnings_for(repo, [saved])
         self.on_change()
-        return saved
+        return Saved(saved, warnings)
 
-    async def delete(self, achievement_id: str, *, etag: str = "") -> None:
+    async def delete(self, achievement_id: str, *, etag: str = "", force: bool = False) -> None:
+        """Delete the definition and every user's progress towards it. Awards stay in the log;
+        holders keep their holdings and points. Refused while users hold it, unless `force`."""
         check_slug(achievement_id, "id")
         async with self.uow.transaction() as repo:
             current = await repo.get_achievement(achievement_id, for_update=True)
@@ -181,56 +327,97 @@ class AchievementService:
                     f"achievement {achievement_id!r} is a prerequisite of "
                     f"{', '.join(dependents)}; remove it from those first"
                 )
+            holders = await progress_admin.holder_count(repo, achievement_id)
+            if holders and not force:
+                raise FailedPrecondition(
+                    f"{holders} user{'s hold' if holders != 1 else ' holds'} achievement "
+                    f"{achievement_id!r}. Deleting it keeps their awards in the award log and "
+                    "their points, and they keep holding it (listed by ListAwards); their "
+                    "progress towards further levels is removed. Pass force (CLI: --force) "
+                    "to delete it anyway, or disable it (enabled: false) to stop new awards"
+                )
+            await progress_admin.delete_progress(repo, achievement_id)
             await repo.delete_achievement(achievement_id)
             await repo.bump_definitions_version()
         self.on_change()
 
-    async def apply(self, items: Sequence[Achievement], *, validate_only: bool) -> ApplyResult:
-        """Validate every definition, then create or replace all of them in one transaction."""
+    async def apply(self, items: Sequence[ApplyItem], options: ApplyOptions) -> ApplyResult:
+        """Validate every definition, then create or replace all of them in one transaction.
+
+        Refused (FAILED_PRECONDITION, every problem at once) when it would take over
+        achievements applied from another source, clear fields the new definitions leave
+        unset, or change what users' stored progress means, unless `options` allow it.
+        """
         if len(items) > MAX_APPLY:
             raise InvalidArgument(
                 f"at most {MAX_APPLY} achievements per call", field="achievements"
             )
+        declarations = {
+            shape.name: shapes.check_declaration(shape, f"event_types[{i}]")
+            for i, shape in enumerate(options.event_types)
+        }
+        self._check_all([item.achievement for item in items])
+        async with self.uow.transaction() as repo:
+            graph = await repo.prerequisite_graph()
+            graph.update({item.achievement.id: item.achievement.prerequisites for item in items})
+            validate_graph(
+                [(f"achievements[{i}]", item.achievement) for i, item in enumerate(items)], graph
+            )
+            existing = await repo.get_achievements([item.achievement.id for item in items])
+            changes, writes, problems = _plan(items, existing, options)
+            written = {a.id for a in writes}
+            pairs = [
+                (f"achievements[{i}]", existing[item.achievement.id], item.achievement)
+                for i, item in enumerate(items)
+                if item.achievement.id in written and item.achievement.id in existing
+            ]
+            progress_problems, reset = await _check_progress_meaning(
+                repo, pairs, options.progress_policy
+            )
+            problems += progress_problems
+            if problems:
+                raise FailedPrecondition("nothing was applied:\n" + "\n".join(problems))
+            warnings = await shapes.warnings_for(
+                repo, [item.achievement for item in items], declarations
+            )
+            if not options.validate_only:
+                await shapes.declare_all(repo, declarations, self.clock())
+                if writes:
+                    await self._write_all(repo, writes, existing)
+                    await progress_admin.reset_progress(repo, reset)
+                    await repo.bump_definitions_version()
+        if not options.validate_only and writes:
+            self.on_change()
+        return ApplyResult(changes, warnings)
+
+    def _check_all(self, items: Sequence[Achievement]) -> None:
+        """Every entry's first error at once (each prefixed with its path), and duplicates."""
+        errors: list[AccoladeError] = []
         seen: set[str] = set()
         for i, a in enumerate(items):
             prefix = f"achievements[{i}]"
-            self._check(a, prefix)
+            try:
+                self._check(a, prefix)
+            except InvalidArgument as exc:
+                errors.append(exc)
             if a.id in seen:
-                raise InvalidArgument(f"duplicate id {a.id!r}", field=f"{prefix}.id")
+                errors.append(InvalidArgument(f"duplicate id {a.id!r}", field=f"{prefix}.id"))
             seen.add(a.id)
-        created: list[str] = []
-        updated: list[str] = []
-        unchanged: list[str] = []
-        async with self.uow.transaction() as repo:
-            graph = await repo.prerequisite_graph()
-            graph.update({a.id: a.prerequisites for a in items})
-            validate_graph([(f"achievements[{i}]", a) for i, a in enumerate(items)], graph)
-            existing = await repo.get_achievements([a.id for a in items])
-            for a in items:
-                current = existing.get(a.id)
-                if current is None:
-                    created.append(a.id)
-                elif current.same_definition(a):
-                    unchanged.append(a.id)
-                else:
-                    updated.append(a.id)
-            if not validate_only and (created or updated):
-                await self._write_all(repo, items, existing)
-                await repo.bump_definitions_version()
-        if not validate_only and (created or updated):
-            self.on_change()
-        return ApplyResult(created, updated, unchanged)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise InvalidArgument(f"{len(errors)} errors:\n" + "\n".join(str(e) for e in errors))
 
     async def _write_all(
-        self, repo: Repository, items: Sequence[Achievement], existing: Mapping[str, Achievement]
+        self, repo: Repository, writes: Sequence[Achievement], existing: Mapping[str, Achievement]
     ) -> None:
         now = self.clock()
-        for a in items:
+        for a in writes:
             current = existing.get(a.id)
             if current is None:
                 if await repo.insert_achievement(a, now) is None:
                     raise Aborted(f"achievement {a.id!r} was created concurrently; apply again")
-            elif not current.same_definition(a):
+            else:
                 saved = await repo.update_achievement(
                     a, expected_revision=current.revision, now=now
                 )

@@ -22,6 +22,7 @@ from accolade_server.service import batch as batch_
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.rulecache import RuleCache
+from accolade_server.service.shapes import ShapeRecorder
 from accolade_server.store import bulk
 from accolade_server.store.uow import UnitOfWork
 
@@ -75,8 +76,10 @@ class TrackingService:
         *,
         clock: Callable[[], datetime] = _now,
         metrics: Metrics | None = None,
+        shapes: ShapeRecorder | None = None,
     ) -> None:
         self.uow = uow
+        self.shapes = shapes or ShapeRecorder(uow, clock=clock)
         self.settings = settings
         self.rules = rules
         self.clock = clock
@@ -225,6 +228,7 @@ class TrackingService:
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()
+        await self.shapes.record(batch)
         return [
             r if r.tracked else replace(r, untracked_reason=untracked_reason(ev.type, r.duplicate))
             for ev, r in zip(batch, results, strict=True)

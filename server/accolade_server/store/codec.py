@@ -65,6 +65,7 @@ def from_row(row: Any) -> Achievement:
         create_time=_utc(row.create_time),
         update_time=_utc(row.update_time),
         revision=row.revision,
+        source=row.source,
     )
 
 

@@ -127,6 +127,7 @@ class Repository:
                 revision=1,
                 create_time=now,
                 update_time=now,
+                source=a.source,
             )
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(achievements)
@@ -147,6 +148,7 @@ class Repository:
                 definition=codec.to_json(a),
                 revision=expected_revision + 1,
                 update_time=now,
+                source=a.source,
             )
             .returning(achievements)
         )

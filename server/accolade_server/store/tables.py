@@ -22,6 +22,8 @@ achievements = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+    # Where the definition was last applied from (ApplyAchievements `source`, e.g. a file name).
+    sa.Column("source", sa.String(512), nullable=False, server_default=""),
     sa.Index("ix_achievements_category", "category", "id"),
 )
 
@@ -39,6 +41,20 @@ events = sa.Table(
     sa.Column("tracked", sa.Boolean, nullable=False),
     sa.Column("outcome", JSONType, nullable=True),
     sa.Index("ix_events_received_at", "received_at"),
+)
+
+# The properties events of each type carry: JSON types as bit masks (see domain/shapes.py),
+# observed in tracked events (written once per new type/path/kind per process, never per
+# event) and declared by administrators.
+event_shapes = sa.Table(
+    "event_shapes",
+    metadata,
+    sa.Column("event_type", sa.String(128), primary_key=True),
+    sa.Column("path", sa.String(512), primary_key=True),
+    sa.Column("observed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("declared", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Per-user, per-achievement aggregate state. `level` counts the tiers (or the single level)
