@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
-from accolade_server.auth import keys
+from accolade_server.auth import guard, keys
 from accolade_server.auth.guard import is_loopback_peer
 from accolade_server.store.repository import Repository
 from tests.conftest import Database, Running, start_server, stop_server
@@ -108,6 +108,30 @@ async def test_scopes_decide_what_a_key_may_call(db: Database) -> None:
             tpb.WatchAwardsRequest(), metadata=auth(tokens["track"])
         )
         await expect_error(stream.read(), DENIED, "'read' scope")
+    finally:
+        await stop_server(running)
+
+
+async def test_a_method_without_a_scope_entry_is_refused_in_every_mode(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: a served accolade method the scope table forgets is PERMISSION_DENIED,
+    for an admin key and for an anonymous loopback caller alike; health stays open."""
+    method = "/accolade.v1.BadgeTracker/GetProgress"
+    monkeypatch.delitem(guard.METHOD_SCOPES, method)
+    request = tpb.GetProgressRequest(user_id="u")
+    running = await start_server(db)  # no keys: open mode, loopback
+    try:
+        await expect_error(running.tracker.GetProgress(request), DENIED, method, "no access rule")
+        await _check_health(running.channel)
+    finally:
+        await stop_server(running)
+    running, tokens = await with_keys(db)
+    try:
+        await expect_error(
+            running.tracker.GetProgress(request, metadata=auth(tokens["admin"])), DENIED, method
+        )
+        await _check_health(running.channel)
     finally:
         await stop_server(running)
 

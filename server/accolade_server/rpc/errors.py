@@ -14,7 +14,7 @@ import structlog
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from accolade_server.auth.guard import Guard, Principal
+from accolade_server.auth.guard import Guard, Principal, is_open
 from accolade_server.domain import errors
 from accolade_server.metrics import Metrics
 
@@ -244,4 +244,26 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
+        if self.guard is not None and not is_open(method):
+            # Client-streaming calls are not wrapped above; no Accolade RPC is one, so one that
+            # appears is refused until it gets a guarded wrapper (fail closed).
+            return _refused(handler, method)
         return handler
+
+
+def _refused(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
+    async def refuse(request_iterator: Any, context: Any) -> Any:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"{method} has no access rule on this server"
+        )
+
+    make = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.stream_unary is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
