@@ -30,7 +30,15 @@ from google.protobuf import json_format
 from accolade._errors import AccoladeError
 from accolade.v1 import types_pb2
 
-_OUTPUT_ONLY = ("create_time", "update_time", "etag")
+_OUTPUT_ONLY = (
+    "create_time",
+    "update_time",
+    "etag",
+    "broken_reason",
+    "condition_error_count",
+    "last_condition_error",
+    "last_condition_error_time",
+)
 _EVENT_EQ = re.compile(r'^\s*event\s*==\s*["\']([^"\']+)["\']\s*$')
 _QUOTED = r"(?:\"[^\"]+\"|'[^']+')"
 _EVENT_IN = re.compile(rf"^\s*event\s+in\s+\[\s*({_QUOTED}(?:\s*,\s*{_QUOTED})*)\s*\]\s*$")

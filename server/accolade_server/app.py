@@ -22,15 +22,17 @@ from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition
 from accolade_server.domain.model import AwardRecord
 from accolade_server.metrics import Metrics
+from accolade_server.notify.alerts import AdminAlerts
 from accolade_server.notify.broker import Broker
 from accolade_server.notify.delivery import DeliveryWorker
 from accolade_server.notify.listener import PgListener
-from accolade_server.notify.sinks import build_sinks
+from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import TrackingService
@@ -69,6 +71,7 @@ class App:
     pruner: Pruner | None = None
     metrics: Metrics | None = None
     metrics_port: int | None = None
+    alerts: AdminAlerts | None = None
 
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING; stop accepting calls; end streams with UNAVAILABLE (clients
@@ -86,6 +89,8 @@ class App:
             await self.listener.close()
         if self.guard is not None:
             await self.guard.close()
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.engine.dispose()
         if self.metrics is not None:
             self.metrics.close()
@@ -113,7 +118,7 @@ async def build(settings: Settings) -> App:
 async def _build(settings: Settings, engine: AsyncEngine) -> App:
     # Everything that can fail comes before any background task starts.
     await prepare_database(settings, engine)
-    metrics = Metrics()
+    metrics = Metrics(max_achievement_labels=settings.metrics_max_achievement_labels)
     uow = UnitOfWork(engine, schema=settings.database_schema)
 
     async def load_keys() -> list[ApiKey]:
@@ -146,7 +151,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     def awards_committed(records: Sequence[AwardRecord]) -> None:
         for r in records:
             metrics.awards.labels(
-                r.achievement_id, r.source.value, "revocation" if r.revoked else "award"
+                metrics.achievement_label(r.achievement_id),
+                r.source.value,
+                "revocation" if r.revoked else "award",
             ).inc()
         broker.committed(records)
         if worker is not None:
@@ -154,9 +161,11 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     uow.on_awards = awards_committed
     uow.on_acquire = metrics.db_acquire.observe
-    rules = RuleCache(settings)
-    achievements = AchievementService(uow, settings)
-    tracking = TrackingService(uow, settings, rules, metrics=metrics)
+    alerts = AdminAlerts(admin_sinks(settings, "admin-alert"))
+    rules = RuleCache(settings, metrics=metrics, alerts=alerts)
+    conditions = ConditionErrors(metrics)
+    achievements = AchievementService(uow, settings, conditions=conditions)
+    tracking = TrackingService(uow, settings, rules, metrics=metrics, conditions=conditions)
     awards = AwardService(uow, settings, rules)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
         AchievementAdminServicer(achievements, awards), server
@@ -214,6 +223,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         pruner=pruner,
         metrics=metrics,
         metrics_port=metrics_port,
+        alerts=alerts,
     )
 
 

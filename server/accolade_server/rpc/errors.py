@@ -251,7 +251,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-def _refused(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
+def _refused(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str
+) -> grpc.RpcMethodHandler[Any, Any]:
     async def refuse(request_iterator: Any, context: Any) -> Any:
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED, f"{method} has no access rule on this server"

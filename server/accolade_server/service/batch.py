@@ -20,10 +20,10 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.domain.model import AwardRecord, AwardSource, Holding
-from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service import ledger
+from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.store import bulk
 from accolade_server.store.repository import Repository
 
@@ -145,7 +145,7 @@ async def process(
     repo: Repository,
     rules: engine.RuleSet,
     settings: Settings,
-    metrics: Metrics,
+    conditions: ConditionErrors,
     batch: Sequence[engine.Event],
     now: datetime,
     matched_before: Matched | None = None,
@@ -193,15 +193,11 @@ async def process(
             )
         fresh = [i for i in fresh if batch[i].event_id not in stored]
 
+    # The engine collects condition errors; they are counted (and logged) here, once per
+    # newly recorded event.
     for i in fresh:
         for err in matches[i].errors if i in matches else ():
-            metrics.condition_errors.labels(err.achievement_id).inc()
-            log.info(
-                "condition did not apply",
-                achievement_id=err.achievement_id,
-                event_id=batch[i].event_id,
-                error=err.message,
-            )
+            conditions.record(err.achievement_id, err.message, event_id=batch[i].event_id, now=now)
     work = [i for i in fresh if affected.get(i)]
 
     pending: list[_Pending] = []

@@ -19,6 +19,7 @@ from accolade_server.rules.progress import ProgressView, view
 from accolade_server.service import batch as batch_
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.batcher import MicroBatcher
+from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.store import bulk
 from accolade_server.store.uow import UnitOfWork
@@ -64,12 +65,14 @@ class TrackingService:
         *,
         clock: Callable[[], datetime] = _now,
         metrics: Metrics | None = None,
+        conditions: ConditionErrors | None = None,
     ) -> None:
         self.uow = uow
         self.settings = settings
         self.rules = rules
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.conditions = conditions or ConditionErrors(self.metrics)
         self.batcher: MicroBatcher[engine.Event, TrackResult | Exception] = MicroBatcher(
             self.commit,
             max_size=settings.batch_max_events,
@@ -204,7 +207,7 @@ class TrackingService:
                 async with self.uow.transaction() as repo:
                     rules = await self.rules.get(repo)
                     results = await batch_.process(
-                        repo, rules, self.settings, self.metrics, batch, now, matched
+                        repo, rules, self.settings, self.conditions, batch, now, matched
                     )
                 break
             except batch_.Raced:
