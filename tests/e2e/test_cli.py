@@ -24,10 +24,12 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from accolade_server.store import migrate
 from accolade_server.store.db import make_engine
 from tests.conftest import POSTGRES_URL, Running, create_schema, drop_schema
+from tests.e2e.test_broken_definitions import store_behind_the_servers_back
 from tests.helpers import achievement
 
 COMMAND = [sys.executable, "-m", "accolade.cli"]
@@ -128,7 +130,7 @@ async def test_spec_shaped_rules_apply_and_export_round_trip(
     spec.write_text(SPEC_FILE, encoding="utf-8")
 
     applied = ok(await client(server, "rules", "apply", str(spec)))
-    assert "1 were created, 0 were updated, 0 unchanged" in applied.out
+    assert f"1 achievement in {spec}: 1 was created, 0 were updated, 0 unchanged" in applied.out
     assert "created: welcome-badge" in applied.out
     got = (
         await server.admin.GetAchievement(apb.GetAchievementRequest(id="welcome-badge"))
@@ -180,7 +182,7 @@ async def test_rules_apply_reports_updates(server: Running, tmp_path: Path) -> N
     spec = tmp_path / "rules.yaml"
     spec.write_text(SPEC_FILE, encoding="utf-8")
     applied = ok(await client(server, "rules", "apply", str(spec)))
-    assert "0 were created, 1 were updated, 0 unchanged" in applied.out
+    assert "0 were created, 1 was updated, 0 unchanged" in applied.out
     assert "updated: welcome-badge" in applied.out
     [only] = await stored(server)
     assert only.title == "FirstPurchase"
@@ -260,7 +262,7 @@ async def test_achievements_list_shows_a_table_and_json(server: Running) -> None
         await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=a))
 
     table = ok(await client(server, "achievements", "list")).out.splitlines()
-    assert table[0].split() == ["ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS"]
+    assert table[0].split() == ["ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS", "STATUS"]
     assert table[1].split() == [
         "big-spender",
         "Big",
@@ -268,8 +270,16 @@ async def test_achievements_list_shows_a_table_and_json(server: Running) -> None
         "shopping",
         "no",
         "purchase_completed,refund",
+        "ok",
     ]
-    assert table[2].split() == ["welcome-badge", "Welcome", "-", "yes", "purchase_completed"]
+    assert table[2].split() == [
+        "welcome-badge",
+        "Welcome",
+        "-",
+        "yes",
+        "purchase_completed",
+        "ok",
+    ]
     assert len(table) == 3
 
     listed = json.loads(ok(await client(server, "achievements", "list", "--json")).out)
@@ -283,7 +293,7 @@ async def test_achievements_list_shows_a_table_and_json(server: Running) -> None
 
 async def test_achievements_list_of_nothing_is_just_the_header(server: Running) -> None:
     table = ok(await client(server, "achievements", "list")).out.splitlines()
-    assert table == ["ID  TITLE  CATEGORY  ENABLED  EVENTS"]
+    assert table == ["ID  TITLE  CATEGORY  ENABLED  EVENTS  STATUS"]
 
 
 async def test_achievements_get_prints_json_and_a_missing_one_exits_1(server: Running) -> None:
@@ -298,6 +308,28 @@ async def test_achievements_get_prints_json_and_a_missing_one_exits_1(server: Ru
     missing = await client(server, "achievements", "get", "missing")
     assert missing.code == 1
     assert "NOT_FOUND" in missing.err and "missing" in missing.err
+
+
+async def test_achievements_list_and_get_show_broken_definitions_and_condition_errors(
+    server: Running,
+) -> None:
+    for a in (
+        achievement("old", rule={"event_types": ["buy"], "condition": "true"}),
+        achievement("big", rule={"event_types": ["buy"], "condition": "event.properties.n > 3"}),
+    ):
+        await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=a))
+    await store_behind_the_servers_back(server.db, "old", "event.properties.x >")
+    await server.tracker.TrackEvent(tpb.TrackEventRequest(event_id="e", user_id="u", type="buy"))
+
+    listed = ok(await client(server, "achievements", "list")).out.splitlines()
+    assert listed[1].split()[-4:] == ["buy", "1", "condition", "error"]
+    assert listed[2].split()[-1] == "BROKEN"
+    assert any(line.startswith("BROKEN old: rule.condition: Syntax error") for line in listed)
+    assert any(line.startswith("big: 1 condition error") and "'n'" in line for line in listed)
+
+    got = ok(await client(server, "achievements", "get", "old"))
+    assert json.loads(got.out)["broken_reason"].startswith("rule.condition: Syntax error")
+    assert got.err.startswith("BROKEN old: rule.condition: Syntax error")
 
 
 async def test_achievements_delete_removes_it(server: Running) -> None:

@@ -301,7 +301,7 @@ def match(event: Event, rules: RuleSet) -> Match:
                     result = exc
                 evaluated[key] = result
             if isinstance(result, Exception):
-                errors.append(ConditionError(a.id, f"{type(result).__name__}: {result}"))
+                errors.append(ConditionError(a.id, _describe(result)))
                 continue
             if result is not True:
                 if result is not False:  # e.g. `event.properties.amount`: a mistake, say so
@@ -315,6 +315,13 @@ def match(event: Event, rules: RuleSet) -> Match:
         else:
             contributions.append(contribution)
     return Match(tuple(contributions), tuple(errors))
+
+
+def _describe(exc: Exception) -> str:
+    """A condition's evaluation error in the user's terms."""
+    if isinstance(exc, KeyError):  # the CEL library's missing map key
+        return f"condition reads {exc}, which the event does not have"
+    return f"condition failed: {type(exc).__name__}: {exc}"
 
 
 def _contribution(compiled: Compiled, event: Event) -> Contribution | ConditionError:
