@@ -512,3 +512,18 @@ async def test_serve_with_an_unreachable_database_exits_with_a_clear_message(
     assert result.code != 0
     assert "cannot reach the database" in result.err
     assert "Traceback" not in result.err
+
+
+async def test_migrate_names_a_missing_postgres_schema_and_how_to_create_it(
+    serve: Callable[..., Awaitable[Served]], tmp_path: Path
+) -> None:
+    missing = f"accolade_missing_{uuid.uuid4().hex[:8]}"
+    env = {"database_url": POSTGRES_URL, "database_schema": missing}
+    result = await accolade("migrate", env=clean_env(**env), cwd=tmp_path)
+    assert result.code == 1
+    assert f"PostgreSQL schema {missing!r} (option database_schema) does not exist" in result.err
+    assert f'CREATE SCHEMA "{missing}"' in result.err
+    assert "no schema has been selected" not in result.err  # not the driver's words
+    refused = await serve(**env)  # the server says the same
+    assert await asyncio.wait_for(refused.proc.wait(), HEALTH_DEADLINE) != 0
+    assert f'CREATE SCHEMA "{missing}"' in refused.stderr()

@@ -100,6 +100,11 @@ def _add_server_verbs(verbs_: Any) -> None:
     krevoke.set_defaults(func=_server_verb("keys_revoke"))
     for sub_parser in (create, klist, krevoke):
         sub_parser.add_argument("--config", help=config_help)
+        sub_parser.add_argument(
+            "--database-url",
+            help="the server's database (overrides ACCOLADE_DATABASE_URL); needed to create "
+            "a new SQLite file",
+        )
 
 
 def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
