@@ -215,6 +215,29 @@ async def test_rate_limited_calls_are_retried_until_they_pass(db: Database) -> N
         await stop_server(running)
 
 
+async def test_a_request_over_max_message_bytes_is_not_retried_and_names_the_option(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gRPC itself refuses the message (RESOURCE_EXHAUSTED, like a rate limit): retrying
+    the same bytes cannot pass, so the SDK raises at once, naming the server's option."""
+    running = await start_server(db, max_message_bytes=2048)
+    try:
+        async with AsyncClient(running.target, retry=FAST_RETRY) as client:
+            with (
+                caplog.at_level("INFO", logger="accolade"),
+                pytest.raises(accolade.ResourceExhaustedError) as info,
+            ):
+                await client.track_event("login", "u1", blob="x" * 4096)
+            assert "max_message_bytes" in info.value.message
+            assert "2048" in info.value.message
+            assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+            # The rate limit, also RESOURCE_EXHAUSTED, stays retryable (see above); a
+            # small event still goes through on the same client.
+            assert (await client.track_event("login", "u1")).tracked
+    finally:
+        await stop_server(running)
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
