@@ -283,9 +283,18 @@ async def test_oversized_or_malformed_properties_are_invalid_argument(db: Databa
             "max_property_list_items",
         )
         nul = tpb.TrackEventRequest(event_id="e3", user_id="u", type="t")
-        nul.properties.update({"name": "a\x00b"})
+        nul.properties.update({"item": {"name": "a\x00b"}})
         await expect_error(
-            running.tracker.TrackEvent(nul), grpc.StatusCode.INVALID_ARGUMENT, "properties", "NUL"
+            running.tracker.TrackEvent(nul),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "properties.item.name: must not contain NUL characters",
+        )
+        nul = tpb.TrackEventRequest(event_id="e5", user_id="u", type="t")
+        nul.properties.update({"item": {"tags": ["ok", "a\x00b"]}})
+        await expect_error(
+            running.tracker.TrackEvents(tpb.TrackEventsRequest(events=[nul])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "events[0].properties.item.tags[1]: must not contain NUL characters",
         )
     finally:
         await stop_server(running)

@@ -86,7 +86,12 @@ def _check_decoded(request: Any) -> None:
 
 
 def _find_nul(message: Message, path: str) -> str | None:
-    """The path of the first string field (at any depth) holding a NUL character."""
+    """The path of the first string field (at any depth) holding a NUL character.
+
+    Inside a `google.protobuf.Struct` (event properties) the path is the property's key path
+    as the user wrote it (`properties.item.name`, `properties.tags[1]`), not protobuf's."""
+    if message.DESCRIPTOR.full_name == "google.protobuf.Struct":
+        return _find_nul_in_struct(message, path.removesuffix("."))
     for fd, value in message.ListFields():
         kind = fd.type
         if kind == FieldDescriptor.TYPE_STRING:
@@ -111,6 +116,30 @@ def _find_nul(message: Message, path: str) -> str | None:
                 found = _find_nul(value, f"{name}.")
                 if found:
                     return found
+    return None
+
+
+def _find_nul_in_struct(struct: Any, path: str) -> str | None:
+    for key, value in struct.fields.items():
+        if "\x00" in key:
+            return f"{path} (key {key!r})"
+        found = _find_nul_in_value(value, f"{path}.{key}")
+        if found:
+            return found
+    return None
+
+
+def _find_nul_in_value(value: Any, path: str) -> str | None:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return path if "\x00" in value.string_value else None
+    if kind == "struct_value":
+        return _find_nul_in_struct(value.struct_value, path)
+    if kind == "list_value":
+        for i, item in enumerate(value.list_value.values):
+            found = _find_nul_in_value(item, f"{path}[{i}]")
+            if found:
+                return found
     return None
 
 
