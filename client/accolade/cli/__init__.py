@@ -174,7 +174,11 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--event", action="append", help="event type that counts; repeatable")
     create.add_argument("--condition", help="CEL condition on the event")
     create.add_argument(
-        "--target-count", type=float, default=0, help="how many to unlock (default 1)"
+        "--rule-target",
+        type=float,
+        default=0,
+        help="the rule's target: how many matching events unlock it (default 1); --target is "
+        "the server address",
     )
     create.add_argument("--points", type=int, default=0)
     create.set_defaults(func=verbs.achievements_create)

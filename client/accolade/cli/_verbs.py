@@ -202,7 +202,7 @@ def achievements_create(args: argparse.Namespace) -> int:
         items = definitions.load(args.file)
     elif args.id and args.event:
         rule = types_pb2.Rule(
-            event_types=args.event, condition=args.condition or "", target=args.target_count
+            event_types=args.event, condition=args.condition or "", target=args.rule_target
         )
         items = [
             types_pb2.Achievement(
