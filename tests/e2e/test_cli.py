@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -527,3 +528,24 @@ async def test_migrate_names_a_missing_postgres_schema_and_how_to_create_it(
     refused = await serve(**env)  # the server says the same
     assert await asyncio.wait_for(refused.proc.wait(), HEALTH_DEADLINE) != 0
     assert f'CREATE SCHEMA "{missing}"' in refused.stderr()
+
+
+async def test_a_closed_pipe_ends_the_command_quietly(server: Running) -> None:
+    """`accolade achievements list | head -1`: no traceback once the reader is gone."""
+    await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[achievement(f"a-{n:04}", title="t" * 200) for n in range(600)]
+        )
+    )  # a table far larger than a pipe's buffer
+    command = " ".join(shlex.quote(part) for part in COMMAND)
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        f"{command} achievements list --target {server.target} | head -n 1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert out.split()[0] == b"ID" and len(out.splitlines()) == 1
+    assert b"Traceback" not in err and b"Broken pipe" not in err, err.decode()

@@ -204,10 +204,23 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader went away (`accolade … | head`): stop quietly, as a tool killed by
+        # SIGPIPE would, and keep the interpreter's final flush from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for such a tool
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return int(args.func(args) or 0)
     except definitions.DefinitionError as exc:
         print(f"accolade: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # an OSError, but not a bad file: see main
     except OSError as exc:  # certificate files and the like
         print(f"accolade: {exc}", file=sys.stderr)
         return 2
