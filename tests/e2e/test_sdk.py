@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 import accolade
 from accolade import AsyncClient, Client
@@ -198,6 +199,23 @@ async def test_a_bad_event_in_a_batch_comes_back_as_its_typed_error(server: Runn
     error = accolade.event_error(results[1])
     assert isinstance(error, accolade.InvalidArgumentError)
     assert "events[1].type" in error.message and results[1].event_id  # the client made an id
+    # The code by name: in the SDK, in the error's repr, and in the message's JSON.
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert repr(error).startswith("InvalidArgumentError('INVALID_ARGUMENT: events[1].type")
+    as_json = json_format.MessageToDict(results[1])["error"]
+    assert (as_json["code"], as_json["status"]) == (3, "INVALID_ARGUMENT")
+
+
+async def test_an_award_streams_repr_shows_its_cursor_and_filters_by_name(
+    server: Running,
+) -> None:
+    async with (
+        AsyncClient(server.target) as client,
+        client.watch_awards(user_ids=["u1"], source=accolade.AwardSource.AWARD_SOURCE_MANUAL) as s,
+    ):
+        assert repr(s) == (
+            f"AsyncAwardStream(cursor={s.cursor}, source=AWARD_SOURCE_MANUAL, user_ids=['u1'])"
+        )
 
 
 async def test_rate_limited_calls_are_retried_until_they_pass(db: Database) -> None:

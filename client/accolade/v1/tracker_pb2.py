@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61\x63\x63olade/v1/tracker.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x17\x61\x63\x63olade/v1/types.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n\x11TrackEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x12TrackEventResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12\x0f\n\x07tracked\x18\x02 \x01(\x08\x12\"\n\x06\x61wards\x18\x03 \x03(\x0b\x32\x12.accolade.v1.Award\x12\'\n\x08progress\x18\x04 \x03(\x0b\x32\x15.accolade.v1.Progress\"D\n\x12TrackEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.accolade.v1.TrackEventRequest\"+\n\nEventError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8c\x01\n\x10TrackEventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0b\x32\x1f.accolade.v1.TrackEventResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.accolade.v1.EventErrorH\x00\x42\x08\n\x06result\"E\n\x13TrackEventsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.accolade.v1.TrackEventResult\"P\n\x12GetProgressRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"T\n\x13GetProgressResponse\x12\'\n\x08progress\x18\x01 \x03(\x0b\x32\x15.accolade.v1.Progress\x12\x14\n\x0ctotal_points\x18\x02 \x01(\x03\"K\n\x11ListAwardsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x12ListAwardsResponse\x12\"\n\x06\x61wards\x18\x01 \x03(\x0b\x32\x12.accolade.v1.Award\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0ctotal_points\x18\x03 \x01(\x03\"\x95\x01\n\x12WatchAwardsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x19\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12(\n\x06source\x18\x04 \x01(\x0e\x32\x18.accolade.v1.AwardSourceB\x0f\n\r_after_cursor\"H\n\x13WatchAwardsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12!\n\x05\x61ward\x18\x02 \x01(\x0b\x32\x12.accolade.v1.Award2\xa4\x03\n\x0c\x42\x61\x64geTracker\x12M\n\nTrackEvent\x12\x1e.accolade.v1.TrackEventRequest\x1a\x1f.accolade.v1.TrackEventResponse\x12P\n\x0bTrackEvents\x12\x1f.accolade.v1.TrackEventsRequest\x1a .accolade.v1.TrackEventsResponse\x12P\n\x0bGetProgress\x12\x1f.accolade.v1.GetProgressRequest\x1a .accolade.v1.GetProgressResponse\x12M\n\nListAwards\x12\x1e.accolade.v1.ListAwardsRequest\x1a\x1f.accolade.v1.ListAwardsResponse\x12R\n\x0bWatchAwards\x12\x1f.accolade.v1.WatchAwardsRequest\x1a .accolade.v1.WatchAwardsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61\x63\x63olade/v1/tracker.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x17\x61\x63\x63olade/v1/types.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n\x11TrackEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x12TrackEventResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12\x0f\n\x07tracked\x18\x02 \x01(\x08\x12\"\n\x06\x61wards\x18\x03 \x03(\x0b\x32\x12.accolade.v1.Award\x12\'\n\x08progress\x18\x04 \x03(\x0b\x32\x15.accolade.v1.Progress\"D\n\x12TrackEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.accolade.v1.TrackEventRequest\";\n\nEventError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x8c\x01\n\x10TrackEventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0b\x32\x1f.accolade.v1.TrackEventResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.accolade.v1.EventErrorH\x00\x42\x08\n\x06result\"E\n\x13TrackEventsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.accolade.v1.TrackEventResult\"P\n\x12GetProgressRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"T\n\x13GetProgressResponse\x12\'\n\x08progress\x18\x01 \x03(\x0b\x32\x15.accolade.v1.Progress\x12\x14\n\x0ctotal_points\x18\x02 \x01(\x03\"K\n\x11ListAwardsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x12ListAwardsResponse\x12\"\n\x06\x61wards\x18\x01 \x03(\x0b\x32\x12.accolade.v1.Award\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0ctotal_points\x18\x03 \x01(\x03\"\x95\x01\n\x12WatchAwardsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x19\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12(\n\x06source\x18\x04 \x01(\x0e\x32\x18.accolade.v1.AwardSourceB\x0f\n\r_after_cursor\"H\n\x13WatchAwardsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12!\n\x05\x61ward\x18\x02 \x01(\x0b\x32\x12.accolade.v1.Award2\xa4\x03\n\x0c\x42\x61\x64geTracker\x12M\n\nTrackEvent\x12\x1e.accolade.v1.TrackEventRequest\x1a\x1f.accolade.v1.TrackEventResponse\x12P\n\x0bTrackEvents\x12\x1f.accolade.v1.TrackEventsRequest\x1a .accolade.v1.TrackEventsResponse\x12P\n\x0bGetProgress\x12\x1f.accolade.v1.GetProgressRequest\x1a .accolade.v1.GetProgressResponse\x12M\n\nListAwards\x12\x1e.accolade.v1.ListAwardsRequest\x1a\x1f.accolade.v1.ListAwardsResponse\x12R\n\x0bWatchAwards\x12\x1f.accolade.v1.WatchAwardsRequest\x1a .accolade.v1.WatchAwardsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,23 +41,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACKEVENTSREQUEST']._serialized_start=431
   _globals['_TRACKEVENTSREQUEST']._serialized_end=499
   _globals['_EVENTERROR']._serialized_start=501
-  _globals['_EVENTERROR']._serialized_end=544
-  _globals['_TRACKEVENTRESULT']._serialized_start=547
-  _globals['_TRACKEVENTRESULT']._serialized_end=687
-  _globals['_TRACKEVENTSRESPONSE']._serialized_start=689
-  _globals['_TRACKEVENTSRESPONSE']._serialized_end=758
-  _globals['_GETPROGRESSREQUEST']._serialized_start=760
-  _globals['_GETPROGRESSREQUEST']._serialized_end=840
-  _globals['_GETPROGRESSRESPONSE']._serialized_start=842
-  _globals['_GETPROGRESSRESPONSE']._serialized_end=926
-  _globals['_LISTAWARDSREQUEST']._serialized_start=928
-  _globals['_LISTAWARDSREQUEST']._serialized_end=1003
-  _globals['_LISTAWARDSRESPONSE']._serialized_start=1005
-  _globals['_LISTAWARDSRESPONSE']._serialized_end=1108
-  _globals['_WATCHAWARDSREQUEST']._serialized_start=1111
-  _globals['_WATCHAWARDSREQUEST']._serialized_end=1260
-  _globals['_WATCHAWARDSRESPONSE']._serialized_start=1262
-  _globals['_WATCHAWARDSRESPONSE']._serialized_end=1334
-  _globals['_BADGETRACKER']._serialized_start=1337
-  _globals['_BADGETRACKER']._serialized_end=1757
+  _globals['_EVENTERROR']._serialized_end=560
+  _globals['_TRACKEVENTRESULT']._serialized_start=563
+  _globals['_TRACKEVENTRESULT']._serialized_end=703
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=705
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=774
+  _globals['_GETPROGRESSREQUEST']._serialized_start=776
+  _globals['_GETPROGRESSREQUEST']._serialized_end=856
+  _globals['_GETPROGRESSRESPONSE']._serialized_start=858
+  _globals['_GETPROGRESSRESPONSE']._serialized_end=942
+  _globals['_LISTAWARDSREQUEST']._serialized_start=944
+  _globals['_LISTAWARDSREQUEST']._serialized_end=1019
+  _globals['_LISTAWARDSRESPONSE']._serialized_start=1021
+  _globals['_LISTAWARDSRESPONSE']._serialized_end=1124
+  _globals['_WATCHAWARDSREQUEST']._serialized_start=1127
+  _globals['_WATCHAWARDSREQUEST']._serialized_end=1276
+  _globals['_WATCHAWARDSRESPONSE']._serialized_start=1278
+  _globals['_WATCHAWARDSRESPONSE']._serialized_end=1350
+  _globals['_BADGETRACKER']._serialized_start=1353
+  _globals['_BADGETRACKER']._serialized_end=1773
 # @@protoc_insertion_point(module_scope)
