@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
@@ -17,6 +18,7 @@ from accolade_server.auth import guard, keys
 from accolade_server.auth.guard import is_loopback_peer
 from accolade_server.store.repository import Repository
 from tests.conftest import Database, Running, start_server, stop_server
+from tests.e2e.test_operations import reflect
 from tests.helpers import achievement, expect_error
 from tests.processes import ServerProcess
 
@@ -132,6 +134,13 @@ async def test_a_method_without_a_scope_entry_is_refused_in_every_mode(
             running.tracker.GetProgress(request, metadata=auth(tokens["admin"])), DENIED, method
         )
         await _check_health(running.channel)
+        # Reflection (a client-streaming call) stays open without a key.
+        listed = await reflect(
+            running.channel, reflection_pb2.ServerReflectionRequest(list_services="")
+        )
+        assert "accolade.v1.BadgeTracker" in {
+            s.name for s in listed[0].list_services_response.service
+        }
     finally:
         await stop_server(running)
 
