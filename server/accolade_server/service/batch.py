@@ -23,7 +23,6 @@ from accolade_server.domain.model import AwardRecord, AwardSource, Holding
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service import ledger
-from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.store import bulk
 from accolade_server.store.repository import Repository
 
@@ -145,7 +144,7 @@ async def process(
     repo: Repository,
     rules: engine.RuleSet,
     settings: Settings,
-    conditions: ConditionErrors,
+    condition_errors: list[tuple[str, engine.ConditionError]],
     batch: Sequence[engine.Event],
     now: datetime,
     matched_before: Matched | None = None,
@@ -193,11 +192,11 @@ async def process(
             )
         fresh = [i for i in fresh if batch[i].event_id not in stored]
 
-    # The engine collects condition errors; they are counted (and logged) here, once per
-    # newly recorded event.
+    # The engine collects condition errors; the caller counts (and logs) those of newly
+    # recorded events once the transaction has committed.
     for i in fresh:
-        for err in matches[i].errors if i in matches else ():
-            conditions.record(err.achievement_id, err.message, event_id=batch[i].event_id, now=now)
+        if i in matches:
+            condition_errors.extend((batch[i].event_id, e) for e in matches[i].errors)
     work = [i for i in fresh if affected.get(i)]
 
     pending: list[_Pending] = []

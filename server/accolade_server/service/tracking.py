@@ -203,11 +203,12 @@ class TrackingService:
         # users' locks (the transaction matches again only if the definitions changed).
         matched = batch_.match_batch(self.rules.rules, self.settings, batch)
         for attempt in range(RACE_RETRIES + 1):
+            errors: list[tuple[str, engine.ConditionError]] = []
             try:
                 async with self.uow.transaction() as repo:
                     rules = await self.rules.get(repo)
                     results = await batch_.process(
-                        repo, rules, self.settings, self.conditions, batch, now, matched
+                        repo, rules, self.settings, errors, batch, now, matched
                     )
                 break
             except batch_.Raced:
@@ -217,6 +218,8 @@ class TrackingService:
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()
+        for event_id, err in errors:  # committed: counted once per recorded event
+            self.conditions.record(err.achievement_id, err.message, event_id=event_id, now=now)
         return list(results)
 
     async def progress(
