@@ -16,8 +16,8 @@ from google.protobuf import field_mask_pb2
 from accolade import _common
 from accolade._common import DEFAULT_TIMEOUT, TLS, AchievementLike, AchievementSource
 from accolade._enums import parse_enum
-from accolade._errors import code_of, from_grpc
-from accolade._retry import NO_RETRY, RetryPolicy, is_transient
+from accolade._errors import code_of, from_grpc, is_retryable
+from accolade._retry import NO_RETRY, RetryPolicy
 from accolade._state import Batch, Watch
 from accolade._streams import AsyncAwardStream
 from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc, types_pb2
@@ -94,7 +94,7 @@ class AsyncClient:
                 )
             except grpc.RpcError as exc:
                 code = code_of(exc)
-                if attempt >= policy.max_attempts or not is_transient(code):
+                if attempt >= policy.max_attempts or not is_retryable(exc):
                     raise from_grpc(exc) from exc
                 delay = policy.backoff(attempt)
                 log.info("retrying %s after %s in %.2fs", type(request).__name__, code, delay)

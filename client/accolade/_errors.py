@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
+
+from accolade._retry import is_transient
+
+# gRPC's own size check, before any handler runs: `SERVER: Received message larger than max
+# (4123 vs. 2048)`. A rate or stream limit is RESOURCE_EXHAUSTED too, but worth retrying.
+_SIZE_LIMIT = re.compile(
+    r"^(?:(SERVER|CLIENT): )?(Received|Sent) message larger than max \((\d+) vs\. (\d+)\)"
+)
 
 
 class AccoladeError(Exception):
@@ -115,9 +125,48 @@ def code_of(exc: grpc.RpcError) -> grpc.StatusCode | None:
     return value if isinstance(value, grpc.StatusCode) else None
 
 
+def details_of(exc: grpc.RpcError) -> str:
+    details = getattr(exc, "details", None)
+    message = details() if callable(details) else None
+    return str(message or "")
+
+
+def size_limit_message(code: grpc.StatusCode | None, details: str) -> str | None:
+    """For gRPC's own message size check, a message naming the option to change; else None.
+
+    Such a call is never retried: the same message would be refused again."""
+    if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    match = _SIZE_LIMIT.match(details)
+    if match is None:
+        return None
+    side, direction, size, limit = match.groups()
+    if direction == "Sent":
+        return (
+            f"the request is {size} bytes, more than this client sends ({limit}, channel "
+            f"option grpc.max_send_message_length); send less per call ({details})"
+        )
+    if side == "CLIENT":
+        return (
+            f"the response is {size} bytes, more than this client accepts ({limit}, channel "
+            f"option grpc.max_receive_message_length); ask for less per call ({details})"
+        )
+    return (
+        f"the request is {size} bytes, more than the server accepts ({limit}, its "
+        f"max_message_bytes option); send less per call, e.g. smaller batches or "
+        f"properties ({details})"
+    )
+
+
 def from_grpc(exc: grpc.RpcError) -> RPCError:
     """Translate a grpc error (sync or aio); raise the result `from exc`."""
     code = code_of(exc) or grpc.StatusCode.UNKNOWN
-    details = getattr(exc, "details", None)
-    message = details() if callable(details) else None
-    return error_for(code, str(message or code.name.lower().replace("_", " ")))
+    details = details_of(exc)
+    message = size_limit_message(code, details) or details
+    return error_for(code, message or code.name.lower().replace("_", " "))
+
+
+def is_retryable(exc: grpc.RpcError) -> bool:
+    """Whether an idempotent call that failed with `exc` may be tried again."""
+    code = code_of(exc)
+    return is_transient(code) and size_limit_message(code, details_of(exc)) is None

@@ -8,7 +8,15 @@ from collections.abc import Iterable, Sequence
 import grpc
 
 from accolade._common import start_cursor
-from accolade._errors import InternalError, RPCError, code_of, error_for, from_grpc
+from accolade._errors import (
+    InternalError,
+    RPCError,
+    code_of,
+    details_of,
+    error_for,
+    from_grpc,
+    size_limit_message,
+)
 from accolade._retry import RetryPolicy, is_transient
 from accolade.v1 import tracker_pb2, types_pb2
 
@@ -131,7 +139,8 @@ class Watch:
         reconnecting; None to end the iteration; raises the typed error if it must not
         reconnect."""
         code = code_of(error) if error is not None else None
-        delay = self.reconnect_delay(code)
+        oversized = error is not None and size_limit_message(code, details_of(error)) is not None
+        delay = None if oversized else self.reconnect_delay(code)
         if delay is None:
             if error is None:
                 return None

@@ -35,6 +35,21 @@ class _Stream:
         """The cursor of the last entry delivered (or the start cursor): resume after it."""
         return self._watch.cursor
 
+    def __repr__(self) -> str:
+        """`AwardStream(cursor=3, source=AWARD_SOURCE_MANUAL, user_ids=['u1'])`: enum names,
+        and only the filters that are set."""
+        f = self._watch.filter
+        parts = [f"cursor={self.cursor}"]
+        if f.source:
+            parts.append(f"source={types_pb2.AwardSource.Name(f.source)}")
+        if f.user_ids:
+            parts.append(f"user_ids={list(f.user_ids)!r}")
+        if f.achievement_ids:
+            parts.append(f"achievement_ids={list(f.achievement_ids)!r}")
+        if self._closed:
+            parts.append("closed")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def close(self) -> None:
         """Stop the stream; iteration ends (a blocked `next()` in another thread returns)."""
         self._closed = True

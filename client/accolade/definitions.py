@@ -47,7 +47,15 @@ from accolade._enums import parse_enum, short_name
 from accolade._errors import AccoladeError
 from accolade.v1 import admin_pb2, types_pb2
 
-_OUTPUT_ONLY = ("create_time", "update_time", "etag")
+_OUTPUT_ONLY = (
+    "create_time",
+    "update_time",
+    "etag",
+    "broken_reason",
+    "condition_error_count",
+    "last_condition_error",
+    "last_condition_error_time",
+)
 _EVENT_EQ = re.compile(r'^\s*event\s*==\s*["\']([^"\']+)["\']\s*$')
 _QUOTED = r"(?:\"[^\"]+\"|'[^']+')"
 _EVENT_IN = re.compile(rf"^\s*event\s+in\s+\[\s*({_QUOTED}(?:\s*,\s*{_QUOTED})*)\s*\]\s*$")

@@ -3,8 +3,9 @@
 Every delivery is an HTTP POST of a JSON award with these headers:
 
 - ``Accolade-Signature: t=<unix seconds>,v1=<hex>`` where ``<hex>`` is
-  HMAC-SHA256(secret, ``f"{t}."`` + raw body). Check it with :func:`verify`, which also
-  rejects timestamps older than ``tolerance`` seconds (replay protection).
+  HMAC-SHA256(secret, ``f"{t}."`` + raw body). Check it with :func:`verify`: it returns
+  ``None`` when the delivery is genuine and raises :class:`SignatureError` otherwise, also
+  for a timestamp more than ``tolerance`` seconds away from now (replay protection).
 - ``Accolade-Delivery: <cursor>`` — the award log cursor, unique per entry: deliveries are
   at-least-once, so deduplicate on it.
 """
@@ -39,7 +40,21 @@ def verify(
     tolerance: int = 300,
     now: float | None = None,
 ) -> None:
-    """Raise SignatureError unless `header` signs `body` with `secret` within `tolerance` s."""
+    """Check a delivery's signature: return None if it is genuine, else raise SignatureError.
+
+    `header` is the Accolade-Signature header's value (None or "" when absent) and `body`
+    the raw request body, byte for byte as received (not re-serialized JSON). It raises
+    `SignatureError` when the header is missing or empty; when it is malformed (no `t=`
+    with a whole number of seconds, or no `v1=`); when `t` is more than `tolerance`
+    seconds before or after `now` (default: the current time), which refuses replays and
+    large clock skew; and when the HMAC-SHA256 of ``f"{t}." + body`` under `secret` is not
+    the `v1` value. It never returns False::
+
+        try:
+            verify(secret, request.headers.get("Accolade-Signature"), request.body)
+        except SignatureError:
+            return 400
+    """
     if not header:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
     try:

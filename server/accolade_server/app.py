@@ -24,16 +24,18 @@ from accolade_server.domain.model import AwardRecord
 from accolade_server.http.app import Services, build_http_app
 from accolade_server.http.server import HttpServer, bind_socket
 from accolade_server.metrics import Metrics
+from accolade_server.notify.alerts import AdminAlerts
 from accolade_server.notify.broker import Broker
 from accolade_server.notify.delivery import DeliveryWorker
 from accolade_server.notify.listener import PgListener
-from accolade_server.notify.sinks import build_sinks
+from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import EventTypeService
@@ -79,6 +81,8 @@ class App:
     def http_port(self) -> int | None:
         return self.http.port if self.http is not None else None
 
+    alerts: AdminAlerts | None = None
+
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING; both listeners stop accepting; end streams with UNAVAILABLE
         (clients resume on another replica) while unary calls drain; then close the
@@ -98,6 +102,8 @@ class App:
             await self.listener.close()
         if self.guard is not None:
             await self.guard.close()
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.engine.dispose()
         if self.metrics is not None:
             self.metrics.close()
@@ -125,7 +131,7 @@ async def build(settings: Settings) -> App:
 async def _build(settings: Settings, engine: AsyncEngine) -> App:
     # Everything that can fail comes before any background task starts.
     await prepare_database(settings, engine)
-    metrics = Metrics()
+    metrics = Metrics(max_achievement_labels=settings.metrics_max_achievement_labels)
     uow = UnitOfWork(engine, schema=settings.database_schema)
 
     async def load_keys() -> list[ApiKey]:
@@ -162,7 +168,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     def awards_committed(records: Sequence[AwardRecord]) -> None:
         for r in records:
             metrics.awards.labels(
-                r.achievement_id, r.source.value, "revocation" if r.revoked else "award"
+                metrics.achievement_label(r.achievement_id),
+                r.source.value,
+                "revocation" if r.revoked else "award",
             ).inc()
         broker.committed(records)
         if worker is not None:
@@ -170,8 +178,11 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     uow.on_awards = awards_committed
     uow.on_acquire = metrics.db_acquire.observe
-    achievements = AchievementService(uow, settings)
-    tracking = TrackingService(uow, settings, rules, metrics=metrics)
+    alerts = AdminAlerts(admin_sinks(settings, "admin-alert"))
+    rules = RuleCache(settings, metrics=metrics, alerts=alerts)
+    conditions = ConditionErrors(metrics)
+    achievements = AchievementService(uow, settings, conditions=conditions)
+    tracking = TrackingService(uow, settings, rules, metrics=metrics, conditions=conditions)
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(
@@ -243,6 +254,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         metrics=metrics,
         metrics_port=metrics_port,
         http=http,
+        alerts=alerts,
     )
 
 

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy.engine
 import sqlalchemy.exc
 from pydantic import ValidationError
 
@@ -149,6 +151,8 @@ def migrate(args: argparse.Namespace) -> int:
     ensure_sqlite_directory(settings.database_url)
     try:
         before, after = asyncio.run(run())
+    except AccoladeError as exc:
+        raise SystemExit(f"accolade: {exc}") from None
     except OSError as exc:
         raise SystemExit(f"accolade: cannot reach the database: {exc}") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -158,6 +162,34 @@ def migrate(args: argparse.Namespace) -> int:
     else:
         print(f"database migrated from {before or 'empty'} to revision {after}")
     return 0
+
+
+def database_label(settings: Settings) -> str:
+    """Where the database is, for messages: a SQLite file's absolute path, or the
+    PostgreSQL URL without its password (and the schema)."""
+    url = sqlalchemy.engine.make_url(settings.database_url)
+    if settings.is_sqlite:
+        return f"SQLite file {Path(url.database or '').resolve()}"
+    label = url.render_as_string(hide_password=True)
+    return f"{label} (schema {settings.database_schema})" if settings.database_schema else label
+
+
+def _keys_settings(args: argparse.Namespace) -> Settings:
+    """Settings of a `keys` verb. These write to the database directly, so a SQLite file that
+    does not exist is not created silently (`keys create` run from another directory than the
+    server's would make a second, unused database): it must exist, or be named with
+    --database-url."""
+    explicit = getattr(args, "database_url", None)
+    settings = load_settings(args, database_url=explicit)
+    if settings.is_sqlite and not explicit:
+        path = sqlalchemy.engine.make_url(settings.database_url).database or ""
+        if path not in ("", ":memory:") and not Path(path).exists():
+            raise SystemExit(
+                f"accolade: {database_label(settings)} does not exist. Run this where the server "
+                "runs, or name the server's database with --database-url (ACCOLADE_DATABASE_URL"
+                " alone is not enough to create a new file)"
+            )
+    return settings
 
 
 def _with_repo(settings: Settings, work: Callable[[Repository], Awaitable[_T]]) -> _T:
@@ -185,7 +217,7 @@ def _with_repo(settings: Settings, work: Callable[[Repository], Awaitable[_T]]) 
 
 def keys_create(args: argparse.Namespace) -> int:
     """Create a key; its secret is printed once, alone on the last line."""
-    settings = load_settings(args)
+    settings = _keys_settings(args)
     key, token = _with_repo(
         settings,
         lambda repo: keys.create(
@@ -197,13 +229,14 @@ def keys_create(args: argparse.Namespace) -> int:
         f"{f' ({key.name})' if key.name else ''}: scopes {', '.join(sorted(key.scopes))}"
         f"{', third-party' if key.third_party else ''}"
     )
+    print(f"in {database_label(settings)}")
     print("store the secret now; it is not shown again:")
     print(token)
     return 0
 
 
 def keys_list(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+    settings = _keys_settings(args)
     items = _with_repo(settings, lambda repo: keys.all_keys(repo, active_only=False))
     if args.json:
         print(
@@ -234,7 +267,7 @@ def keys_list(args: argparse.Namespace) -> int:
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+    settings = _keys_settings(args)
     if _with_repo(settings, lambda repo: keys.revoke(repo, args.id)):
         print(f"revoked API key {args.id}")
         return 0

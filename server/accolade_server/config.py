@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     metrics_listen: str | None = Field(
         None, description="host:port of the Prometheus /metrics endpoint; unset: off."
     )
+    metrics_max_achievement_labels: int = Field(
+        100,
+        ge=0,
+        description="Distinct achievement_id label values per metric; the rest count as _other.",
+    )
     award_poll_seconds: float = Field(
         2.0, gt=0, description="Safety poll of the award log for streams (NOTIFY is the fast path)."
     )

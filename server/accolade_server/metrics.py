@@ -9,10 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+#: The `achievement_id` label value of every achievement beyond the first N seen.
+OTHER = "_other"  # no achievement id starts with "_"
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, max_achievement_labels: int = 100) -> None:
+        self.max_achievement_labels = max_achievement_labels
+        self._achievement_labels: set[str] = set()
         r = self.registry = CollectorRegistry()
         self.rpc_requests = Counter(
             "accolade_rpc_requests",
@@ -36,14 +40,21 @@ class Metrics:
         )
         self.awards = Counter(
             "accolade_awards",
-            "Award log entries appended, by achievement, source and kind.",
+            "Award log entries appended, by achievement (the first "
+            "metrics_max_achievement_labels seen, then _other), source and kind.",
             ["achievement_id", "source", "kind"],
             registry=r,
         )
         self.condition_errors = Counter(
             "accolade_condition_errors",
-            "Rule conditions that failed on an event (no match).",
+            "Rule conditions that failed on an event (no match), by achievement (bounded "
+            "like accolade_awards_total).",
             ["achievement_id"],
+            registry=r,
+        )
+        self.definitions_broken = Gauge(
+            "accolade_definitions_broken",
+            "Enabled stored definitions this server cannot compile, skipped on load.",
             registry=r,
         )
         self.open_streams = Gauge(
@@ -79,6 +90,18 @@ class Metrics:
             registry=r,
         )
         self._http: Any = None
+
+    def achievement_label(self, achievement_id: str) -> str:
+        """The label value for an achievement: its id for the first
+        `max_achievement_labels` ids seen (per process), `_other` for the rest, so the
+        number of time series stays bounded however many achievements are defined."""
+        labels = self._achievement_labels
+        if achievement_id in labels:
+            return achievement_id
+        if len(labels) < self.max_achievement_labels:
+            labels.add(achievement_id)
+            return achievement_id
+        return OTHER
 
     def serve(self, listen: str) -> int:
         """Expose /metrics over HTTP on `host:port` (port 0 picks one); returns the port."""

@@ -9,14 +9,16 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
-from accolade_server.auth import keys
+from accolade_server.auth import guard, keys
 from accolade_server.auth.guard import is_loopback_peer
 from accolade_server.store.repository import Repository
 from tests.conftest import Database, Running, start_server, stop_server
+from tests.e2e.test_operations import reflect
 from tests.helpers import achievement, expect_error
 from tests.processes import ServerProcess
 
@@ -108,6 +110,37 @@ async def test_scopes_decide_what_a_key_may_call(db: Database) -> None:
             tpb.WatchAwardsRequest(), metadata=auth(tokens["track"])
         )
         await expect_error(stream.read(), DENIED, "'read' scope")
+    finally:
+        await stop_server(running)
+
+
+async def test_a_method_without_a_scope_entry_is_refused_in_every_mode(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: a served accolade method the scope table forgets is PERMISSION_DENIED,
+    for an admin key and for an anonymous loopback caller alike; health stays open."""
+    method = "/accolade.v1.BadgeTracker/GetProgress"
+    monkeypatch.delitem(guard.METHOD_SCOPES, method)
+    request = tpb.GetProgressRequest(user_id="u")
+    running = await start_server(db)  # no keys: open mode, loopback
+    try:
+        await expect_error(running.tracker.GetProgress(request), DENIED, method, "no access rule")
+        await _check_health(running.channel)
+    finally:
+        await stop_server(running)
+    running, tokens = await with_keys(db)
+    try:
+        await expect_error(
+            running.tracker.GetProgress(request, metadata=auth(tokens["admin"])), DENIED, method
+        )
+        await _check_health(running.channel)
+        # Reflection (a client-streaming call) stays open without a key.
+        listed = await reflect(
+            running.channel, reflection_pb2.ServerReflectionRequest(list_services="")
+        )
+        assert "accolade.v1.BadgeTracker" in {
+            s.name for s in listed[0].list_services_response.service
+        }
     finally:
         await stop_server(running)
 
@@ -259,9 +292,18 @@ async def test_oversized_or_malformed_properties_are_invalid_argument(db: Databa
             "max_property_list_items",
         )
         nul = tpb.TrackEventRequest(event_id="e3", user_id="u", type="t")
-        nul.properties.update({"name": "a\x00b"})
+        nul.properties.update({"item": {"name": "a\x00b"}})
         await expect_error(
-            running.tracker.TrackEvent(nul), grpc.StatusCode.INVALID_ARGUMENT, "properties", "NUL"
+            running.tracker.TrackEvent(nul),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "properties.item.name: must not contain NUL characters",
+        )
+        nul = tpb.TrackEventRequest(event_id="e5", user_id="u", type="t")
+        nul.properties.update({"item": {"tags": ["ok", "a\x00b"]}})
+        await expect_error(
+            running.tracker.TrackEvents(tpb.TrackEventsRequest(events=[nul])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "events[0].properties.item.tags[1]: must not contain NUL characters",
         )
     finally:
         await stop_server(running)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -24,10 +25,12 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from accolade_server.store import migrate
 from accolade_server.store.db import make_engine
 from tests.conftest import POSTGRES_URL, Running, create_schema, drop_schema
+from tests.e2e.test_broken_definitions import store_behind_the_servers_back
 from tests.helpers import achievement
 
 COMMAND = [sys.executable, "-m", "accolade.cli"]
@@ -129,7 +132,7 @@ async def test_spec_shaped_rules_apply_and_export_round_trip(
     spec.write_text(SPEC_FILE, encoding="utf-8")
 
     applied = ok(await client(server, "rules", "apply", str(spec)))
-    assert "1 were created, 0 were updated, 0 unchanged" in applied.out
+    assert f"1 achievement in {spec}: 1 was created, 0 were updated, 0 unchanged" in applied.out
     assert "created: welcome-badge" in applied.out
     got = (
         await server.admin.GetAchievement(apb.GetAchievementRequest(id="welcome-badge"))
@@ -184,7 +187,7 @@ async def test_rules_apply_reports_updates(server: Running, tmp_path: Path) -> N
     spec = tmp_path / "rules.yaml"
     spec.write_text(SPEC_FILE, encoding="utf-8")
     applied = ok(await client(server, "rules", "apply", str(spec)))
-    assert "0 were created, 1 were updated, 0 unchanged" in applied.out
+    assert "0 were created, 1 was updated, 0 unchanged" in applied.out
     assert "updated: welcome-badge" in applied.out
     [only] = await stored(server)
     assert only.title == "FirstPurchase"
@@ -264,7 +267,7 @@ async def test_achievements_list_shows_a_table_and_json(server: Running) -> None
         await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=a))
 
     table = ok(await client(server, "achievements", "list")).out.splitlines()
-    assert table[0].split() == ["ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS"]
+    assert table[0].split() == ["ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS", "STATUS"]
     assert table[1].split() == [
         "big-spender",
         "Big",
@@ -272,8 +275,16 @@ async def test_achievements_list_shows_a_table_and_json(server: Running) -> None
         "shopping",
         "no",
         "purchase_completed,refund",
+        "ok",
     ]
-    assert table[2].split() == ["welcome-badge", "Welcome", "-", "yes", "purchase_completed"]
+    assert table[2].split() == [
+        "welcome-badge",
+        "Welcome",
+        "-",
+        "yes",
+        "purchase_completed",
+        "ok",
+    ]
     assert len(table) == 3
 
     listed = json.loads(ok(await client(server, "achievements", "list", "--json")).out)
@@ -287,7 +298,7 @@ async def test_achievements_list_shows_a_table_and_json(server: Running) -> None
 
 async def test_achievements_list_of_nothing_is_just_the_header(server: Running) -> None:
     table = ok(await client(server, "achievements", "list")).out.splitlines()
-    assert table == ["ID  TITLE  CATEGORY  ENABLED  EVENTS"]
+    assert table == ["ID  TITLE  CATEGORY  ENABLED  EVENTS  STATUS"]
 
 
 async def test_achievements_get_prints_json_and_a_missing_one_exits_1(server: Running) -> None:
@@ -302,6 +313,28 @@ async def test_achievements_get_prints_json_and_a_missing_one_exits_1(server: Ru
     missing = await client(server, "achievements", "get", "missing")
     assert missing.code == 1
     assert "NOT_FOUND" in missing.err and "missing" in missing.err
+
+
+async def test_achievements_list_and_get_show_broken_definitions_and_condition_errors(
+    server: Running,
+) -> None:
+    for a in (
+        achievement("old", rule={"event_types": ["buy"], "condition": "true"}),
+        achievement("big", rule={"event_types": ["buy"], "condition": "event.properties.n > 3"}),
+    ):
+        await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=a))
+    await store_behind_the_servers_back(server.db, "old", "event.properties.x >")
+    await server.tracker.TrackEvent(tpb.TrackEventRequest(event_id="e", user_id="u", type="buy"))
+
+    listed = ok(await client(server, "achievements", "list")).out.splitlines()
+    assert listed[1].split()[-4:] == ["buy", "1", "condition", "error"]
+    assert listed[2].split()[-1] == "BROKEN"
+    assert any(line.startswith("BROKEN old: rule.condition: Syntax error") for line in listed)
+    assert any(line.startswith("big: 1 condition error") and "'n'" in line for line in listed)
+
+    got = ok(await client(server, "achievements", "get", "old"))
+    assert json.loads(got.out)["broken_reason"].startswith("rule.condition: Syntax error")
+    assert got.err.startswith("BROKEN old: rule.condition: Syntax error")
 
 
 async def test_achievements_delete_removes_it(server: Running) -> None:
@@ -484,3 +517,39 @@ async def test_serve_with_an_unreachable_database_exits_with_a_clear_message(
     assert result.code != 0
     assert "cannot reach the database" in result.err
     assert "Traceback" not in result.err
+
+
+async def test_migrate_names_a_missing_postgres_schema_and_how_to_create_it(
+    serve: Callable[..., Awaitable[Served]], tmp_path: Path
+) -> None:
+    missing = f"accolade_missing_{uuid.uuid4().hex[:8]}"
+    env = {"database_url": POSTGRES_URL, "database_schema": missing}
+    result = await accolade("migrate", env=clean_env(**env), cwd=tmp_path)
+    assert result.code == 1
+    assert f"PostgreSQL schema {missing!r} (option database_schema) does not exist" in result.err
+    assert f'CREATE SCHEMA "{missing}"' in result.err
+    assert "no schema has been selected" not in result.err  # not the driver's words
+    refused = await serve(**env)  # the server says the same
+    assert await asyncio.wait_for(refused.proc.wait(), HEALTH_DEADLINE) != 0
+    assert f'CREATE SCHEMA "{missing}"' in refused.stderr()
+
+
+async def test_a_closed_pipe_ends_the_command_quietly(server: Running) -> None:
+    """`accolade achievements list | head -1`: no traceback once the reader is gone."""
+    await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[achievement(f"a-{n:04}", title="t" * 200) for n in range(600)]
+        )
+    )  # a table far larger than a pipe's buffer
+    command = " ".join(shlex.quote(part) for part in COMMAND)
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        f"{command} achievements list --target {server.target} | head -n 1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert out.split()[0] == b"ID" and len(out.splitlines()) == 1
+    assert b"Traceback" not in err and b"Broken pipe" not in err, err.decode()

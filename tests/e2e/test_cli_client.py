@@ -110,7 +110,7 @@ async def test_grant_revoke_and_create_from_flags(server: Running) -> None:
             "Helper",
             "--event",
             "answer_accepted",
-            "--target-count",
+            "--rule-target",
             "3",
             "--points",
             "7",

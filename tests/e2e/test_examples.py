@@ -34,7 +34,11 @@ async def example(name: str, server: ServerProcess, *args: str) -> asyncio.subpr
         str(EXAMPLES / name),
         *args,
         cwd=server.cwd,
-        env={**os.environ, "ACCOLADE_TARGET": server.target},
+        env={
+            **os.environ,
+            "ACCOLADE_TARGET": server.target,
+            "XDG_STATE_HOME": str(server.cwd / "state"),
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -106,3 +110,6 @@ async def test_game_stream_survives_a_server_restart_and_its_own(
     assert await readline(again) == "notify p4: you earned first-win"
     assert await asyncio.wait_for(again.wait(), 30) == 0
     await restarted.stop()
+    # The cursor is kept with the user's state files, not where the program ran.
+    assert (dev_server.cwd / "state" / "accolade" / "game-award-cursor.txt").read_text() == "4"
+    assert not list(dev_server.cwd.glob("*cursor*"))

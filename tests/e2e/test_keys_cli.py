@@ -35,10 +35,22 @@ async def test_keys_are_created_listed_used_and_revoked(tmp_path: Path) -> None:
         "ACCOLADE_DATABASE_URL": f"sqlite:///{tmp_path / 'keys.db'}",
         "ACCOLADE_KEY_REFRESH_SECONDS": "0.2",
     }
+    url = env["ACCOLADE_DATABASE_URL"]
     code, out, _ = await accolade(
-        "keys", "create", "--scope", "read", "--scope", "track", "--name", "ingest", env=env
+        "keys",
+        "create",
+        "--scope",
+        "read",
+        "--scope",
+        "track",
+        "--name",
+        "ingest",
+        "--database-url",
+        url,  # a new file: named explicitly
+        env=env,
     )
     assert code == 0
+    assert f"in SQLite file {(tmp_path / 'keys.db').resolve()}" in out  # where it wrote
     token = out.strip().splitlines()[-1]  # the secret, alone on the last line
     assert token.startswith("acc_") and token not in out.strip().splitlines()[0]
     key_id = token.split("_")[1]
@@ -80,3 +92,35 @@ async def test_keys_are_created_listed_used_and_revoked(tmp_path: Path) -> None:
         assert await server.stop() == 0
     code, _, err = await accolade("keys", "revoke", key_id, env=env)
     assert code == 1 and "no active API key" in err
+
+
+async def test_keys_create_refuses_to_create_a_new_sqlite_file_silently(tmp_path: Path) -> None:
+    """Run from another directory than the server's, the default relative `accolade.db` would
+    be a new, unused database: refused, naming the file and the way out."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for env in (
+        {"ACCOLADE_DATABASE_URL": f"sqlite:///{elsewhere / 'accolade.db'}"},
+        {"ACCOLADE_DATABASE_URL": "sqlite:///accolade.db"},  # the default, relative
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "accolade.cli",
+            "keys",
+            "create",
+            "--scope",
+            "admin",
+            env={**os.environ, **env},
+            cwd=elsewhere,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await process.communicate()
+        assert process.returncode == 1
+        assert f"SQLite file {(elsewhere / 'accolade.db').resolve()} does not exist" in (
+            err.decode()
+        )
+        assert "--database-url" in err.decode()
+        assert not (elsewhere / "accolade.db").exists()
+        assert "Traceback" not in err.decode()

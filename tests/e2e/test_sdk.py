@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 import accolade
 from accolade import AsyncClient, Client
@@ -198,6 +199,23 @@ async def test_a_bad_event_in_a_batch_comes_back_as_its_typed_error(server: Runn
     error = accolade.event_error(results[1])
     assert isinstance(error, accolade.InvalidArgumentError)
     assert "events[1].type" in error.message and results[1].event_id  # the client made an id
+    # The code by name: in the SDK, in the error's repr, and in the message's JSON.
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert repr(error).startswith("InvalidArgumentError('INVALID_ARGUMENT: events[1].type")
+    as_json = json_format.MessageToDict(results[1])["error"]
+    assert (as_json["code"], as_json["status"]) == (3, "INVALID_ARGUMENT")
+
+
+async def test_an_award_streams_repr_shows_its_cursor_and_filters_by_name(
+    server: Running,
+) -> None:
+    async with (
+        AsyncClient(server.target) as client,
+        client.watch_awards(user_ids=["u1"], source=accolade.AwardSource.AWARD_SOURCE_MANUAL) as s,
+    ):
+        assert repr(s) == (
+            f"AsyncAwardStream(cursor={s.cursor}, source=AWARD_SOURCE_MANUAL, user_ids=['u1'])"
+        )
 
 
 async def test_rate_limited_calls_are_retried_until_they_pass(db: Database) -> None:
@@ -211,6 +229,29 @@ async def test_rate_limited_calls_are_retried_until_they_pass(db: Database) -> N
             with pytest.raises(accolade.ResourceExhaustedError, match="rate limit"):
                 for _ in range(4):
                     await c.track_event("login", "u1")
+    finally:
+        await stop_server(running)
+
+
+async def test_a_request_over_max_message_bytes_is_not_retried_and_names_the_option(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gRPC itself refuses the message (RESOURCE_EXHAUSTED, like a rate limit): retrying
+    the same bytes cannot pass, so the SDK raises at once, naming the server's option."""
+    running = await start_server(db, max_message_bytes=2048)
+    try:
+        async with AsyncClient(running.target, retry=FAST_RETRY) as client:
+            with (
+                caplog.at_level("INFO", logger="accolade"),
+                pytest.raises(accolade.ResourceExhaustedError) as info,
+            ):
+                await client.track_event("login", "u1", blob="x" * 4096)
+            assert "max_message_bytes" in info.value.message
+            assert "2048" in info.value.message
+            assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+            # The rate limit, also RESOURCE_EXHAUSTED, stays retryable (see above); a
+            # small event still goes through on the same client.
+            assert (await client.track_event("login", "u1")).tracked
     finally:
         await stop_server(running)
 

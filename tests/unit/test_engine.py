@@ -188,6 +188,27 @@ def test_condition_that_errors_is_no_match_and_is_reported(properties: dict[str,
     assert (replayed.value("big"), replayed.value("any"), replayed.awards) == (0, 1, ())
 
 
+def test_a_definition_that_does_not_compile_is_left_out_not_fatal() -> None:
+    """Compile on load: one stored row that breaks a newer limit costs only itself."""
+    five = " && ".join(f"event.properties.t.exists(x, x == {n})" for n in range(5))
+    rules = RuleSet(
+        [
+            achievement("old", "purchase", condition=five),
+            achievement("bad-syntax", "purchase", condition="event.properties.x >"),
+            achievement("any", "purchase"),
+            achievement("needs-old", "purchase", prerequisites=("old",)),
+        ]
+    )
+    assert set(rules.broken) == {"old", "bad-syntax"}
+    assert rules.broken["old"][1].startswith("rule.condition: uses 5 comprehension macros")
+    assert "old" not in rules.by_id and set(rules.by_id) == {"any", "needs-old"}
+    replayed = fold(rules, [event("purchase")])
+    assert [a.achievement_id for a in replayed.awards] == ["any"]  # needs-old stays locked
+    assert replayed.value("needs-old") == 1  # while its progress accrues
+    granted = fold(rules, [Grant("old")], start=replayed)  # by hand: unlocks what needs it
+    assert granted.steps[-1][0].achievement_id == "needs-old"
+
+
 # -- SUM, MAX, DISTINCT ---------------------------------------------------------------------
 
 

@@ -169,3 +169,23 @@ def test_cli_properties_are_json_when_they_parse_and_text_otherwise() -> None:
     assert prop('tags=["a"]') == ("tags", ["a"])
     assert prop("city=Paris") == ("city", "Paris")
     assert prop("note=a=b") == ("note", "a=b")
+
+
+@pytest.mark.parametrize(
+    ("details", "names"),
+    [
+        ("SERVER: Received message larger than max (4123 vs. 2048)", "max_message_bytes"),
+        ("CLIENT: Sent message larger than max (4123 vs. 1000)", "grpc.max_send_message_length"),
+        ("CLIENT: Received message larger than max (9 vs. 8)", "grpc.max_receive_message_length"),
+        ("rate limit of 5 calls/s for API key k exceeded; retry in 0.20 s", None),
+    ],
+)
+def test_grpc_size_limits_name_their_option_and_are_not_retried(
+    details: str, names: str | None
+) -> None:
+    message = _errors.size_limit_message(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
+    if names is None:
+        assert message is None
+    else:
+        assert message is not None and names in message and details in message
+    assert _errors.size_limit_message(grpc.StatusCode.INTERNAL, details) is None

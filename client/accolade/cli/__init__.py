@@ -103,6 +103,11 @@ def _add_server_verbs(verbs_: Any) -> None:
     krevoke.set_defaults(func=_server_verb("keys_revoke"))
     for sub_parser in (create, klist, krevoke):
         sub_parser.add_argument("--config", help=config_help)
+        sub_parser.add_argument(
+            "--database-url",
+            help="the server's database (overrides ACCOLADE_DATABASE_URL); needed to create "
+            "a new SQLite file",
+        )
 
 
 def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
@@ -206,7 +211,11 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     )
     create.add_argument("--field", help="the property that sum, max and distinct read")
     create.add_argument(
-        "--target-count", type=float, default=0, help="how many to unlock (default 1)"
+        "--rule-target",
+        type=float,
+        default=0,
+        help="the rule's target: how many matching events unlock it (default 1); --target is "
+        "the server address",
     )
     create.add_argument("--points", type=int, default=0)
     create.set_defaults(func=verbs.achievements_create)
@@ -256,10 +265,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _show_warnings()
     try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader went away (`accolade … | head`): stop quietly, as a tool killed by
+        # SIGPIPE would, and keep the interpreter's final flush from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for such a tool
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return int(args.func(args) or 0)
     except definitions.DefinitionError as exc:
         print(f"accolade: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # an OSError, but not a bad file: see main
     except OSError as exc:  # certificate files and the like
         print(f"accolade: {exc}", file=sys.stderr)
         return 2

@@ -96,3 +96,31 @@ def award_line(award: types_pb2.Award) -> str:
 
 def error(message: str) -> None:
     print(f"accolade: {message}", file=sys.stderr)
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 condition error`, `3 condition errors`."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def definition_status(a: types_pb2.Achievement) -> str:
+    """`BROKEN`, `3 condition errors` or `ok` (the STATUS column of `achievements list`)."""
+    if a.broken_reason:
+        return "BROKEN"
+    if a.condition_error_count:
+        return count(a.condition_error_count, "condition error")
+    return "ok"
+
+
+def definition_problems(a: types_pb2.Achievement) -> list[str]:
+    """Lines explaining a broken definition and the last condition error, if any."""
+    lines = []
+    if a.broken_reason:
+        lines.append(f"BROKEN {a.id}: {a.broken_reason} (skipped by the server until fixed)")
+    if a.condition_error_count:
+        when = a.last_condition_error_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z"
+        lines.append(
+            f"{a.id}: {count(a.condition_error_count, 'condition error')} on this server "
+            f"process; last at {when}: {a.last_condition_error}"
+        )
+    return lines

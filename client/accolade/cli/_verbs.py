@@ -6,7 +6,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from accolade import definitions
@@ -210,10 +210,15 @@ def rules_apply(args: argparse.Namespace) -> int:
     if args.json:
         render.print_json(result)
         return 0
-    verb = "would be" if args.dry_run else "were"
+
+    def done(ids: Sequence[str], what: str) -> str:
+        verb = "would be" if args.dry_run else "was" if len(ids) == 1 else "were"
+        return f"{len(ids)} {verb} {what}"
+
     print(
-        f"{len(defs.achievements)} achievements in {args.file}: {len(result.created)} {verb} "
-        f"created, {len(result.updated)} {verb} updated, {len(result.unchanged)} unchanged"
+        f"{render.count(len(defs.achievements), 'achievement')} in {args.file}: "
+        f"{done(result.created, 'created')}, {done(result.updated, 'updated')}, "
+        f"{len(result.unchanged)} unchanged"
     )
     for change in result.changes:
         kind = short_name(admin_pb2.AchievementChange.Kind, change.kind)
@@ -254,7 +259,7 @@ def achievements_create(args: argparse.Namespace) -> int:
             condition=args.condition or "",
             aggregate=args.aggregate or types_pb2.AGGREGATE_COUNT,
             field=args.field or "",
-            target=args.target_count,
+            target=args.rule_target,
         )
         items = [
             types_pb2.Achievement(
@@ -281,7 +286,7 @@ def achievements_list(args: argparse.Namespace) -> int:
         render.print_json(admin_pb2.ListAchievementsResponse(achievements=items))
         return 0
     render.table(
-        ("ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS"),
+        ("ID", "TITLE", "CATEGORY", "ENABLED", "EVENTS", "STATUS"),
         [
             (
                 a.id,
@@ -289,16 +294,25 @@ def achievements_list(args: argparse.Namespace) -> int:
                 a.category or "-",
                 "yes" if a.enabled else "no",
                 ",".join(a.rule.event_types),
+                render.definition_status(a),
             )
             for a in items
         ],
     )
+    for a in items:
+        for line in render.definition_problems(a):
+            print(line)
     return 0
 
 
 def achievements_get(args: argparse.Namespace) -> int:
+    """The achievement as JSON on standard output; problems also on standard error."""
     with client(args) as c:
-        render.print_json(c.get_achievement(args.id))
+        found = c.get_achievement(args.id)
+    render.print_json(found)
+    if not args.json:
+        for line in render.definition_problems(found):
+            print(line, file=sys.stderr)
     return 0
 
 

@@ -134,24 +134,34 @@ Global___TrackEventsRequest: _TypeAlias = TrackEventsRequest  # noqa: Y015
 
 @_typing.final
 class EventError(_message.Message):
-    """Why one event of a batch was not recorded."""
+    """Why one event of a batch was not recorded; shaped like google.rpc.Status
+    (and, with `status`, like Google's JSON error model).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     code: _builtins.int
-    """A google.rpc.Code value (e.g. 3 for INVALID_ARGUMENT)."""
+    """A google.rpc.Code value (e.g. 3 for INVALID_ARGUMENT). Kept an int32 for
+    wire and JSON compatibility; `status` carries its name. The Python SDK's
+    `accolade.event_error(result).code` is the `grpc.StatusCode`.
+    """
     message: _builtins.str
+    """What went wrong, naming the field (e.g. `events[2].user_id: is required`)."""
+    status: _builtins.str
+    """The name of `code` as in google.rpc.Code, e.g. "INVALID_ARGUMENT"."""
     def __init__(
         self,
         *,
         code: _builtins.int = ...,
         message: _builtins.str = ...,
+        status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

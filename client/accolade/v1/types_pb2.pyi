@@ -125,7 +125,8 @@ class Rule(_message.Message):
     `event.user_id` (string), `event.properties` (map), `event.occurred_at`
     (timestamp). Empty means every event of `event_types` counts. An
     expression that errors on an event (missing property, wrong type) counts
-    as "no match" for that event.
+    as "no match" for that event; such errors are counted and shown in
+    `Achievement.condition_error_count` and `last_condition_error`.
     """
     aggregate: Global___Aggregate.ValueType
     """How matching events are aggregated. Unspecified means COUNT."""
@@ -211,6 +212,10 @@ class Achievement(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     USE_LEVEL_THRESHOLDS_FIELD_NUMBER: _builtins.int
+    BROKEN_REASON_FIELD_NUMBER: _builtins.int
+    CONDITION_ERROR_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_CONDITION_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Client-chosen slug, `^[a-z0-9][a-z0-9_-]{0,63}$` (e.g. "welcome-badge").
     Immutable.
@@ -240,6 +245,23 @@ class Achievement(_message.Message):
     """When true and `tiers` is empty, the server's `badge_level_threshold`
     option supplies the tiers (bronze, silver, gold by default).
     """
+    broken_reason: _builtins.str
+    """Output only. Non-empty when this server cannot run the stored definition
+    (e.g. a condition written by an older version that breaks a newer limit):
+    why, naming the field. A broken achievement is skipped when definitions
+    are loaded: it earns nothing by rule until it is fixed (an update or an
+    apply that passes validation), can still be granted by hand, and every
+    other achievement keeps working.
+    """
+    condition_error_count: _builtins.int
+    """Output only. How many events the condition (or the aggregate's `field`)
+    failed on since the answering server process started; such an event
+    counts as "no match". Counted per server process (replica, worker).
+    """
+    last_condition_error: _builtins.str
+    """Output only. The most recent of those errors, e.g. `event has no property
+    'amount'`; empty if none.
+    """
     @_builtins.property
     def rule(self) -> Global___Rule:
         """What earns the achievement. Required."""
@@ -268,6 +290,10 @@ class Achievement(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the achievement was last changed."""
 
+    @_builtins.property
+    def last_condition_error_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When `last_condition_error` happened; unset if none."""
+
     def __init__(
         self,
         *,
@@ -288,10 +314,14 @@ class Achievement(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         use_level_thresholds: _builtins.bool = ...,
+        broken_reason: _builtins.str = ...,
+        condition_error_count: _builtins.int = ...,
+        last_condition_error: _builtins.str = ...,
+        last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "end_time", b"end_time", "rule", b"rule", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "end_time", b"end_time", "last_condition_error_time", b"last_condition_error_time", "rule", b"rule", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "category", b"category", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "points", b"points", "prerequisites", b"prerequisites", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

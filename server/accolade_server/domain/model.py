@@ -87,6 +87,18 @@ class Presentation:
         return cls(a.title, a.description, a.icon_url, a.category, a.hidden)
 
 
+@dataclass(frozen=True, slots=True)
+class DefinitionStatus:
+    """How a stored definition fares on this server (output only, never stored)."""
+
+    #: Why this server cannot run the definition (it is skipped on load); "" when it can.
+    broken_reason: str = ""
+    #: Events the condition or the aggregate's field failed on, in this process.
+    condition_error_count: int = 0
+    last_condition_error: str = ""
+    last_condition_error_time: datetime | None = None
+
+
 #: The mutable fields of an Achievement, as named in update masks.
 MUTABLE_FIELDS = (
     "title",

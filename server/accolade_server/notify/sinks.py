@@ -70,12 +70,16 @@ class WebhookSink:
         self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
     async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None:
-        body = json.dumps(award_payload(record, achievement), separators=(",", ":")).encode()
+        await self.post(award_payload(record, achievement), str(record.cursor))
+
+    async def post(self, payload: dict[str, Any], delivery: str) -> None:
+        """POST `payload` as signed JSON; `delivery` is the Accolade-Delivery header."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "accolade-webhook/1",
             SIGNATURE_HEADER: sign(self.secret, body),
-            DELIVERY_HEADER: str(record.cursor),
+            DELIVERY_HEADER: delivery,
         }
         try:
             response = await self.client.post(self.url, content=body, headers=headers)
@@ -170,14 +174,21 @@ def build_sinks(settings: Settings) -> list[Sink]:
         ]
     elif settings.notification_type == "email":
         sinks.append(EmailSink(settings))
-    sinks += [
+    sinks += admin_sinks(settings, "admin-webhook")
+    return sinks
+
+
+def admin_sinks(settings: Settings, name: str) -> list[WebhookSink]:
+    """A webhook sink per `admin_webhook_urls` entry (manual awards only, when delivering
+    the award log; see also notify/alerts.py)."""
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    return [
         WebhookSink(
             url,
             secret,
             timeout=settings.webhook_timeout_seconds,
-            name=f"admin-webhook:{url}",
+            name=f"{name}:{url}",
             flt=AwardFilter(source=AwardSource.MANUAL),
         )
         for url in settings.admin_webhook_urls
     ]
-    return sinks

@@ -43,7 +43,8 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         self, request: pb.GetAchievementRequest, context: Context
     ) -> pb.GetAchievementResponse:
         found = await self.achievements.get(request.id)
-        return pb.GetAchievementResponse(achievement=convert.achievement_to_proto(found))
+        status = self.achievements.status(found)
+        return pb.GetAchievementResponse(achievement=convert.achievement_to_proto(found, status))
 
     async def ListAchievements(
         self, request: pb.ListAchievementsRequest, context: Context
@@ -55,7 +56,9 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             page_token=request.page_token,
         )
         return pb.ListAchievementsResponse(
-            achievements=[convert.achievement_to_proto(a) for a in page.items],
+            achievements=[
+                convert.achievement_to_proto(a, self.achievements.status(a)) for a in page.items
+            ],
             next_page_token=page.next_page_token,
         )
 

@@ -22,6 +22,7 @@ from accolade_server.domain.model import (
     Aggregate,
     AwardRecord,
     AwardSource,
+    DefinitionStatus,
     Presentation,
     Rule,
     Tier,
@@ -112,7 +113,7 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
     )
 
 
-def achievement_to_proto(a: Achievement) -> pb.Achievement:
+def achievement_to_proto(a: Achievement, status: DefinitionStatus | None = None) -> pb.Achievement:
     msg = pb.Achievement(
         id=a.id,
         title=a.title,
@@ -132,6 +133,14 @@ def achievement_to_proto(a: Achievement) -> pb.Achievement:
         value = getattr(a, name)
         if value is not None:
             getattr(msg, name).CopyFrom(datetime_to_timestamp(value))
+    if status is not None:
+        msg.broken_reason = status.broken_reason
+        msg.condition_error_count = status.condition_error_count
+        msg.last_condition_error = status.last_condition_error
+        if status.last_condition_error_time is not None:
+            msg.last_condition_error_time.CopyFrom(
+                datetime_to_timestamp(status.last_condition_error_time)
+            )
     return msg
 
 

@@ -14,7 +14,7 @@ import structlog
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from accolade_server.auth.guard import Guard, Principal
+from accolade_server.auth.guard import Guard, Principal, is_open
 from accolade_server.domain import errors
 from accolade_server.metrics import Metrics
 
@@ -86,7 +86,12 @@ def _check_decoded(request: Any) -> None:
 
 
 def _find_nul(message: Message, path: str) -> str | None:
-    """The path of the first string field (at any depth) holding a NUL character."""
+    """The path of the first string field (at any depth) holding a NUL character.
+
+    Inside a `google.protobuf.Struct` (event properties) the path is the property's key path
+    as the user wrote it (`properties.item.name`, `properties.tags[1]`), not protobuf's."""
+    if message.DESCRIPTOR.full_name == "google.protobuf.Struct":
+        return _find_nul_in_struct(message, path.removesuffix("."))
     for fd, value in message.ListFields():
         kind = fd.type
         if kind == FieldDescriptor.TYPE_STRING:
@@ -111,6 +116,30 @@ def _find_nul(message: Message, path: str) -> str | None:
                 found = _find_nul(value, f"{name}.")
                 if found:
                     return found
+    return None
+
+
+def _find_nul_in_struct(struct: Any, path: str) -> str | None:
+    for key, value in struct.fields.items():
+        if "\x00" in key:
+            return f"{path} (key {key!r})"
+        found = _find_nul_in_value(value, f"{path}.{key}")
+        if found:
+            return found
+    return None
+
+
+def _find_nul_in_value(value: Any, path: str) -> str | None:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return path if "\x00" in value.string_value else None
+    if kind == "struct_value":
+        return _find_nul_in_struct(value.struct_value, path)
+    if kind == "list_value":
+        for i, item in enumerate(value.list_value.values):
+            found = _find_nul_in_value(item, f"{path}[{i}]")
+            if found:
+                return found
     return None
 
 
@@ -244,4 +273,28 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
+        if self.guard is not None and not is_open(method):
+            # Client-streaming calls are not wrapped above; no Accolade RPC is one, so one that
+            # appears is refused until it gets a guarded wrapper (fail closed).
+            return _refused(handler, method)
         return handler
+
+
+def _refused(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    async def refuse(request_iterator: Any, context: Any) -> Any:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"{method} has no access rule on this server"
+        )
+
+    make = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.stream_unary is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -50,7 +50,7 @@ def result_to_proto(
 
 def _error(exc: Exception) -> pb.EventError:
     code, message = status_and_message(exc, "/accolade.v1.BadgeTracker/TrackEvents")
-    return pb.EventError(code=code.value[0], message=message)
+    return pb.EventError(code=code.value[0], status=code.name, message=message)
 
 
 class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):

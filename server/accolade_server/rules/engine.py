@@ -29,6 +29,7 @@ from typing import Any
 
 import cel
 
+from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import Achievement, Aggregate
 from accolade_server.rules.cel import compile_condition
 
@@ -140,11 +141,40 @@ def levels_of(
     return (Level("", a.rule.target, default_points),)
 
 
+def compile_program(a: Achievement) -> Any:
+    """The achievement's compiled condition (None for "always"); raises InvalidArgument
+    (field `rule.condition`) when this version cannot compile it."""
+    condition = a.rule.condition.strip()
+    if not condition:
+        return None
+    try:
+        return compile_condition(condition)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.detail, field="rule.condition") from exc
+    except Exception as exc:  # the CEL library's own failure: the same, for one definition
+        raise InvalidArgument(f"{type(exc).__name__}: {exc}", field="rule.condition") from exc
+
+
+def load_problem(a: Achievement) -> str:
+    """Why this version cannot run a stored definition, or "" when it can.
+
+    Writes are validated in full (domain/validation.py); loading only compiles, so a row
+    written by an older version that breaks a newer limit is skipped, never fatal.
+    """
+    try:
+        compile_program(a)
+    except InvalidArgument as exc:
+        return str(exc)
+    return ""
+
+
 class RuleSet:
     """The active definitions, compiled and indexed by event type.
 
     Built once per definitions version; an event only ever looks at the achievements its type
-    feeds, so its cost does not grow with the number of achievements defined.
+    feeds, so its cost does not grow with the number of achievements defined. An enabled
+    definition that does not compile is left out and listed in `broken` (id → reason): it
+    earns nothing by rule, and every other achievement works as usual.
     """
 
     def __init__(
@@ -157,15 +187,16 @@ class RuleSet:
         self.by_id: dict[str, Compiled] = {}
         self.by_type: dict[str, list[Compiled]] = {}
         self.dependents: dict[str, list[str]] = {}
+        self.broken: dict[str, tuple[Achievement, str]] = {}
         for a in achievements:
             if not a.enabled:
                 continue
-            condition = a.rule.condition.strip()
-            compiled = Compiled(
-                a,
-                levels_of(a, level_thresholds, points_per_badge),
-                compile_condition(condition) if condition else None,
-            )
+            try:
+                program = compile_program(a)
+            except InvalidArgument as exc:
+                self.broken[a.id] = (a, str(exc))
+                continue
+            compiled = Compiled(a, levels_of(a, level_thresholds, points_per_badge), program)
             self.by_id[a.id] = compiled
             for event_type in a.rule.event_types:
                 self.by_type.setdefault(event_type, []).append(compiled)
@@ -270,7 +301,7 @@ def match(event: Event, rules: RuleSet) -> Match:
                     result = exc
                 evaluated[key] = result
             if isinstance(result, Exception):
-                errors.append(ConditionError(a.id, f"{type(result).__name__}: {result}"))
+                errors.append(ConditionError(a.id, _describe(result)))
                 continue
             if result is not True:
                 if result is not False:  # e.g. `event.properties.amount`: a mistake, say so
@@ -284,6 +315,13 @@ def match(event: Event, rules: RuleSet) -> Match:
         else:
             contributions.append(contribution)
     return Match(tuple(contributions), tuple(errors))
+
+
+def _describe(exc: Exception) -> str:
+    """A condition's evaluation error in the user's terms."""
+    if isinstance(exc, KeyError):  # the CEL library's missing map key
+        return f"condition reads {exc}, which the event does not have"
+    return f"condition failed: {type(exc).__name__}: {exc}"
 
 
 def _contribution(compiled: Compiled, event: Event) -> Contribution | ConditionError:

@@ -26,10 +26,17 @@ from accolade_server.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from accolade_server.domain.model import MUTABLE_FIELDS, RULE_FIELDS, Achievement
+from accolade_server.domain.model import (
+    MUTABLE_FIELDS,
+    RULE_FIELDS,
+    Achievement,
+    DefinitionStatus,
+)
 from accolade_server.domain.shapes import EventTypeShape
 from accolade_server.domain.validation import check_slug, validate_achievement, validate_graph
+from accolade_server.rules.engine import load_problem
 from accolade_server.service import shapes
+from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.store import progress_admin
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
@@ -204,11 +211,21 @@ class AchievementService:
         *,
         clock: Callable[[], datetime] = _now,
         on_change: Callable[[], None] | None = None,
+        conditions: ConditionErrors | None = None,
     ) -> None:
         self.uow = uow
         self.settings = settings
         self.clock = clock
         self.on_change = on_change or (lambda: None)
+        self.conditions = conditions
+
+    def status(self, a: Achievement) -> DefinitionStatus:
+        """Whether this server can run the stored definition (compiled the way loading
+        compiles it), and its condition errors so far in this process."""
+        broken = load_problem(a)
+        if self.conditions is None:
+            return DefinitionStatus(broken_reason=broken)
+        return self.conditions.status(a.id, broken)
 
     def _check_tracked(self, a: Achievement, prefix: str) -> None:
         untracked = [t for t in a.rule.event_types if not self.settings.tracks(t)]

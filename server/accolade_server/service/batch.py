@@ -20,7 +20,6 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.domain.model import Aggregate, AwardRecord, AwardSource, Holding
-from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service import ledger
@@ -183,7 +182,7 @@ async def process(
     repo: Repository,
     rules: engine.RuleSet,
     settings: Settings,
-    metrics: Metrics,
+    condition_errors: list[tuple[str, engine.ConditionError]],
     batch: Sequence[engine.Event],
     now: datetime,
     matched_before: Matched | None = None,
@@ -231,15 +230,11 @@ async def process(
             )
         fresh = [i for i in fresh if batch[i].event_id not in stored]
 
+    # The engine collects condition errors; the caller counts (and logs) those of newly
+    # recorded events once the transaction has committed.
     for i in fresh:
-        for err in matches[i].errors if i in matches else ():
-            metrics.condition_errors.labels(err.achievement_id).inc()
-            log.info(
-                "condition did not apply",
-                achievement_id=err.achievement_id,
-                event_id=batch[i].event_id,
-                error=err.message,
-            )
+        if i in matches:
+            condition_errors.extend((batch[i].event_id, e) for e in matches[i].errors)
     work = [i for i in fresh if affected.get(i)]
 
     pending: list[_Pending] = []

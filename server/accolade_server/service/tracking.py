@@ -21,6 +21,7 @@ from accolade_server.rules.progress import ProgressView, view, visible
 from accolade_server.service import batch as batch_
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.batcher import MicroBatcher
+from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import ShapeRecorder
 from accolade_server.store import bulk
@@ -77,6 +78,7 @@ class TrackingService:
         clock: Callable[[], datetime] = _now,
         metrics: Metrics | None = None,
         shapes: ShapeRecorder | None = None,
+        conditions: ConditionErrors | None = None,
     ) -> None:
         self.uow = uow
         self.shapes = shapes or ShapeRecorder(uow, clock=clock)
@@ -84,6 +86,7 @@ class TrackingService:
         self.rules = rules
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.conditions = conditions or ConditionErrors(self.metrics)
         self.batcher: MicroBatcher[engine.Event, TrackResult | Exception] = MicroBatcher(
             self.commit,
             max_size=settings.batch_max_events,
@@ -214,11 +217,12 @@ class TrackingService:
         # users' locks (the transaction matches again only if the definitions changed).
         matched = batch_.match_batch(self.rules.rules, self.settings, batch)
         for attempt in range(RACE_RETRIES + 1):
+            errors: list[tuple[str, engine.ConditionError]] = []
             try:
                 async with self.uow.transaction() as repo:
                     rules = await self.rules.get(repo)
                     results = await batch_.process(
-                        repo, rules, self.settings, self.metrics, batch, now, matched
+                        repo, rules, self.settings, errors, batch, now, matched
                     )
                 break
             except batch_.Raced:
@@ -228,6 +232,8 @@ class TrackingService:
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()
+        for event_id, err in errors:  # committed: counted once per recorded event
+            self.conditions.record(err.achievement_id, err.message, event_id=event_id, now=now)
         await self.shapes.record(batch)
         return [
             r if r.tracked else replace(r, untracked_reason=untracked_reason(ev.type, r.duplicate))
