@@ -158,7 +158,8 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     except (RuntimeError, OSError) as exc:
         raise FailedPrecondition(f"cannot listen on {settings.listen}: {exc}") from exc
 
-    rules = RuleCache(settings)
+    alerts = AdminAlerts(admin_sinks(settings, "admin-alert"))
+    rules = RuleCache(settings, metrics=metrics, alerts=alerts)
     catalogue = Catalogue(uow, rules)
     await warn_untracked_rules(catalogue, settings)
     broker = Broker(*_log_readers(uow, catalogue), poll_seconds=settings.award_poll_seconds)
@@ -178,8 +179,6 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     uow.on_awards = awards_committed
     uow.on_acquire = metrics.db_acquire.observe
-    alerts = AdminAlerts(admin_sinks(settings, "admin-alert"))
-    rules = RuleCache(settings, metrics=metrics, alerts=alerts)
     conditions = ConditionErrors(metrics)
     achievements = AchievementService(uow, settings, conditions=conditions)
     tracking = TrackingService(uow, settings, rules, metrics=metrics, conditions=conditions)

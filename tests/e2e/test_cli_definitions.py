@@ -220,7 +220,7 @@ async def test_create_takes_an_aggregate_in_any_spelling_and_export_keeps_declar
             "SUM",
             "--field",
             "amount",
-            "--target-count",
+            "--rule-target",
             "100",
         )
     )
