@@ -237,6 +237,18 @@ async def storage(schema: str) -> float:
 BATCH_USERS = 20_000
 
 
+def batch_figures(target: str, pid: int, secs: float, suffix: str) -> dict[str, int]:
+    """TrackEvents of 500: events/s and CPU µs per event of the server and its backends."""
+    with cpu.measure(POSTGRES_URL, pid) as use:
+        res = load("batch", target, 2, secs, BATCH_USERS, 500)
+    server_us, db_us = use.per(res["events"])
+    return {
+        f"batch_eps{suffix}": round(res["eps"]),
+        f"batch_server_cpu_us{suffix}": round(server_us),
+        f"batch_db_cpu_us{suffix}": round(db_us),
+    }
+
+
 async def seed_large(schema: str) -> int:
     """Grow the database to over a million progress rows (every batch user on every
     achievement, a fifth of them holding it, five distinct values per DISTINCT rule) and
@@ -328,22 +340,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             if wanted("batch"):
                 # First on the database as the track figures left it, then on one of more
                 # than a million progress rows: the cost per event must not grow with it.
-                with cpu.measure(POSTGRES_URL, server.pid) as use:
-                    res = load("batch", target, 2, secs, BATCH_USERS, 500)
-                server_us, db_us = use.per(res["events"])
-                r["batch_eps_small_db"] = round(res["eps"])
-                r["batch_server_cpu_us_small_db"] = round(server_us)
-                r["batch_db_cpu_us_small_db"] = round(db_us)
+                r.update(batch_figures(target, server.pid, secs, "_small_db"))
                 started = time.monotonic()
                 r["progress_rows"] = asyncio.run(seed_large(schema))
                 r["seed_seconds"] = round(time.monotonic() - started, 1)
                 load("batch", target, 2, 1.0, BATCH_USERS, 500)  # warm the caches
-                with cpu.measure(POSTGRES_URL, server.pid) as use:
-                    res = load("batch", target, 2, secs, BATCH_USERS, 500)
-                server_us, db_us = use.per(res["events"])
-                r["batch_eps"] = round(res["eps"])
-                r["batch_server_cpu_us"] = round(server_us)
-                r["batch_db_cpu_us"] = round(db_us)
+                r.update(batch_figures(target, server.pid, secs, ""))
             if wanted("watch"):
                 apply(
                     target,
