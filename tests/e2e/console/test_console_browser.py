@@ -30,8 +30,9 @@ async def test_sign_in_read_only_forged_post_and_sign_out(
     # The page's own CSRF token does not make a read-only session's write acceptable.
     status = await page.evaluate(
         """async (url) => {
-            const token = JSON.parse(document.body.getAttribute('hx-headers:inherited'))['X-CSRF-Token'];
-            const body = new URLSearchParams({id: 'forged', title: 'Forged', event_types: 'login', csrf: token});
+            const headers = document.body.getAttribute('hx-headers:inherited');
+            const csrf = JSON.parse(headers)['X-CSRF-Token'];
+            const body = new URLSearchParams({id: 'forged', title: 'F', csrf});
             return (await fetch(url, {method: 'POST', body})).status;
         }""",
         f"{console.url}/achievements/new",
@@ -72,6 +73,9 @@ async def test_create_with_a_broken_condition_fix_it_add_tiers_and_save(
     caret_line = (await error.locator("pre").inner_text()).splitlines()[-1]
     assert caret_line.index("^") == len("| event.properties.amount >= ")
     await page.screenshot(path=artifacts / "console-condition-error.png", full_page=True)
+    await page.locator("fieldset", has_text="Rule").screenshot(
+        path=artifacts / "console-condition-error-rule.png"
+    )
 
     await page.get_by_label("Condition (CEL)").fill("event.properties.amount >= 10")
     await expect(error).to_be_empty()
@@ -240,8 +244,9 @@ achievements:
     async with page.expect_download() as download:
         await page.goto(f"{console.url}/import")
         await page.get_by_role("link", name="Export all as YAML").click()
-    exported = Path(await (await download.value).path()).read_text()
-    assert "id: loyal" in exported and "title: Welcome aboard!" in exported
+    exported = await (await download.value).path()
+    text = await asyncio.to_thread(Path(exported).read_text)
+    assert "id: loyal" in text and "title: Welcome aboard!" in text
 
 
 async def test_try_it_shows_matched_conditions_progress_and_awards(
@@ -284,3 +289,61 @@ async def test_try_it_shows_matched_conditions_progress_and_awards(
     await page.get_by_label("Properties (JSON object)").fill('{"amount": }')
     await page.get_by_role("button", name="Send event").click()
     await expect(page.locator("#try-result")).to_contain_text("properties: is not JSON")
+
+
+async def test_list_filters_disable_delete_and_an_edit_conflict(
+    console: ConsoleServer, page: Page, artifacts: Path
+) -> None:
+    meta = console.metadata(console.admin_key)
+    for a in (
+        achievement("first-login", title="First login", category="onboarding"),
+        achievement("streak-7", title="Seven days", category="habits", points=70),
+        achievement("big-spender", title="Big spender", category="shopping"),
+    ):
+        await console.running.admin.CreateAchievement(
+            apb.CreateAchievementRequest(achievement=a), metadata=meta
+        )
+    await browser_sign_in(page, console, console.admin_key)
+    table = page.locator("#achievement-table")
+    await expect(table.locator("tbody tr")).to_have_count(3)
+    await page.get_by_label("Search").fill("seven")
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await expect(table).to_contain_text("streak-7")
+    await page.get_by_label("Search").fill("")
+    await page.get_by_label("Category").select_option("shopping")
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await page.get_by_label("Category").select_option("")
+    await page.get_by_label("Sort by").select_option("points")
+    await expect(table.locator("tbody tr").first).to_contain_text("streak-7")
+
+    await page.get_by_role("button", name="Disable first-login").click()
+    await expect(page.get_by_role("status").filter(has_text="first-login disabled")).to_be_visible()
+    await page.get_by_label("State").select_option("no")
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await expect(table).to_contain_text("first-login")
+    await page.screenshot(path=artifacts / "console-achievements.png", full_page=True)
+
+    await page.get_by_label("State").select_option("")
+    await page.get_by_role("link", name="Delete big-spender").click()
+    await expect(page.get_by_role("heading", name="Delete big-spender?")).to_be_visible()
+    await page.get_by_role("button", name="Delete big-spender").click()
+    await expect(page.get_by_role("status").filter(has_text="big-spender deleted")).to_be_visible()
+
+    # Someone else saves while this editor is open: the save says so and offers both ways out.
+    await page.goto(f"{console.url}/achievements/streak-7")
+    await page.get_by_label("Title").fill("Seven days in a row")
+    update = apb.UpdateAchievementRequest(
+        achievement=achievement("streak-7", title="Changed elsewhere"),
+    )
+    update.update_mask.paths.append("title")
+    await console.running.admin.UpdateAchievement(update, metadata=meta)
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#conflict")).to_contain_text("Changed by someone else")
+    await expect(page.get_by_role("link", name="Reload")).to_be_visible()
+    await expect(page.get_by_label("Title")).to_have_value("Seven days in a row")
+    await page.get_by_role("button", name="Overwrite").click()
+    await expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    got = await console.running.admin.GetAchievement(
+        apb.GetAchievementRequest(id="streak-7"), metadata=meta
+    )
+    assert got.achievement.title == "Seven days in a row"
