@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from accolade_server.console import forms
 from accolade_server.console.tryit import parse_properties
@@ -12,7 +12,7 @@ from accolade_server.domain.model import Achievement, Aggregate, Rule, Tier
 
 
 def form(**fields: str | list[str]) -> FormData:
-    items: list[tuple[str, str]] = []
+    items: list[tuple[str, str | UploadFile]] = []
     for name, value in fields.items():
         items.extend((name, v) for v in (value if isinstance(value, list) else [value]))
     return FormData(items)
