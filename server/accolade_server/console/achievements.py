@@ -15,6 +15,10 @@ from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.errors import Aborted, AccoladeError, NotFound
 from accolade_server.domain.model import MUTABLE_FIELDS, Achievement
+from accolade_server.store import samples
+
+#: Recent events the editor reads to warn about properties no event has.
+SAMPLE_EVENTS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +150,38 @@ def routes(console: Console) -> list[ConsoleRoute]:
             await service.validate(forms.to_achievement(values), replacing=not creating)
         except AccoladeError as exc:
             errors = errors_of(exc, values)
+        warnings = await property_warnings(values) if not errors else {}
         return render.page(
             request,
             "_validation.html",
             {
                 "errors": errors,
+                "warnings": warnings,
                 "slots": forms.all_slots(len(values.tiers)),
                 "position": forms.condition_position(errors.get("rule-condition", "")),
             },
         )
+
+    async def property_warnings(values: forms.FormValues) -> dict[str, str]:
+        """Properties the rule reads that no recent event of its types has (a typo, often)."""
+        types = forms.split_list(values.event_types)
+        async with console.services.uow.transaction() as repo:
+            sampled, seen = await samples.property_paths(repo, types, limit=SAMPLE_EVENTS)
+        if not sampled:
+            return {}
+        known = ", ".join(sorted(seen)[:12]) or "none"
+        warnings = {}
+        read = {"rule-condition": forms.condition_properties(values.condition)}
+        if values.field and values.aggregate in ("sum", "max", "distinct"):
+            read["rule-field"] = [values.field]
+        for slot, paths in read.items():
+            missing = [p for p in paths if p not in seen]
+            if missing:
+                warnings[slot] = (
+                    f"no recent {' or '.join(types)} event has property "
+                    f"{', '.join(missing)} (the last {sampled} have: {known})"
+                )
+        return warnings
 
     async def create(request: Request, session: Session | None) -> Response:
         values = forms.from_form(await request.form())

@@ -154,8 +154,19 @@ def _time(text: str, field: str) -> datetime | None:
         ) from None
 
 
-def _list(text: str) -> tuple[str, ...]:
+def split_list(text: str) -> tuple[str, ...]:
+    """Items of a comma- or space-separated field."""
     return tuple(item for item in _SEPARATORS.split(text) if item)
+
+
+_PROPERTY = re.compile(r"\bevent\.properties\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
+_STRING = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
+
+
+def condition_properties(condition: str) -> list[str]:
+    """The `event.properties.…` paths a condition reads (outside string literals)."""
+    code = _STRING.sub('""', condition)
+    return sorted(set(_PROPERTY.findall(code)))
 
 
 def to_achievement(v: FormValues) -> Achievement:
@@ -184,14 +195,14 @@ def to_achievement(v: FormValues) -> Achievement:
         hidden=v.hidden,
         enabled=v.enabled,
         rule=Rule(
-            event_types=_list(v.event_types),
+            event_types=split_list(v.event_types),
             condition=v.condition,
             aggregate=aggregate,
             field=v.field,
             target=_float(v.target, "achievement.rule.target"),
         ),
         tiers=tiers,
-        prerequisites=_list(v.prerequisites),
+        prerequisites=split_list(v.prerequisites),
         start_time=_time(v.start_time, "achievement.start_time"),
         end_time=_time(v.end_time, "achievement.end_time"),
         use_level_thresholds=v.use_level_thresholds,

@@ -77,6 +77,16 @@ async def test_create_with_a_broken_condition_fix_it_add_tiers_and_save(
         path=artifacts / "console-condition-error-rule.png"
     )
 
+    # A property that no recent event of the type has is probably a typo: a warning.
+    sample = tpb.TrackEventRequest(event_id="sample-1", user_id="u", type="purchase")
+    sample.properties.update({"amount": 3})
+    await console.running.tracker.TrackEvent(
+        sample,
+        metadata=console.metadata(console.track_key),
+    )
+    await page.get_by_label("Condition (CEL)").fill("event.properties.amout >= 10")
+    await expect(error).to_contain_text("no recent purchase event has property amout")
+    await expect(error).to_contain_text("the last 1 have: amount")
     await page.get_by_label("Condition (CEL)").fill("event.properties.amount >= 10")
     await expect(error).to_be_empty()
     await page.get_by_label("Aggregate").select_option("sum")
