@@ -19,6 +19,7 @@ from accolade_server.notify.tasks import cancel_and_wait
 from accolade_server.service.watch import make_filter
 
 RECENT = 30
+#: How often a quiet stream sends a comment (and checks that its session still holds).
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
 _END = object()
@@ -111,6 +112,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
                         async with asyncio.timeout(KEEPALIVE_SECONDS):
                             item = await queue.get()
                     if item is None:
+                        if await console.sessions.lookup(session.token) is None:
+                            return  # signed out, expired or key revoked: the reconnect is refused
                         yield ": keep-alive\n\n"
                     elif isinstance(item, AwardRecord):
                         yield message(item, request)

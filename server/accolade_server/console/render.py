@@ -37,6 +37,7 @@ STATIC_FILES = {
     "htmx.min.js": "text/javascript; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 
 # No inline script or style anywhere: the policy can forbid both.
@@ -124,7 +125,10 @@ class Renderer:
 
     def refusal(self, request: Request, status: int, message: str) -> Response:
         """A page saying why a request was refused (the sign-in page when signed out)."""
+        base = request.scope.get("root_path", "")
+        if status == 401 and request.headers.get("hx-request") == "true":
+            # A poll or form of a page whose session ended: send the whole page to sign-in.
+            return Response(status_code=401, headers={"hx-redirect": f"{base}/sign-in"})
         if status == 401 and request.method in ("GET", "HEAD"):
-            base = request.scope.get("root_path", "")
             return Response(status_code=303, headers={"location": f"{base}/sign-in"})
         return self.page(request, "refused.html", {"status": status, "message": message}, status)

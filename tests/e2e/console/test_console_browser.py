@@ -61,6 +61,8 @@ async def test_a_post_without_csrf_token_is_refused_in_the_browser(
 async def test_create_with_a_broken_condition_fix_it_add_tiers_and_save(
     console: ConsoleServer, page: Page, artifacts: Path
 ) -> None:
+    problems: list[str] = []  # script errors and Content-Security-Policy violations
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     await browser_sign_in(page, console, console.admin_key)
     await page.get_by_role("link", name="New achievement").click()
     await page.get_by_label("Id", exact=True).fill("big-spender")
@@ -120,6 +122,7 @@ async def test_create_with_a_broken_condition_fix_it_add_tiers_and_save(
         ("bronze", 100, 10),
         ("gold", 500, 50),
     ]
+    assert problems == []
 
 
 async def test_tracked_events_move_the_progress_bar_and_the_award_appears_live(
@@ -357,3 +360,41 @@ async def test_list_filters_disable_delete_and_an_edit_conflict(
         apb.GetAchievementRequest(id="streak-7"), metadata=meta
     )
     assert got.achievement.title == "Seven days in a row"
+
+
+async def test_pages_are_labelled_keyboard_usable_and_free_of_script_errors(
+    console: ConsoleServer, page: Page
+) -> None:
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    # Keyboard only: the key field has focus, Enter submits.
+    await page.goto(f"{console.url}/sign-in")
+    await page.keyboard.type(console.admin_key)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    for path in (
+        "/achievements",
+        "/achievements/new",
+        "/users?user_id=u1",
+        "/live",
+        "/try",
+        "/import",
+    ):
+        await page.goto(f"{console.url}{path}")
+        unlabelled = await page.evaluate(
+            """() => [...document.querySelectorAll('input, select, textarea')]
+                .filter(e => e.type !== 'hidden' && !e.hidden && !e.closest('template'))
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                .map(e => e.name || e.id)"""
+        )
+        assert unlabelled == [], (path, unlabelled)
+    # The tiers editor by keyboard: focus "Add tier", press Enter, type into the new row.
+    await page.goto(f"{console.url}/achievements/new")
+    await page.get_by_role("button", name="Add tier").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Tier name")).to_be_focused()
+    await page.keyboard.type("bronze")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Threshold", exact=True)).to_be_focused()
+    assert problems == []

@@ -253,3 +253,30 @@ async def test_the_live_stream_resumes_after_last_event_id(any_console: ConsoleS
                 if len(seen) == 2:
                     break
         assert seen == [str(cursors[1]), str(cursors[2])]
+
+
+async def test_a_page_polling_after_sign_out_is_sent_to_sign_in(any_console: ConsoleServer) -> None:
+    async with client(any_console) as http:
+        await http_sign_in(http, any_console.read_key)
+        await http.post("/console/sign-out", data={"csrf": await csrf_of(http)})
+        poll = await http.get("/console/users/progress?user_id=u1", headers={"hx-request": "true"})
+        assert poll.status_code == 401
+        assert poll.headers["hx-redirect"] == "/console/sign-in"
+
+
+async def test_an_open_live_stream_ends_when_the_server_stops(db: Database) -> None:
+    server = await start_console(db)
+    stopped = False
+    try:
+        async with client(server) as http:
+            await http_sign_in(http, server.read_key)
+            async with http.stream("GET", "/console/live/stream") as stream:
+                lines = stream.aiter_lines()
+                assert await anext(lines) == ": open"
+                await stop_server(server.running)
+                stopped = True
+                rest = [line async for line in lines]  # ends instead of hanging
+                assert not any(line.startswith("id: ") for line in rest)
+    finally:
+        if not stopped:
+            await stop_server(server.running)
