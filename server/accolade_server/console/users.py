@@ -12,7 +12,7 @@ from accolade_server.console.achievements import all_achievements
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.errors import AccoladeError, InvalidArgument
-from accolade_server.domain.model import Achievement
+from accolade_server.domain.model import Achievement, Aggregate
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView
 
@@ -24,6 +24,7 @@ class Bar:
     view: ProgressView
     next_tier: str  # the level the bar moves towards ("" for a single level or when done)
     done: bool
+    unit: str  # what the numbers count, when it is not plain events
 
 
 def _bars(
@@ -36,7 +37,12 @@ def _bars(
         names = [level.name for level in levels]
         earned = names.index(v.tier) + 1 if v.tier in names else (1 if v.earned_time else 0)
         done = bool(levels) and earned >= len(levels)
-        bars.append(Bar(v, "" if done or not levels else names[earned], done))
+        unit = ""
+        if a is not None and a.rule.aggregate is Aggregate.STREAK_DAYS:
+            unit = "days in a row (best streak)"
+        elif a is not None and a.rule.field:
+            unit = f"{a.rule.aggregate.value} of {a.rule.field}"
+        bars.append(Bar(v, "" if done or not levels else names[earned], done, unit))
     return bars
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -280,3 +282,29 @@ async def test_an_open_live_stream_ends_when_the_server_stops(db: Database) -> N
     finally:
         if not stopped:
             await stop_server(server.running)
+
+
+async def test_under_tls_the_session_cookie_is_secure(db: Database, certificates: Path) -> None:
+    await db.truncate()
+    admin = await make_key(db, "ops", "admin")
+    running = await start_server(
+        db,
+        tls_cert_file=str(certificates / "server.pem"),
+        tls_key_file=str(certificates / "server.key"),
+    )
+    try:
+        trust = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
+        async with httpx.AsyncClient(
+            base_url=f"https://127.0.0.1:{running.app.http_port}", verify=trust
+        ) as http:
+            signed_in = await http_sign_in(http, admin)
+            assert signed_in.status_code == 303
+            cookie = next(
+                c
+                for c in signed_in.headers.get_list("set-cookie")
+                if c.startswith("accolade_console=")
+            )
+            assert "secure" in [part.strip().lower() for part in cookie.split(";")]
+            assert (await http.get("/console/achievements")).status_code == 200
+    finally:
+        await stop_server(running)
