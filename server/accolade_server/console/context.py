@@ -78,6 +78,7 @@ class Console:
             methods=methods,
             sessions=self.sessions,
             refuse=self.render.refusal,
+            fail=self.error_page,
         )
 
     def error_page(self, request: Request, exc: AccoladeError) -> Response:

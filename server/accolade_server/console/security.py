@@ -20,11 +20,13 @@ import hashlib
 import hmac
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,9 +34,16 @@ from starlette.routing import Route
 
 from accolade_server.auth.guard import Guard
 from accolade_server.auth.keys import matches, parse
-from accolade_server.domain.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from accolade_server.domain.errors import (
+    AccoladeError,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from accolade_server.store import sessions as session_sql
 from accolade_server.store.uow import UnitOfWork
+
+log = structlog.get_logger("accolade.console")
 
 COOKIE = "accolade_console"
 SIGN_IN_COOKIE = "accolade_console_sign_in"
@@ -195,6 +204,7 @@ async def csrf_matches(request: Request, expected: str) -> bool:
 
 Endpoint = Callable[[Request, Session | None], Awaitable[Response]]
 Refusal = Callable[[Request, int, str], Response]
+Failure = Callable[[Request, AccoladeError], Response]
 
 
 class ConsoleRoute(Route):
@@ -209,6 +219,7 @@ class ConsoleRoute(Route):
         methods: Sequence[str] = ("GET",),
         sessions: SessionStore,
         refuse: Refusal,
+        fail: Failure,
     ) -> None:
         self.permission = Permission(permission)  # anything else fails here, at build time
         self.sessions = sessions
@@ -216,7 +227,14 @@ class ConsoleRoute(Route):
         self.handler = endpoint
 
         async def guarded(request: Request) -> Response:
-            return await self._guarded(request)
+            try:
+                return await self._guarded(request)
+            except AccoladeError as exc:  # e.g. the database is away: 503, said plainly
+                return fail(request, exc)
+            except Exception:
+                request_id = uuid.uuid4().hex[:12]
+                log.exception("unhandled error", path=request.url.path, request_id=request_id)
+                return refuse(request, 500, f"Internal error (request id {request_id}).")
 
         super().__init__(path, guarded, methods=list(methods))
 

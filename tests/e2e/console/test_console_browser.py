@@ -22,8 +22,14 @@ async def test_sign_in_read_only_forged_post_and_sign_out(
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#sign-in-error")).to_have_text("unknown or revoked API key")
 
+    await console.running.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=achievement("first-login")),
+        metadata=console.metadata(console.admin_key),
+    )
     await browser_sign_in(page, console, console.read_key)
     await expect(page.get_by_role("heading", name="Achievements")).to_be_visible()
+    await expect(page.locator("#achievement-table")).to_contain_text("first-login")
+    await expect(page.get_by_role("button", name="Disable first-login")).to_have_count(0)
     await expect(page.get_by_text("read-only")).to_be_visible()
     await expect(page.get_by_role("link", name="New achievement")).to_have_count(0)
     await expect(page.get_by_role("link", name="Try it")).to_have_count(0)
@@ -39,6 +45,15 @@ async def test_sign_in_read_only_forged_post_and_sign_out(
     )
     assert status == 403
     await page.screenshot(path=artifacts / "console-read-only.png")
+    await page.get_by_role("link", name="first-login").click()
+    await expect(page.get_by_label("Title")).to_be_disabled()
+    await expect(page.get_by_role("button", name="Save")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Add tier")).to_have_count(0)
+    await page.get_by_role("link", name="Users").click()
+    await page.get_by_label("User id").fill("u1")
+    await page.get_by_role("button", name="Look up").click()
+    await expect(page.get_by_role("heading", name="Progress of u1 · 0 points")).to_be_visible()
+    await expect(page.get_by_role("button", name="Grant")).to_have_count(0)
 
     await page.get_by_role("button", name="Sign out").click()
     await expect(page).to_have_url(f"{console.url}/sign-in")

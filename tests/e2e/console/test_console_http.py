@@ -96,7 +96,14 @@ def test_a_route_without_a_known_permission_is_refused_when_built() -> None:
         raise AssertionError("never called")
 
     with pytest.raises(ValueError):
-        ConsoleRoute("/x", endpoint, permission="anyone", sessions=None, refuse=None)  # type: ignore[arg-type]
+        ConsoleRoute(
+            "/x",
+            endpoint,  # type: ignore[arg-type]
+            permission="anyone",  # type: ignore[arg-type]
+            sessions=None,  # type: ignore[arg-type]
+            refuse=None,  # type: ignore[arg-type]
+            fail=None,  # type: ignore[arg-type]
+        )
 
 
 async def test_sign_in_refuses_wrong_third_party_and_track_only_keys(
