@@ -315,3 +315,38 @@ async def test_under_tls_the_session_cookie_is_secure(db: Database, certificates
             assert (await http.get("/console/achievements")).status_code == 200
     finally:
         await stop_server(running)
+
+
+async def test_an_admin_session_reaches_every_route(any_console: ConsoleServer) -> None:
+    async with client(any_console) as admin:
+        await http_sign_in(admin, any_console.admin_key)
+        csrf = await csrf_of(admin)
+        for route in console_routes(any_console):
+            if route.permission is Permission.PUBLIC or route.path in ("/sign-out", "/live/stream"):
+                continue  # tested on their own
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                reply = await admin.request(method, concrete(route.path), data={"csrf": csrf})
+                assert reply.status_code not in (401, 403), (method, route.path, reply.text)
+
+
+async def test_an_import_that_does_not_parse_or_validate_is_refused_naming_the_entry(
+    any_console: ConsoleServer,
+) -> None:
+    bad_condition = (
+        "achievements:\n  - {id: a, title: A, rule: {event_types: [x], condition: '1 +'}}\n"
+    )
+    async with client(any_console) as http:
+        await http_sign_in(http, any_console.admin_key)
+        csrf = await csrf_of(http, "/console/import")
+        for text, message in (
+            ("achievements: [", "not valid YAML"),
+            ("badges: []", "expected a top-level `achievements:`"),
+            (bad_condition, "achievements[0].rule.condition: Syntax error at 1:4"),
+        ):
+            reply = await http.post(
+                "/console/import/preview",
+                data={"csrf": csrf},
+                files={"file": ("defs.yaml", text.encode(), "application/yaml")},
+            )
+            assert reply.status_code == 422, text
+            assert message in reply.text.replace("&#39;", "'").replace("&#96;", "`")
