@@ -6,7 +6,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -45,6 +47,8 @@ FILTERS = [
         lambda a, v: a.enabled == (v == "yes"),
     ),
 ]
+#: Query parameters of the list that a redirect back to it keeps.
+LIST_PARAMS = frozenset({"q", "sort", *(f.name for f in FILTERS)})
 SORTS: dict[str, tuple[str, Callable[[Achievement], Any]]] = {
     "id": ("id", lambda a: a.id),
     "title": ("title", lambda a: a.title.lower()),
@@ -98,6 +102,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "sorts": [(k, label) for k, (label, _) in SORTS.items()],
             "sort": sort,
             "flash": params.get("flash", ""),
+            "shown": urlencode([(k, v) for k, v in params.items() if k in LIST_PARAMS]),
         }
         if request.headers.get("hx-request") == "true":
             return render.page(request, "_achievement_table.html", context)
@@ -217,6 +222,15 @@ def routes(console: Console) -> list[ConsoleRoute]:
             f"{request.scope['root_path']}/achievements/{achievement_id}?saved=1", status_code=303
         )
 
+    def back_to_list(request: Request, form: FormData, flash: str) -> Response:
+        """The list as it was shown (search, filters, sort), with a message."""
+        shown = form.get("shown")
+        params = dict(parse_qsl(shown if isinstance(shown, str) else ""))
+        params = {k: v for k, v in params.items() if k in LIST_PARAMS} | {"flash": flash}
+        return RedirectResponse(
+            f"{request.scope['root_path']}/achievements?{urlencode(params)}", status_code=303
+        )
+
     async def set_enabled(request: Request, session: Session | None) -> Response:
         form = await request.form()
         achievement_id = request.path_params["id"]
@@ -226,10 +240,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         except AccoladeError as exc:
             return console.error_page(request, exc)
         state = "enabled" if enabled else "disabled"
-        return RedirectResponse(
-            f"{request.scope['root_path']}/achievements?flash={achievement_id}+{state}",
-            status_code=303,
-        )
+        return back_to_list(request, form, f"{achievement_id} {state}")
 
     async def confirm_delete(request: Request, session: Session | None) -> Response:
         try:
@@ -246,10 +257,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             await service.delete(achievement_id, etag=etag if isinstance(etag, str) else "")
         except AccoladeError as exc:
             return console.error_page(request, exc)
-        return RedirectResponse(
-            f"{request.scope['root_path']}/achievements?flash={achievement_id}+deleted",
-            status_code=303,
-        )
+        return back_to_list(request, form, f"{achievement_id} deleted")
 
     r = console.route
     return [

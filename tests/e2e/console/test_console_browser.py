@@ -346,6 +346,7 @@ async def test_list_filters_disable_delete_and_an_edit_conflict(
 
     await page.get_by_role("button", name="Disable first-login").click()
     await expect(page.get_by_role("status").filter(has_text="first-login disabled")).to_be_visible()
+    await expect(page.get_by_label("Sort by")).to_have_value("points")  # the list as it was
     await page.get_by_label("State").select_option("no")
     await expect(table.locator("tbody tr")).to_have_count(1)
     await expect(table).to_contain_text("first-login")
