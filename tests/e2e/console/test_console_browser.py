@@ -122,7 +122,10 @@ async def test_create_with_a_broken_condition_fix_it_add_tiers_and_save(
     await expect(page.locator("#err-tiers-1-threshold")).to_contain_text("strictly increasing")
     rows = page.locator("[data-tier-row]")
     await rows.nth(1).get_by_role("button", name="Move up").click()
-    await rows.nth(2).get_by_role("button", name="Remove").click()
+    await rows.nth(2).get_by_role("button", name="Remove tier 3", exact=True).click()
+    await expect(
+        rows.nth(0).get_by_role("button", name="Move up tier 1", exact=True)
+    ).to_be_visible()
     await expect(page.locator("#form-status")).to_have_text("No problems found.")
     await page.get_by_role("button", name="Create").click()
     await expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()

@@ -16,6 +16,9 @@ function renumberTiers(rows) {
       const label = row.querySelector(`label[for^="tier-"][for$="-${part}"]`);
       if (label) label.htmlFor = input.id;
     });
+    row.querySelectorAll("[data-tier-number]").forEach((span) => {
+      span.textContent = ` tier ${i + 1}`;
+    });
     row.querySelectorAll(".field-error[data-slot]").forEach((slot) => {
       slot.id = `err-tiers-${i}-${slot.dataset.slot}`;
     });
