@@ -4,15 +4,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 BUF_VERSION := 1.75.0
+# The console's htmx, vendored in server/accolade_server/console/static (see VENDORED.md there).
+HTMX_VERSION ?= 4.0.1
+CONSOLE_STATIC := server/accolade_server/console/static
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buflint pytest proto proto-check bench clean
+.PHONY: help run test lint typecheck buflint pytest proto proto-check bench vendor clean
 
 help:
 	@echo "make run     set up .venv and serve on SQLite at 127.0.0.1:50051"
 	@echo "make test    set up .venv with dev tools; ruff, mypy, buf lint, pytest"
 	@echo "make proto   regenerate client/accolade/v1 from protos/ and the blocking client"
 	@echo "make bench   run the benchmarks in bench/"
+	@echo "make vendor  refresh the console's vendored htmx from npm (HTMX_VERSION=$(HTMX_VERSION))"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +64,14 @@ proto: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
+
+# Needs npm only here: the server ships the copied file and never needs Node.
+vendor:
+	rm -rf .tools/htmx && mkdir -p .tools/htmx
+	cd .tools/htmx && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null && tar xzf htmx.org-$(HTMX_VERSION).tgz
+	cp .tools/htmx/package/dist/htmx.min.js $(CONSOLE_STATIC)/htmx.min.js
+	cp .tools/htmx/package/LICENSE $(CONSOLE_STATIC)/htmx.LICENSE
+	@echo "htmx $(HTMX_VERSION): sha256 $$(sha256sum $(CONSOLE_STATIC)/htmx.min.js | cut -c1-64); update $(CONSOLE_STATIC)/VENDORED.md"
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache build *.egg-info

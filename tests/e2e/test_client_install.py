@@ -109,6 +109,17 @@ def test_a_plain_install_pulls_only_grpcio_and_protobuf(client_venv: Path) -> No
     assert out.strip() == "0.1.0"
 
 
+def test_the_wheel_ships_the_console_templates_and_static_files(client_venv: Path) -> None:
+    out = checked(
+        client_venv / "bin" / "python",
+        "-c",
+        "from importlib import metadata; "
+        "print([str(f) for f in metadata.files('accolade') if '/console/' in str(f)])",
+    )
+    for name in ("templates/base.html", "templates/achievement_form.html", "static/htmx.min.js"):
+        assert f"accolade_server/console/{name}" in out
+
+
 def test_server_verbs_say_the_server_extra_is_needed(client_venv: Path) -> None:
     served = run(client_venv / "bin" / "accolade", "serve")
     assert served.returncode != 0

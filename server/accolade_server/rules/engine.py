@@ -255,7 +255,8 @@ def distinct_key(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _in_window(a: Achievement, moment: datetime) -> bool:
+def in_window(a: Achievement, moment: datetime) -> bool:
+    """Whether `moment` falls in the achievement's active window."""
     return (a.start_time is None or moment >= a.start_time) and (
         a.end_time is None or moment < a.end_time
     )
@@ -274,7 +275,7 @@ def match(event: Event, rules: RuleSet) -> Match:
     evaluated: dict[int, Any] = {}
     for compiled in candidates:
         a = compiled.achievement
-        if (a.start_time is not None or a.end_time is not None) and not _in_window(
+        if (a.start_time is not None or a.end_time is not None) and not in_window(
             a, event.occurred_at
         ):
             continue

@@ -257,6 +257,17 @@ class AchievementService:
         self.on_change()
         return Saved(created, warnings)
 
+    async def validate(self, a: Achievement, *, replacing: bool) -> None:
+        """The checks of `create` (or, `replacing` an existing one, of `update`), without
+        writing: for editors that show errors as the user types."""
+        self._check(a, "achievement")
+        async with self.uow.transaction() as repo:
+            graph = await repo.prerequisite_graph()
+        if not replacing and a.id in graph:
+            raise AlreadyExists(f"achievement {a.id!r} already exists", field="achievement.id")
+        graph[a.id] = a.prerequisites
+        validate_graph([("achievement", a)], graph)
+
     async def get(self, achievement_id: str) -> Achievement:
         check_slug(achievement_id, "id")
         async with self.uow.transaction() as repo:

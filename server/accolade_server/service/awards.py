@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +15,7 @@ from accolade_server.rules import engine
 from accolade_server.service import ledger
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import check_id
+from accolade_server.service.watch import make_filter
 from accolade_server.store.uow import UnitOfWork
 
 MAX_TEXT = 1000
@@ -143,6 +144,19 @@ class AwardService:
             await repo.append_awards(records)
             await repo.add_points(user_id, -sum(h.points for h in holdings), now)
         return records
+
+    async def history(
+        self, user_ids: Sequence[str], achievement_ids: Sequence[str], *, limit: int
+    ) -> tuple[list[AwardRecord], int]:
+        """The newest award log entries matching the filters (newest first), and the log's
+        head cursor read in the same transaction: a stream after it misses nothing."""
+        make_filter(user_ids, achievement_ids, None)  # validates the filters
+        async with self.uow.transaction() as repo:
+            head = await repo.last_cursor()
+            entries = await repo.recent_awards(
+                paging.page_size(limit), user_ids=user_ids, achievement_ids=achievement_ids
+            )
+        return entries, head
 
     async def list(self, user_id: str, *, page_size: int, page_token: str) -> AwardPage:
         check_id(user_id, "user_id")

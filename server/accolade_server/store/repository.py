@@ -359,6 +359,18 @@ class Repository:
         result = await self.conn.execute(sa.select(sa.func.max(awards.c.cursor)))
         return int(result.scalar() or 0)
 
+    async def recent_awards(
+        self, limit: int, *, user_ids: Iterable[str] = (), achievement_ids: Iterable[str] = ()
+    ) -> list[AwardRecord]:
+        """The newest log entries (awards and revocations), newest first, optionally filtered."""
+        query = sa.select(awards).order_by(awards.c.cursor.desc()).limit(limit)
+        users, achievement_list = list(user_ids), list(achievement_ids)
+        if users:
+            query = query.where(awards.c.user_id.in_(users))
+        if achievement_list:
+            query = query.where(awards.c.achievement_id.in_(achievement_list))
+        return [_award(row) for row in await self.conn.execute(query)]
+
     async def held_awards(
         self, user_id: str, *, before_cursor: int | None, limit: int
     ) -> list[AwardRecord]:

@@ -164,3 +164,17 @@ api_keys = sa.Table(
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoke_time", sa.DateTime(timezone=True), nullable=True),
 )
+
+# Admin console sign-ins: only a SHA-256 hash of the session token is stored, so a leaked
+# table lets no one in. Any replica can check a session (see console/sessions.py).
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(24), nullable=False),
+    sa.Column("key_name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expire_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_console_sessions_expire_time", "expire_time"),
+)
