@@ -102,7 +102,8 @@ class Watcher:
                         tpb.WatchAwardsRequest(after_cursor=after)
                     )
                     async for message in stream:
-                        self.cursors.append(message.cursor)
+                        if not message.subscribed:
+                            self.cursors.append(message.cursor)
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() in TRANSIENT, exc.details()
             await asyncio.sleep(0.1)
