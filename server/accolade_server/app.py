@@ -179,7 +179,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     http = None
     if settings.http_listen:
         http = HttpServer(
-            build_http_app(Services(settings, achievements, tracking, awards, watch)),
+            build_http_app(
+                Services(settings, achievements, tracking, awards, watch, guard, metrics)
+            ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
             grace=settings.shutdown_grace_seconds,
             certfile=settings.tls_cert_file,

@@ -1,0 +1,235 @@
+"""The Connect protocol (JSON or binary over HTTP) for every RPC of accolade.v1.
+
+The generated Connect apps (`http/v1/*_connect.py`) call snake_case methods with a
+Connect context; `ConnectService` answers them with the gRPC servicers' own methods, each
+through the same per-call pipeline as gRPC (`rpc.errors.wrap_unary` / `wrap_stream`: API
+key and scope, rate and stream limits, NUL check, domain error → status, metrics).
+`ConnectContext` stands in for the gRPC servicer context: its `abort` raises the gRPC
+status as the Connect error of the same name, which the library sends with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, NoReturn, cast
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_binary_codec
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from google.protobuf import json_format
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from starlette.types import ASGIApp
+
+from accolade.v1 import admin_pb2, tracker_pb2
+from accolade_server.auth.guard import Guard, required_scope
+from accolade_server.domain.errors import PermissionDenied
+from accolade_server.http.v1.admin_connect import AchievementAdmin, AchievementAdminASGIApplication
+from accolade_server.http.v1.tracker_connect import BadgeTracker, BadgeTrackerASGIApplication
+from accolade_server.metrics import Metrics
+from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.errors import wrap_stream, wrap_unary
+from accolade_server.rpc.tracker import BadgeTrackerServicer
+
+#: gRPC status → Connect code: the same names (Connect spells CANCELLED with one L).
+CONNECT_CODE: dict[grpc.StatusCode, Code] = {
+    status: Code[status.name.replace("CANCELLED", "CANCELED")]
+    for status in grpc.StatusCode
+    if status is not grpc.StatusCode.OK
+}
+#: Connect code → HTTP status, as the Connect protocol specifies it.
+HTTP_STATUS: dict[Code, int] = {
+    Code.CANCELED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+def peer_of(address: str | None) -> str:
+    """A client address `host:port` (from the ASGI scope) in gRPC's peer spelling, so the
+    guard's loopback rule reads both transports alike; "" when unknown."""
+    if not address:
+        return ""
+    host, _, port = address.rpartition(":")
+    return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+
+
+class ConnectContext:
+    """What the servicers and the call pipeline use of a gRPC servicer context."""
+
+    __slots__ = ("_code", "_ctx")
+
+    def __init__(self, ctx: RequestContext[Any, Any]) -> None:
+        self._ctx = ctx
+        self._code = grpc.StatusCode.OK
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
+        return list(self._ctx.request_headers.allitems())  # names are lower case
+
+    def peer(self) -> str:
+        return peer_of(self._ctx.client_address)
+
+    async def send_initial_metadata(self, metadata: Iterable[tuple[str, str]]) -> None:
+        for name, value in metadata:  # sent with the first message
+            self._ctx.response_headers.add(name, value)
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        self._code = code
+        raise ConnectError(CONNECT_CODE[code], details)
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
+_UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)" at "[^".\[]+\.?([^"]*)"')
+
+
+class StrictJSONCodec:
+    """Proto3 JSON that refuses unknown fields (the library ignores them), naming them."""
+
+    def name(self) -> str:
+        return "json"
+
+    def encode(self, message: Message) -> bytes:
+        return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
+
+    def decode(self, data: bytes | bytearray, message_class: type[Message]) -> Message:
+        message = message_class()
+        try:
+            json_format.Parse(bytes(data), message, ignore_unknown_fields=False)
+        except json_format.ParseError as exc:
+            raise ConnectError(Code.INVALID_ARGUMENT, _parse_message(str(exc))) from exc
+        return message
+
+
+def _parse_message(text: str) -> str:
+    found = _UNKNOWN_FIELD.search(text)
+    if found:
+        where, name = found.group(2), found.group(1)
+        return f"{where}.{name}: unknown field" if where else f"{name}: unknown field"
+    return f"the request does not parse as JSON of its message: {text.splitlines()[0]}"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+Handler = Callable[[Any, RequestContext[Any, Any]], Any]
+
+
+class ConnectService:
+    """Connect's snake_case methods for one service, over a gRPC servicer's methods.
+
+    Fails closed: a method the scope table (`auth.guard.required_scope`) does not list is
+    refused with PERMISSION_DENIED instead of being served without a check."""
+
+    def __init__(
+        self,
+        servicer: object,
+        service: ServiceDescriptor,
+        metrics: Metrics | None,
+        guard: Guard | None,
+    ) -> None:
+        self.handlers: dict[str, Handler] = {}
+        for method in service.methods:
+            name = f"/{service.full_name}/{method.name}"
+            behavior = getattr(servicer, method.name)
+            if method.server_streaming:
+                if required_scope(name) is None:
+                    behavior = _refused_stream(name)
+                self.handlers[_snake(method.name)] = _stream(
+                    wrap_stream(behavior, name, metrics, guard)
+                )
+            else:
+                if required_scope(name) is None:
+                    behavior = _refused(name)
+                self.handlers[_snake(method.name)] = _unary(
+                    wrap_unary(behavior, name, metrics, guard)
+                )
+
+    def __getattr__(self, name: str) -> Handler:
+        try:
+            return self.handlers[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _unary(
+    wrapped: Callable[[Any, Any], Awaitable[Any]],
+) -> Callable[[Any, RequestContext[Any, Any]], Awaitable[Any]]:
+    async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+        return await wrapped(request, ConnectContext(ctx))
+
+    return call
+
+
+def _stream(
+    wrapped: Callable[[Any, Any], AsyncIterator[Any]],
+) -> Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]]:
+    def call(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+        return wrapped(request, ConnectContext(ctx))
+
+    return call
+
+
+def _denial(name: str) -> PermissionDenied:
+    return PermissionDenied(f"{name} has no entry in the scope table; it is not served")
+
+
+def _refused(name: str) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def refuse(request: Any, context: Any) -> Any:
+        raise _denial(name)
+
+    return refuse
+
+
+def _refused_stream(name: str) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def refuse(request: Any, context: Any) -> AsyncIterator[Any]:
+        raise _denial(name)
+        yield  # an async generator, as a streaming handler is
+
+    return refuse
+
+
+def connect_apps(
+    tracker: BadgeTrackerServicer,
+    admin: AchievementAdminServicer,
+    *,
+    metrics: Metrics | None,
+    guard: Guard | None,
+    max_message_bytes: int,
+) -> list[tuple[str, ASGIApp]]:
+    """(path prefix, ASGI app) of each service: Connect, gRPC-Web and gRPC, JSON or binary."""
+    codecs = [google_protobuf_binary_codec(), StrictJSONCodec()]
+    tracker_service = ConnectService(
+        tracker, tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"], metrics, guard
+    )
+    admin_service = ConnectService(
+        admin, admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"], metrics, guard
+    )
+    apps: list[BadgeTrackerASGIApplication | AchievementAdminASGIApplication] = [
+        BadgeTrackerASGIApplication(
+            cast(BadgeTracker, tracker_service), read_max_bytes=max_message_bytes, codecs=codecs
+        ),
+        AchievementAdminASGIApplication(
+            cast(AchievementAdmin, admin_service), read_max_bytes=max_message_bytes, codecs=codecs
+        ),
+    ]
+    return [(app.path, cast(ASGIApp, app)) for app in apps]
