@@ -150,19 +150,15 @@ class ConnectService:
         self.handlers: dict[str, Handler] = {}
         for method in service.methods:
             name = f"/{service.full_name}/{method.name}"
-            behavior = getattr(servicer, method.name)
+            listed = required_scope(name) is not None
+            handler: Handler
             if method.server_streaming:
-                if required_scope(name) is None:
-                    behavior = _refused_stream(name)
-                self.handlers[_snake(method.name)] = _stream(
-                    wrap_stream(behavior, name, metrics, guard)
-                )
+                behavior = getattr(servicer, method.name) if listed else _refused_stream(name)
+                handler = _stream(wrap_stream(behavior, name, metrics, guard))
             else:
-                if required_scope(name) is None:
-                    behavior = _refused(name)
-                self.handlers[_snake(method.name)] = _unary(
-                    wrap_unary(behavior, name, metrics, guard)
-                )
+                behavior = getattr(servicer, method.name) if listed else _refused(name)
+                handler = _unary(wrap_unary(behavior, name, metrics, guard))
+            self.handlers[_snake(method.name)] = handler
 
     def __getattr__(self, name: str) -> Handler:
         try:
