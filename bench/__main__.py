@@ -269,7 +269,7 @@ def http_figures(target: str, url: str, secs: float) -> dict[str, Any]:
         runs["svg"].append(load("http", url, "svg", 16, secs, 1000))
 
     def median(kind: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs[kind])
+        return float(statistics.median(run[key] for run in runs[kind]))
 
     r: dict[str, Any] = {
         "progress_grpc_rps_c16": round(median("grpc", "rps")),

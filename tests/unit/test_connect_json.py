@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from google.protobuf import json_format
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
 from accolade.v1 import admin_pb2 as apb
@@ -41,6 +44,11 @@ def award(cursor: int, **fields: object) -> pb.Award:
     return made
 
 
+def with_properties(request: tpb.TrackEventRequest) -> tpb.TrackEventRequest:
+    request.properties.update({"a": [1, "x", {"b": None}], "n": 1.5})
+    return request
+
+
 MESSAGES: list[Message] = [
     apb.GetAchievementResponse(achievement=full_achievement()),
     apb.ListAchievementsResponse(achievements=[full_achievement()], next_page_token="t"),
@@ -48,8 +56,15 @@ MESSAGES: list[Message] = [
     apb.GrantAwardResponse(award=award(2**62, source=2, reason="r", actor="me"), already_held=True),
     tpb.GetProgressResponse(
         progress=[
-            pb.Progress(achievement_id="a", status=3, current=2.5, target=10, percent=25, tier="x"),
-            pb.Progress(achievement_id="b", status=99),  # an enum value this build lacks
+            pb.Progress(
+                achievement_id="a",
+                status=pb.PROGRESS_STATUS_UNLOCKED,
+                current=2.5,
+                target=10,
+                percent=25,
+                tier="x",
+            ),
+            pb.Progress(achievement_id="b", status=cast(Any, 99)),  # a value this build lacks
         ],
         total_points=-(2**40),
     ),
@@ -62,8 +77,8 @@ MESSAGES: list[Message] = [
     ),
     tpb.WatchAwardsResponse(cursor=0, subscribed=True),
     tpb.WatchAwardsResponse(cursor=9, award=award(9)),
-    tpb.TrackEventRequest(event_id="e", properties={"a": [1, "x", {"b": None}], "n": 1.5}),
-    apb.UpdateAchievementRequest(update_mask={"paths": ["title", "rule.event_types"]}),
+    with_properties(tpb.TrackEventRequest(event_id="e")),
+    apb.UpdateAchievementRequest(update_mask=FieldMask(paths=["title", "rule.event_types"])),
 ]
 
 
