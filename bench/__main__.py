@@ -254,19 +254,31 @@ def serve_args() -> list[str]:
     return [sys.executable, "-m", "accolade.cli", "serve"]
 
 
-def http_figures(target: str, url: str, secs: float) -> dict[str, Any]:
-    """GetProgress over Connect JSON vs gRPC at c=16, and progress-bar SVGs: over HTTP, and
-    the template's own render time (the server time an SVG adds to its reads)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_figures(target: str, url: str, secs: float, pid: int) -> dict[str, Any]:
+    """GetProgress over Connect JSON vs gRPC at c=16, and progress-bar SVGs over HTTP: calls
+    per second, and the server's CPU time per call (steadier than calls per second where
+    other processes share the machine); and the SVG template's own render time."""
     from accolade_server.http.pictures import Look, progress_svg
 
     load("batch", target, 2, min(secs, 3.0), 1000, 500)  # users with progress to show
-    # Other processes share the machine: rounds alternate the two transports and medians
-    # are compared, as for rule scaling.
+    # Rounds alternate the two transports and medians are compared, as for rule scaling.
     runs: dict[str, list[dict[str, Any]]] = {"grpc": [], "connect": [], "svg": []}
     for _ in range(1 if secs < 5 else 3):
-        runs["grpc"].append(load("progress", target, 16, secs, 1000))
-        runs["connect"].append(load("http", url, "progress", 16, secs, 1000))
-        runs["svg"].append(load("http", url, "svg", 16, secs, 1000))
+        for kind, args in (
+            ("grpc", ("progress", target, 16, secs, 1000)),
+            ("connect", ("http", url, "progress", 16, secs, 1000)),
+            ("svg", ("http", url, "svg", 16, secs, 1000)),
+        ):
+            before = cpu_seconds(pid)
+            res = load(*args)
+            res["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(res["total_calls"], 1)
+            runs[kind].append(res)
 
     def median(kind: str, key: str) -> float:
         return float(statistics.median(run[key] for run in runs[kind]))
@@ -276,10 +288,17 @@ def http_figures(target: str, url: str, secs: float) -> dict[str, Any]:
         "progress_connect_rps_c16": round(median("connect", "rps")),
         "progress_connect_p50_ms_c16": round(median("connect", "p50_ms"), 2),
         "connect_vs_grpc": round(median("connect", "rps") / max(median("grpc", "rps"), 1), 3),
+        "progress_grpc_cpu_ms": round(median("grpc", "cpu_ms"), 3),
+        "progress_connect_cpu_ms": round(median("connect", "cpu_ms"), 3),
+        "connect_vs_grpc_cpu": round(median("grpc", "cpu_ms") / median("connect", "cpu_ms"), 3),
+        "svg_cpu_ms": round(median("svg", "cpu_ms"), 3),
         "svg_rps_c16": round(median("svg", "rps")),
         "svg_p50_ms_c16": round(median("svg", "p50_ms"), 2),
         "http_errors": sum(run["errors"] for kind in runs.values() for run in kind),
     }
+    failures = [run["failures"] for kind in runs.values() for run in kind if run["failures"]]
+    if failures:
+        r["http_failures"] = failures
     look = Look("purchase 1", "in_progress", "bronze", 40.0, 6.0, "silver")
     renders = 5000
     start = time.perf_counter()
@@ -314,7 +333,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         with process(serve_args(), env, 0, target) as server:
             apply(target, realistic_definitions())
             if wanted("http"):
-                r.update(http_figures(target, f"http://127.0.0.1:{http_port}", secs))
+                r.update(http_figures(target, f"http://127.0.0.1:{http_port}", secs, server.pid))
             if wanted("track"):
                 for c in (1, 16, 64):
                     res = load("unary", target, track, c, secs, 10_000)

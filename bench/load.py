@@ -14,6 +14,7 @@ Modes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -184,20 +185,24 @@ async def idle(target: str, streams: int, seconds: float) -> None:
 
 
 async def closed_loop(
-    concurrency: int, seconds: float, call: Callable[[int], Awaitable[bool]]
+    concurrency: int, seconds: float, call: Callable[[int], Awaitable[str | None]]
 ) -> None:
-    """`call(worker)` (True: success) in a closed loop per worker; print rps and latency."""
+    """`call(worker)` (None: success, else what failed) in a closed loop per worker; print
+    rps, latency and the failures by kind."""
     latencies: list[float] = []
-    errors = 0
+    failures: collections.Counter[str] = collections.Counter()
+    total = 0
     start = time.perf_counter()
     measure_from = start + WARMUP
     stop = measure_from + seconds
 
     async def worker(i: int) -> None:
-        nonlocal errors
+        nonlocal total
         while (now := time.perf_counter()) < stop:
-            if not await call(i):
-                errors += 1
+            failed = await call(i)
+            total += 1
+            if failed is not None:
+                failures[failed] += 1
             elif now >= measure_from:
                 latencies.append(time.perf_counter() - now)
 
@@ -209,7 +214,9 @@ async def closed_loop(
                 "p50_ms": percentile(latencies, 0.5) * 1000,
                 "p99_ms": percentile(latencies, 0.99) * 1000,
                 "calls": len(latencies),
-                "errors": errors,
+                "total_calls": total,  # with the warm-up
+                "errors": sum(failures.values()),
+                "failures": dict(failures),
             }
         )
     )
@@ -219,13 +226,13 @@ async def progress(target: str, concurrency: int, seconds: float, users: int) ->
     channels = [grpc.aio.insecure_channel(target) for _ in range(CHANNELS)]
     stubs = [tracker_pb2_grpc.BadgeTrackerStub(c) for c in channels]
 
-    async def call(i: int) -> bool:
+    async def call(i: int) -> str | None:
         request = pb.GetProgressRequest(user_id=f"user-{random.randrange(users)}")
         try:
             await stubs[i % len(stubs)].GetProgress(request, timeout=10)
-        except grpc.aio.AioRpcError:
-            return False
-        return True
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return None
 
     await closed_loop(concurrency, seconds, call)
     for c in channels:
@@ -241,7 +248,7 @@ class _Http:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> int:
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -257,31 +264,30 @@ class _Http:
                 length = int(value)
             elif name.lower() == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
-        if not chunked:
-            await self.reader.readexactly(length)
+        content = b"" if chunked else await self.reader.readexactly(length)
         while chunked:
             size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            await self.reader.readexactly(size + 2)  # the chunk and its CRLF
+            content += (await self.reader.readexactly(size + 2))[:-2]  # the chunk, its CRLF
             chunked = size > 0
-        return int(status_line.split()[1])
+        return int(status_line.split()[1]), content
 
 
 async def http(url: str, kind: str, concurrency: int, seconds: float, users: int) -> None:
     host, _, port = url.removeprefix("http://").partition(":")
     connections = [_Http(host, int(port)) for _ in range(concurrency)]
 
-    async def call(i: int) -> bool:
+    async def call(i: int) -> str | None:
         user = f"user-{random.randrange(users)}"
         if kind == "svg":
-            status = await connections[i].request(
+            status, content = await connections[i].request(
                 "GET", f"/v1/users/{user}/progress/purchase-1.svg"
             )
         else:
             body = json.dumps({"userId": user}).encode()
-            status = await connections[i].request(
+            status, content = await connections[i].request(
                 "POST", "/accolade.v1.BadgeTracker/GetProgress", body
             )
-        return status == 200
+        return None if status == 200 else f"HTTP {status} {content[:160].decode()}"
 
     await closed_loop(concurrency, seconds, call)
 
