@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import unquote
 
 import grpc
 import httpx
@@ -323,3 +325,18 @@ async def test_a_method_missing_from_the_scope_table_is_refused() -> None:
         async for _ in service.watch(health_pb2.HealthCheckRequest(), cast(Any, Ctx())):
             pass
     assert stream_refused.value.code.value == "permission_denied"
+
+
+async def test_grpc_web_is_served_too(server: Running) -> None:
+    body = tpb.GetProgressRequest(user_id="").SerializeToString()
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        reply = await http.post(
+            "/accolade.v1.BadgeTracker/GetProgress",
+            content=struct.pack(">BI", 0, len(body)) + body,
+            headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+        )
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/grpc-web+proto"
+    trailers = reply.content[5:].decode()  # one trailers frame: the call failed
+    assert reply.content[0] == 0x80 and "grpc-status: 3" in trailers
+    assert "user_id" in unquote(trailers)
