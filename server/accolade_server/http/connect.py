@@ -18,6 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any, NoReturn, cast
 
 import grpc
+
+# The library's own code → HTTP status table (private, but the version is pinned exactly).
+from connectrpc._protocol import ConnectWireError
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError
@@ -43,25 +46,13 @@ CONNECT_CODE: dict[grpc.StatusCode, Code] = {
     for status in grpc.StatusCode
     if status is not grpc.StatusCode.OK
 }
-#: Connect code → HTTP status, as the Connect protocol specifies it.
-HTTP_STATUS: dict[Code, int] = {
-    Code.CANCELED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
-}
+
+
+def connect_error_response(status: grpc.StatusCode, message: str) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) of a Connect error, as the library answers RPCs (its table
+    of code → HTTP status, so the pages answer errors exactly as the API does)."""
+    wire = ConnectWireError(CONNECT_CODE.get(status, Code.INTERNAL), message, ())
+    return wire.to_http_status().code, wire.to_json_bytes()
 
 
 def peer_of(address: str | None) -> str:

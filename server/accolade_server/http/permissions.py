@@ -15,16 +15,15 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, NotFound, PermissionDenied
-from accolade_server.http.connect import CONNECT_CODE, HTTP_STATUS, peer_of
+from accolade_server.http.connect import connect_error_response, peer_of
 from accolade_server.rpc.errors import status_and_message
 
 #: The RPC whose permission the picture routes borrow: they show what it returns.
@@ -65,10 +64,10 @@ def permission_of(r: BaseRoute) -> Permission | None:
 
 
 def error_response(exc: Exception, where: str) -> Response:
-    """A domain error (or anything) as Connect's JSON error with its HTTP status."""
-    status, message = status_and_message(exc, where)
-    code = CONNECT_CODE.get(status, CONNECT_CODE[grpc.StatusCode.INTERNAL])
-    return JSONResponse({"code": code.value, "message": message}, status_code=HTTP_STATUS[code])
+    """A domain error (or anything: INTERNAL, logged with a request id) as a Connect error,
+    with the HTTP status the Connect API would answer."""
+    http_status, body = connect_error_response(*status_and_message(exc, where))
+    return Response(body, status_code=http_status, media_type="application/json")
 
 
 class _Checked:
