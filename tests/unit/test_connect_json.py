@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
-from accolade_server.http.connect import to_json
+from accolade_server.http.protojson import to_json
 from tests.helpers import achievement
 
 
