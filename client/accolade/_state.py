@@ -71,9 +71,9 @@ class Watch:
     """Cursor bookkeeping for a resumable WatchAwards stream.
 
     After a disconnect the stream is reopened after the last cursor delivered, or after the
-    start cursor the server announced (in the stream's first, `subscribed` message, and in
-    the `accolade-start-cursor` header of servers older than that message), so nothing is
-    missed; entries at or below that cursor are skipped, so nothing is delivered twice.
+    start cursor the server announced (in the stream's first, `subscribed` message; servers
+    older than that message announce it only in the `accolade-start-cursor` header, which is
+    read too), so nothing is missed; entries at or below that cursor are skipped, so nothing is delivered twice.
     """
 
     def __init__(
