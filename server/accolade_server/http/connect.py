@@ -23,7 +23,7 @@ from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from google.protobuf.descriptor import ServiceDescriptor
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accolade.v1 import admin_pb2, tracker_pb2
 from accolade_server.auth.guard import Guard, required_scope
@@ -188,4 +188,30 @@ def connect_apps(
             cast(AchievementAdmin, admin_service), read_max_bytes=max_message_bytes, codecs=codecs
         ),
     ]
-    return [(app.path, cast(ASGIApp, app)) for app in apps]
+    return [(app.path, _with_length(cast(ASGIApp, app))) for app in apps]
+
+
+def _with_length(app: ASGIApp) -> ASGIApp:
+    """Send a response that comes whole (unary answers) as one write with Content-Length.
+    The library leaves the length out, so the server chunks the body and ends it with a
+    separate tiny write; streams pass through as they come."""
+
+    async def whole(scope: Scope, receive: Receive, send: Send) -> None:
+        start: Message | None = None
+
+        async def send_whole(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and not message.get("trailers"):
+                start = message
+                return
+            if start is not None:
+                held, start = start, None
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    length = str(len(message.get("body", b""))).encode()
+                    held = {**held, "headers": [*held["headers"], (b"content-length", length)]}
+                await send(held)
+            await send(message)
+
+        await app(scope, receive, send_whole)
+
+    return whole
