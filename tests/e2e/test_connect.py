@@ -155,7 +155,7 @@ async def test_reads_answer_get_and_writes_do_not(server: Running) -> None:
         params = {"encoding": "json", "message": json.dumps({"userId": "u1"})}
         read = await http.get("/accolade.v1.BadgeTracker/GetProgress", params=params)
         assert read.status_code == 200 and read.json() == {}  # zero values are omitted
-        assert read.headers["content-length"] == "2"  # sent whole, not chunked
+        assert "content-length" in read.headers  # sent whole, not chunked
         message = json.dumps({"eventId": "e", "userId": "u", "type": "t"})
         write = await http.get(
             "/accolade.v1.BadgeTracker/TrackEvent", params={"encoding": "json", "message": message}
