@@ -73,7 +73,8 @@ class Watch:
     After a disconnect the stream is reopened after the last cursor delivered, or after the
     start cursor the server announced (in the stream's first, `subscribed` message; servers
     older than that message announce it only in the `accolade-start-cursor` header, which is
-    read too), so nothing is missed; entries at or below that cursor are skipped, so nothing is delivered twice.
+    read too), so nothing is missed; entries at or below that cursor are skipped, so nothing
+    is delivered twice.
     """
 
     def __init__(

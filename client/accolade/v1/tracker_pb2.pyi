@@ -364,8 +364,9 @@ class WatchAwardsResponse(_message.Message):
     subscribed: _builtins.bool
     """True only in the first message of a stream, sent as soon as the
     subscription is live (before any replayed or live entry): no entry after
-    `cursor` will be missed from here on. Clients that do not know this
-    field see a message whose cursor is not above the start cursor.
+    `cursor` will be missed from here on. A client that does not know this
+    field sees a message without `award` whose cursor equals the start cursor
+    (older Python SDKs skip it: it is not above the cursor they resume after).
     """
     @_builtins.property
     def award(self) -> _types_pb2.Award:
