@@ -28,10 +28,12 @@ WORKDIR /app
 # The embedded SQLite database lives in the data directory (mount a volume there to keep it);
 # set ACCOLADE_DATABASE_URL=postgresql://... and run `accolade migrate` for PostgreSQL.
 ENV ACCOLADE_DATABASE_URL=sqlite+aiosqlite:////app/data/accolade.db \
-    ACCOLADE_LISTEN=0.0.0.0:50051
+    ACCOLADE_LISTEN=0.0.0.0:50051 \
+    ACCOLADE_HTTP_LISTEN=0.0.0.0:8080
 VOLUME ["/app/data"]
 USER 10001:10001
-EXPOSE 50051
+# gRPC, and HTTP (Connect JSON API, badge pictures, profile pages).
+EXPOSE 50051 8080
 # Asks the server's own gRPC health service (grpc_health comes with the [server] extra).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as hg; port = os.environ.get('ACCOLADE_LISTEN', ':50051').rpartition(':')[2]; reply = hg.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=4); sys.exit(0 if reply.status == h.HealthCheckResponse.SERVING else 1)"]

@@ -14,7 +14,7 @@ CONSOLE_STATIC := server/accolade_server/console/static
 help:
 	@echo "make run     set up .venv and serve on SQLite at 127.0.0.1:50051"
 	@echo "make test    set up .venv with dev tools; ruff, mypy, buf lint, pytest"
-	@echo "make proto   regenerate client/accolade/v1 from protos/ and the blocking client"
+	@echo "make proto   regenerate client/accolade/v1, the Connect handlers and the blocking client"
 	@echo "make bench   run the benchmarks in bench/"
 	@echo "make vendor  refresh the console's vendored htmx from npm (HTMX_VERSION=$(HTMX_VERSION))"
 

@@ -8,7 +8,7 @@ Prints CPU time per event (server process and its PostgreSQL backends) beside th
 Options: --quick (short runs, for a smoke test), --server-path DIR (run the server from
 another checkout's client/ and server/ directories, e.g. a `git worktree` of an older
 commit, for before/after figures in one run), --only NAME[,NAME] (echo, track, batch,
-scaling, watch, idle, storage).
+scaling, watch, idle, storage, http).
 """
 
 from __future__ import annotations
@@ -279,12 +279,15 @@ async def seed_large(schema: str) -> int:
         await engine.dispose()
 
 
-def server_env(schema: str, port: int, server_path: str | None) -> dict[str, str]:
+def server_env(
+    schema: str, port: int, server_path: str | None, http_port: int = 0
+) -> dict[str, str]:
     env = {
         "ACCOLADE_DATABASE_URL": POSTGRES_URL,
         "ACCOLADE_DATABASE_SCHEMA": schema,
         "ACCOLADE_LISTEN": f"127.0.0.1:{port}",
-        "ACCOLADE_HTTP_LISTEN": "127.0.0.1:0",
+        "ACCOLADE_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+        "ACCOLADE_PUBLIC_PROFILES": "true",
         "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
         "ACCOLADE_LOG_LEVEL": "warning",
         "ACCOLADE_RATE_LIMIT_PER_SECOND": "0",
@@ -298,6 +301,60 @@ def server_env(schema: str, port: int, server_path: str | None) -> dict[str, str
 
 def serve_args() -> list[str]:
     return [sys.executable, "-m", "accolade.cli", "serve"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_figures(target: str, url: str, secs: float, pid: int) -> dict[str, Any]:
+    """GetProgress over Connect JSON vs gRPC at c=16, and progress-bar SVGs over HTTP: calls
+    per second, and the server's CPU time per call (steadier than calls per second where
+    other processes share the machine); and the SVG template's own render time."""
+    from accolade_server.http.pictures import Look, progress_svg
+
+    load("batch", target, 2, min(secs, 3.0), 1000, 500)  # users with progress to show
+    # Rounds alternate the two transports and medians are compared, as for rule scaling.
+    runs: dict[str, list[dict[str, Any]]] = {"grpc": [], "connect": [], "svg": []}
+    for _ in range(1 if secs < 5 else 3):
+        for kind, args in (
+            ("grpc", ("progress", target, 16, secs, 1000)),
+            ("connect", ("http", url, "progress", 16, secs, 1000)),
+            ("svg", ("http", url, "svg", 16, secs, 1000)),
+        ):
+            before = cpu_seconds(pid)
+            res = load(*args)
+            res["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(res["total_calls"], 1)
+            runs[kind].append(res)
+
+    def median(kind: str, key: str) -> float:
+        return float(statistics.median(run[key] for run in runs[kind]))
+
+    r: dict[str, Any] = {
+        "progress_grpc_rps_c16": round(median("grpc", "rps")),
+        "progress_connect_rps_c16": round(median("connect", "rps")),
+        "progress_connect_p50_ms_c16": round(median("connect", "p50_ms"), 2),
+        "connect_vs_grpc": round(median("connect", "rps") / max(median("grpc", "rps"), 1), 3),
+        "progress_grpc_cpu_ms": round(median("grpc", "cpu_ms"), 3),
+        "progress_connect_cpu_ms": round(median("connect", "cpu_ms"), 3),
+        "connect_vs_grpc_cpu": round(median("grpc", "cpu_ms") / median("connect", "cpu_ms"), 3),
+        "svg_cpu_ms": round(median("svg", "cpu_ms"), 3),
+        "svg_rps_c16": round(median("svg", "rps")),
+        "svg_p50_ms_c16": round(median("svg", "p50_ms"), 2),
+        "http_errors": sum(run["errors"] for kind in runs.values() for run in kind),
+    }
+    failures = [run["failures"] for kind in runs.values() for run in kind if run["failures"]]
+    if failures:
+        r["http_failures"] = failures
+    look = Look("purchase 1", "in_progress", "bronze", 40.0, 6.0, "silver")
+    renders = 5000
+    start = time.perf_counter()
+    for _ in range(renders):
+        progress_svg(look)
+    r["svg_render_us"] = round((time.perf_counter() - start) / renders * 1e6, 1)
+    return r
 
 
 def run(opts: argparse.Namespace) -> dict[str, Any]:
@@ -319,10 +376,13 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
     schema = asyncio.run(new_schema(opts.server_path))
     try:
-        port = free_port()
+        port, http_port = free_port(), free_port()
         target = f"127.0.0.1:{port}"
-        with process(serve_args(), server_env(schema, port, opts.server_path), 0, target) as server:
+        env = server_env(schema, port, opts.server_path, http_port)
+        with process(serve_args(), env, 0, target) as server:
             apply(target, realistic_definitions())
+            if wanted("http"):
+                r.update(http_figures(target, f"http://127.0.0.1:{http_port}", secs, server.pid))
             if wanted("track"):
                 for c in (1, 16, 64):
                     with cpu.measure(POSTGRES_URL, server.pid) as use:

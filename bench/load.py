@@ -5,17 +5,23 @@ Modes:
   batch TARGET CONCURRENCY SECONDS USERS SIZE     TrackEvents batches
   watch TARGET STREAMS AWARDS RATE                per-user streams, award latency
   idle TARGET STREAMS SECONDS                     hold idle streams open
+  progress TARGET CONCURRENCY SECONDS USERS       GetProgress over gRPC
+  http URL KIND CONCURRENCY SECONDS USERS         over HTTP/1.1 keep-alive: KIND `progress`
+                                                  (GetProgress as Connect JSON) or `svg`
+                                                  (a user's progress bar picture)
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -129,6 +135,8 @@ async def watch(target: str, streams: int, awards: int, rate: float) -> None:
         stub = tracker_pb2_grpc.BadgeTrackerStub(channels[i % len(channels)])
         call = stub.WatchAwards(pb.WatchAwardsRequest(user_ids=[f"watched-{i}"]))
         async for message in call:
+            if message.subscribed:  # the stream is live; the award comes next
+                continue
             award_time = message.award.award_time.ToDatetime().timestamp()
             latencies.append(time.time() - award_time)
             if len(latencies) >= awards:
@@ -179,6 +187,114 @@ async def idle(target: str, streams: int, seconds: float) -> None:
         await c.close()
 
 
+async def closed_loop(
+    concurrency: int, seconds: float, call: Callable[[int], Awaitable[str | None]]
+) -> None:
+    """`call(worker)` (None: success, else what failed) in a closed loop per worker; print
+    rps, latency and the failures by kind."""
+    latencies: list[float] = []
+    failures: collections.Counter[str] = collections.Counter()
+    total = 0
+    start = time.perf_counter()
+    measure_from = start + WARMUP
+    stop = measure_from + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal total
+        while (now := time.perf_counter()) < stop:
+            failed = await call(i)
+            total += 1
+            if failed is not None:
+                failures[failed] += 1
+            elif now >= measure_from:
+                latencies.append(time.perf_counter() - now)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    print(
+        json.dumps(
+            {
+                "rps": len(latencies) / seconds,
+                "p50_ms": percentile(latencies, 0.5) * 1000,
+                "p99_ms": percentile(latencies, 0.99) * 1000,
+                "calls": len(latencies),
+                "total_calls": total,  # with the warm-up
+                "errors": sum(failures.values()),
+                "failures": dict(failures),
+            }
+        )
+    )
+
+
+async def progress(target: str, concurrency: int, seconds: float, users: int) -> None:
+    channels = [grpc.aio.insecure_channel(target) for _ in range(CHANNELS)]
+    stubs = [tracker_pb2_grpc.BadgeTrackerStub(c) for c in channels]
+
+    async def call(i: int) -> str | None:
+        request = pb.GetProgressRequest(user_id=f"user-{random.randrange(users)}")
+        try:
+            await stubs[i % len(stubs)].GetProgress(request, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return None
+
+    await closed_loop(concurrency, seconds, call)
+    for c in channels:
+        await c.close()
+
+
+class _Http:
+    """A minimal HTTP/1.1 keep-alive connection, so the client costs little next to the
+    server (bodies with Content-Length or chunked)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status_line, *headers = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+        length, chunked = 0, False
+        for line in headers:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        content = b"" if chunked else await self.reader.readexactly(length)
+        while chunked:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            content += (await self.reader.readexactly(size + 2))[:-2]  # the chunk, its CRLF
+            chunked = size > 0
+        return int(status_line.split()[1]), content
+
+
+async def http(url: str, kind: str, concurrency: int, seconds: float, users: int) -> None:
+    host, _, port = url.removeprefix("http://").partition(":")
+    connections = [_Http(host, int(port)) for _ in range(concurrency)]
+
+    async def call(i: int) -> str | None:
+        user = f"user-{random.randrange(users)}"
+        if kind == "svg":
+            status, content = await connections[i].request(
+                "GET", f"/v1/users/{user}/progress/purchase-1.svg"
+            )
+        else:
+            body = json.dumps({"userId": user}).encode()
+            status, content = await connections[i].request(
+                "POST", "/accolade.v1.BadgeTracker/GetProgress", body
+            )
+        return None if status == 200 else f"HTTP {status} {content[:160].decode()}"
+
+    await closed_loop(concurrency, seconds, call)
+
+
 def main() -> None:
     mode, target, *rest = sys.argv[1:]
     if mode == "unary":
@@ -189,6 +305,10 @@ def main() -> None:
         asyncio.run(watch(target, int(rest[0]), int(rest[1]), float(rest[2])))
     elif mode == "idle":
         asyncio.run(idle(target, int(rest[0]), float(rest[1])))
+    elif mode == "progress":
+        asyncio.run(progress(target, int(rest[0]), float(rest[1]), int(rest[2])))
+    elif mode == "http":
+        asyncio.run(http(target, rest[0], int(rest[1]), float(rest[2]), int(rest[3])))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

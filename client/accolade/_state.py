@@ -79,8 +79,10 @@ class Watch:
     """Cursor bookkeeping for a resumable WatchAwards stream.
 
     After a disconnect the stream is reopened after the last cursor delivered, or after the
-    start cursor the server announced in its headers, so nothing is missed; entries at or
-    below that cursor are skipped, so nothing is delivered twice.
+    start cursor the server announced (in the stream's first, `subscribed` message; servers
+    older than that message announce it only in the `accolade-start-cursor` header, which is
+    read too), so nothing is missed; entries at or below that cursor are skipped, so nothing
+    is delivered twice.
     """
 
     def __init__(
@@ -111,14 +113,22 @@ class Watch:
 
     def connected(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> None:
         start = start_cursor(metadata)
-        if start is None:  # the call failed before the server subscribed it
-            return
+        if start is not None:  # None: the call failed before the server subscribed it
+            self.subscribed(start)
+
+    def subscribed(self, start: int) -> None:
+        """The server subscribed the stream; it starts after `start`."""
         if self.cursor is None:
             self.cursor = start
         self.failures = 0
 
     def accept(self, response: tracker_pb2.WatchAwardsResponse) -> types_pb2.Award | None:
+        """The award to deliver, or None for the `subscribed` message and for entries
+        already delivered."""
         self.failures = 0
+        if response.subscribed:
+            self.subscribed(response.cursor)
+            return None
         if self.cursor is not None and response.cursor <= self.cursor:
             return None
         self.cursor = response.cursor

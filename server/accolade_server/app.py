@@ -184,18 +184,28 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     tracking = TrackingService(uow, settings, rules, metrics=metrics, conditions=conditions)
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
-    admin_pb2_grpc.add_AchievementAdminServicer_to_server(
-        AchievementAdminServicer(achievements, awards, catalogue, EventTypeService(uow)), server
+    admin_servicer = AchievementAdminServicer(
+        achievements, awards, catalogue, EventTypeService(uow)
     )
-    tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(
-        BadgeTrackerServicer(tracking, awards, watch, catalogue), server
-    )
+    tracker_servicer = BadgeTrackerServicer(tracking, awards, watch, catalogue)
+    admin_pb2_grpc.add_AchievementAdminServicer_to_server(admin_servicer, server)
+    tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(tracker_servicer, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
             build_http_app(
                 Services(
-                    settings, achievements, tracking, awards, watch, catalogue, guard=guard, uow=uow
+                    settings,
+                    achievements,
+                    tracking,
+                    awards,
+                    watch,
+                    catalogue,
+                    guard=guard,
+                    uow=uow,
+                    tracker=tracker_servicer,
+                    admin=admin_servicer,
+                    metrics=metrics,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),

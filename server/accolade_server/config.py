@@ -6,6 +6,7 @@ Precedence: keyword arguments > environment > YAML file (`ACCOLADE_CONFIG_FILE`)
 from __future__ import annotations
 
 import os
+import re
 from itertools import pairwise
 from typing import Literal
 
@@ -92,6 +93,16 @@ class Settings(BaseSettings):
     http_listen: str = Field(
         "127.0.0.1:8080",
         description="host:port of the HTTP listener (Connect JSON API, pages); empty: off.",
+    )
+    http_cors_origins: list[str] = Field(
+        [],
+        description='Origins (scheme://host[:port]) whose pages may call the HTTP API; ["*"]: any.',
+    )
+    public_profiles: bool = Field(
+        False, description="Serve profile pages and badge pictures to anyone, without a key."
+    )
+    private_profile_users: list[str] = Field(
+        [], description="User ids whose profile page and pictures are never served."
     )
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the database.")
     database_schema: str | None = Field(
@@ -207,6 +218,16 @@ class Settings(BaseSettings):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:50051 or [::]:50051")
+        return value
+
+    @field_validator("http_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] with no path, or *"
+                )
         return value
 
     @field_validator("database_url")

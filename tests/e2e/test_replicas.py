@@ -106,6 +106,7 @@ async def test_an_award_made_on_one_replica_reaches_live_watchers_on_the_other(
             tpb.WatchAwardsRequest(after_cursor=0)
         )
         reader = stream.__aiter__()
+        assert (await reader.__anext__()).subscribed
         first = asyncio.ensure_future(reader.__anext__())
         await asyncio.sleep(0.5)  # let replica B finish its (empty) replay
         tracker_a = tracker_pb2_grpc.BadgeTrackerStub(a)

@@ -19,10 +19,13 @@ from tests.helpers import achievement, expect_error
 async def collect(
     stream: AsyncIterable[tpb.WatchAwardsResponse], count: int, seconds: float = 20.0
 ) -> list[tpb.WatchAwardsResponse]:
-    """The next `count` messages of a stream (fails after `seconds`)."""
+    """The next `count` log entries of a stream (fails after `seconds`), past the first
+    `subscribed` message."""
     items: list[tpb.WatchAwardsResponse] = []
     async with asyncio.timeout(seconds):
         async for item in stream:
+            if item.subscribed:
+                continue
             items.append(item)
             if len(items) == count:
                 break
@@ -69,6 +72,27 @@ async def test_live_watcher_receives_each_award_with_its_cursor(server: Running)
     ]
     assert all(m.award.cursor == m.cursor for m in got)
     stream.cancel()
+
+
+async def test_the_first_message_says_subscribed_with_the_start_cursor(server: Running) -> None:
+    await setup_first_event_badge(server)
+    before = await award_users(server, ["u1", "u2"])
+    live = server.tracker.WatchAwards(tpb.WatchAwardsRequest())
+    first = await live.read()
+    assert isinstance(first, tpb.WatchAwardsResponse)
+    assert first.subscribed and first.cursor == before[-1] and not first.HasField("award")
+    assert ("accolade-start-cursor", str(before[-1])) in tuple(await live.initial_metadata())
+    later = await award_users(server, ["u3"])
+    entry = await live.read()
+    assert isinstance(entry, tpb.WatchAwardsResponse)
+    assert (entry.cursor, entry.subscribed) == (later[0], False)
+    live.cancel()
+
+    replay = server.tracker.WatchAwards(tpb.WatchAwardsRequest(after_cursor=before[0]))
+    first = await replay.read()
+    assert isinstance(first, tpb.WatchAwardsResponse)
+    assert first.subscribed and first.cursor == before[0]
+    replay.cancel()
 
 
 async def test_filters_select_users_achievements_and_source(server: Running) -> None:
@@ -154,8 +178,8 @@ async def test_slow_consumer_is_switched_to_catch_up_and_loses_nothing(
     await setup_first_event_badge(server)
     stream = server.tracker.WatchAwards(tpb.WatchAwardsRequest())
     reader = stream.__aiter__()
+    assert (await reader.__anext__()).subscribed
     first_message = asyncio.ensure_future(reader.__anext__())
-    await subscribed(server)
     [sub] = list(server.app.broker._subscribers)
     made: list[int] = []
     for batch in range(6):  # the reader is not reading: the server side falls behind

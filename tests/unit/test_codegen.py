@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "client" / "accolade" / "v1"
+CONNECT = ROOT / "server" / "accolade_server" / "http" / "v1"
 
 
 def load_generator(name: str = "gen_protos") -> ModuleType:
@@ -42,6 +43,21 @@ def test_regenerating_the_protobuf_code_changes_nothing(
     assert sorted(fresh) == sorted(committed), "generated file names differ: run `make proto`"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"client/accolade/v1 is stale, run `make proto`: {stale}"
+
+
+def test_regenerating_the_connect_handlers_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    written = load_generator().generate_connect(tmp_path)
+    fresh = source_files(tmp_path / "accolade_server" / "http" / "v1")
+    committed = source_files(CONNECT)
+    assert fresh and [p.name for p in written] == sorted(fresh)
+    assert sorted(fresh) == sorted(committed), "Connect file names differ: run `make proto`"
+    stale = [name for name in fresh if fresh[name] != committed[name]]
+    assert not stale, f"server/accolade_server/http/v1 is stale, run `make proto`: {stale}"
+    for text in fresh.values():  # the messages come from the client package
+        assert b"from ." not in text
 
 
 def test_every_proto_has_messages_stubs_and_type_stubs() -> None:

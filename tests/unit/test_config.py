@@ -144,3 +144,16 @@ def test_webhook_delivery_without_urls_or_secret_is_refused(
     monkeypatch.setenv("ACCOLADE_WEBHOOK_URLS", '["https://hooks.example.test/badges"]')
     with pytest.raises(ValidationError, match="need webhook_secret"):
         Settings()
+
+
+def test_the_http_face_is_closed_by_default_and_cors_origins_are_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings()
+    assert settings.http_cors_origins == [] and settings.public_profiles is False
+    assert settings.private_profile_users == []
+    monkeypatch.setenv("ACCOLADE_HTTP_CORS_ORIGINS", '["https://app.example:8443", "*"]')
+    assert Settings().http_cors_origins == ["https://app.example:8443", "*"]
+    for bad in ("https://app.example/", "app.example", "ftp://x"):
+        with pytest.raises(ValidationError, match="http_cors_origins"):
+            Settings(http_cors_origins=[bad])

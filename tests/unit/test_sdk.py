@@ -144,6 +144,22 @@ def test_a_live_watch_resumes_after_the_announced_start_cursor() -> None:
     assert list(watch.request().user_ids) == ["u1"]
 
 
+def test_a_live_watch_takes_the_start_cursor_from_the_subscribed_message() -> None:
+    watch = _watch()
+    watch.connected([])  # no header (e.g. a proxy dropped it): the message still says
+    assert watch.accept(tpb.WatchAwardsResponse(cursor=41, subscribed=True)) is None
+    assert watch.request().after_cursor == 41
+    assert watch.accept(_entry(41)) is None
+    award = watch.accept(_entry(42))
+    assert award is not None and award.cursor == 42
+
+
+def test_a_resumed_watch_keeps_its_cursor_when_subscribed() -> None:
+    watch = _watch(after=10)
+    assert watch.accept(tpb.WatchAwardsResponse(cursor=10, subscribed=True)) is None
+    assert watch.request().after_cursor == 10
+
+
 def test_a_watch_skips_entries_it_already_delivered() -> None:
     watch = _watch(after=10)
     watch.connected([("accolade-start-cursor", "10")])

@@ -375,19 +375,32 @@ class WatchAwardsResponse(_message.Message):
 
     CURSOR_FIELD_NUMBER: _builtins.int
     AWARD_FIELD_NUMBER: _builtins.int
+    SUBSCRIBED_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
-    """The entry's cursor; resume with `after_cursor` set to the last one seen."""
+    """The entry's cursor; resume with `after_cursor` set to the last one seen.
+    In the first message (`subscribed`), the cursor the stream starts after.
+    """
+    subscribed: _builtins.bool
+    """True only in the first message of a stream, sent as soon as the
+    subscription is live (before any replayed or live entry): no entry after
+    `cursor` will be missed from here on. A client that does not know this
+    field sees a message without `award` whose cursor equals the start cursor
+    (older Python SDKs skip it: it is not above the cursor they resume after).
+    """
     @_builtins.property
-    def award(self) -> _types_pb2.Award: ...
+    def award(self) -> _types_pb2.Award:
+        """The award log entry; unset in the first message."""
+
     def __init__(
         self,
         *,
         cursor: _builtins.int = ...,
         award: _types_pb2.Award | None = ...,
+        subscribed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["award", b"award"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["award", b"award", "cursor", b"cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["award", b"award", "cursor", b"cursor", "subscribed", b"subscribed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -99,9 +99,12 @@ class BadgeTrackerServicer:
 
     def WatchAwards(self, request, context):
         """Stream award log entries as they are committed, optionally replaying
-        from a cursor first. Once the stream is live the server sends initial
-        metadata `accolade-start-cursor`: the cursor it starts after, so a client
-        that disconnects before any entry can resume from there without a gap.
+        from a cursor first. The first message of every stream has `subscribed`
+        set: the stream is live and starts after its `cursor`, so a client that
+        disconnects before any entry resumes from there (`after_cursor`) without
+        a gap. (The gRPC initial metadata `accolade-start-cursor` carries the same
+        cursor for older clients; Connect sends headers only with the first
+        message, hence the message.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,9 +49,12 @@ class BadgeTrackerStub:
     """A user's awards, newest first."""
     WatchAwards: _grpc.UnaryStreamMultiCallable[_tracker_pb2.WatchAwardsRequest, _tracker_pb2.WatchAwardsResponse]
     """Stream award log entries as they are committed, optionally replaying
-    from a cursor first. Once the stream is live the server sends initial
-    metadata `accolade-start-cursor`: the cursor it starts after, so a client
-    that disconnects before any entry can resume from there without a gap.
+    from a cursor first. The first message of every stream has `subscribed`
+    set: the stream is live and starts after its `cursor`, so a client that
+    disconnects before any entry resumes from there (`after_cursor`) without
+    a gap. (The gRPC initial metadata `accolade-start-cursor` carries the same
+    cursor for older clients; Connect sends headers only with the first
+    message, hence the message.)
     """
 
 @_typing.type_check_only
@@ -75,9 +78,12 @@ class BadgeTrackerAsyncStub(BadgeTrackerStub):
     """A user's awards, newest first."""
     WatchAwards: _aio.UnaryStreamMultiCallable[_tracker_pb2.WatchAwardsRequest, _tracker_pb2.WatchAwardsResponse]  # type: ignore[assignment]
     """Stream award log entries as they are committed, optionally replaying
-    from a cursor first. Once the stream is live the server sends initial
-    metadata `accolade-start-cursor`: the cursor it starts after, so a client
-    that disconnects before any entry can resume from there without a gap.
+    from a cursor first. The first message of every stream has `subscribed`
+    set: the stream is live and starts after its `cursor`, so a client that
+    disconnects before any entry resumes from there (`after_cursor`) without
+    a gap. (The gRPC initial metadata `accolade-start-cursor` carries the same
+    cursor for older clients; Connect sends headers only with the first
+    message, hence the message.)
     """
 
 class BadgeTrackerServicer(metaclass=_abc_1.ABCMeta):
@@ -128,9 +134,12 @@ class BadgeTrackerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_tracker_pb2.WatchAwardsResponse], _abc.AsyncIterator[_tracker_pb2.WatchAwardsResponse]]:
         """Stream award log entries as they are committed, optionally replaying
-        from a cursor first. Once the stream is live the server sends initial
-        metadata `accolade-start-cursor`: the cursor it starts after, so a client
-        that disconnects before any entry can resume from there without a gap.
+        from a cursor first. The first message of every stream has `subscribed`
+        set: the stream is live and starts after its `cursor`, so a client that
+        disconnects before any entry resumes from there (`after_cursor`) without
+        a gap. (The gRPC initial metadata `accolade-start-cursor` carries the same
+        cursor for older clients; Connect sends headers only with the first
+        message, hence the message.)
         """
 
 def add_BadgeTrackerServicer_to_server(servicer: BadgeTrackerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -16,7 +16,7 @@ from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.errors import AccoladeError
 from accolade_server.domain.model import AwardRecord
 from accolade_server.notify.tasks import cancel_and_wait
-from accolade_server.service.watch import make_filter
+from accolade_server.service.watch import Subscribed, make_filter
 
 RECENT = 30
 #: How often a quiet stream sends a comment (and checks that its session still holds).
@@ -96,7 +96,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
             async def pump() -> None:
                 try:
                     async for record in services.watch.stream(flt, after):
-                        await queue.put(record)
+                        if not isinstance(record, Subscribed):  # the page knows its cursor
+                            await queue.put(record)
                 except AccoladeError:  # the server is stopping: the browser reconnects
                     pass
                 finally:

@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 
+from accolade.v1 import admin_pb2, tracker_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
+from accolade_server.http.connect import connect_apps
+from accolade_server.http.openapi import openapi_document
+from accolade_server.http.permissions import Permission, enforce, mount, route
+from accolade_server.http.pictures import Pictures
+from accolade_server.metrics import Metrics
+from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
 from accolade_server.store.uow import UnitOfWork
+
+#: Request headers a browser page may send cross-origin (Connect's own and the API key).
+CORS_REQUEST_HEADERS = [
+    "authorization",
+    "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "connect-accept-encoding",
+    "connect-content-encoding",
+    "x-user-agent",
+    "x-grpc-web",
+    "grpc-timeout",
+]
+#: Response headers such a page may read.
+CORS_RESPONSE_HEADERS = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "accolade-start-cursor",
+    "etag",
+]
 
 
 @dataclass(frozen=True)
@@ -34,6 +66,10 @@ class Services:
     guard: Guard
     #: Transactions for what only the HTTP face stores (console sessions).
     uow: UnitOfWork
+    #: The gRPC servicers themselves: the Connect API calls them through one adapter.
+    tracker: BadgeTrackerServicer
+    admin: AchievementAdminServicer
+    metrics: Metrics | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -41,12 +77,61 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def build_http_app(services: Services) -> Starlette:
-    """Every part of the HTTP face adds its routes here."""
+    """Every part of the HTTP face adds its routes here, each with its `Permission`."""
+    settings = services.settings
+    connect = connect_apps(
+        services.tracker,
+        services.admin,
+        metrics=services.metrics,
+        guard=services.guard,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    pictures = Pictures(settings, services.achievements, services.tracking)
+    document = openapi_document(
+        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR), version=metadata.version("accolade")
+    )
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
     routes: list[BaseRoute] = [
-        Route("/healthz", _healthz, methods=["GET"]),
-        Mount("/console", app=build_console(services)),
+        route("/healthz", _healthz, Permission.PUBLIC),
+        route("/openapi.json", openapi, Permission.PUBLIC),
+        *(mount(path, app, Permission.RPC) for path, app in connect),
+        route("/v1/badges/{achievement_id}.svg", pictures.badge, Permission.PICTURES),
+        route(
+            "/v1/users/{user_id}/badges/{achievement_id}.svg",
+            pictures.user_badge,
+            Permission.PICTURES,
+        ),
+        route(
+            "/v1/users/{user_id}/progress/{achievement_id}.svg",
+            pictures.user_progress,
+            Permission.PICTURES,
+        ),
+        route("/u/{user_id}", pictures.profile, Permission.PROFILES),
+        mount("/console", build_console(services), Permission.CONSOLE),
     ]
-    return Starlette(routes=routes, exception_handlers={404: _not_found})
+    enforce(routes, settings, services.guard)
+    return Starlette(routes=routes, middleware=cors(settings), exception_handlers={404: _not_found})
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """Cross-origin calls from the allow-listed origins only; never with credentials
+    (calls authenticate with an API key header, not cookies)."""
+    if not settings.http_cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.http_cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
+    ]
 
 
 async def _healthz(request: Request) -> Response:

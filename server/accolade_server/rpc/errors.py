@@ -1,4 +1,10 @@
-"""Domain errors to gRPC status codes: one table, applied to every call by one interceptor."""
+"""Domain errors to gRPC status codes: one table, applied to every call by one wrapper.
+
+`wrap_unary` / `wrap_stream` are the per-call pipeline (caller check, decoded-input check,
+errors to status, metrics) around a handler `(request, context)`. They need of `context`
+only `invocation_metadata()`, `peer()`, `abort(code, message)` and `code()`, so the gRPC
+interceptor below and the Connect adapter (`http/connect.py`) run the same pipeline.
+"""
 
 from __future__ import annotations
 
@@ -179,7 +185,7 @@ class _Observed:
             self.metrics.rpc_duration.labels(self.method).observe(time.perf_counter() - self.start)
 
 
-def _wrap_unary(
+def wrap_unary(
     behavior: Any, method: str, metrics: Metrics | None, guard: Guard | None
 ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapper(request: Any, context: Any) -> Any:
@@ -205,11 +211,11 @@ def _wrap_unary(
     return wrapper
 
 
-def _wrap_stream(behavior: Any, method: str, metrics: Metrics | None, guard: Guard | None) -> Any:
+def wrap_stream(behavior: Any, method: str, metrics: Metrics | None, guard: Guard | None) -> Any:
     """Wrap a server-streaming handler: an async generator, or a coroutine that writes
     with `context.write` (as grpc's own health service does)."""
     if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary(behavior, method, metrics, guard)
+        return wrap_unary(behavior, method, metrics, guard)
 
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
         observed = _Observed(metrics, method)
@@ -263,13 +269,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self.metrics, self.guard),
+                wrap_unary(handler.unary_unary, method, self.metrics, self.guard),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, self.metrics, self.guard),
+                wrap_stream(handler.unary_stream, method, self.metrics, self.guard),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )

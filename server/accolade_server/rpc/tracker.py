@@ -15,10 +15,10 @@ from accolade_server.service.awards import AwardService
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import EventInput, TrackingService
-from accolade_server.service.watch import WatchService, make_filter
+from accolade_server.service.watch import Subscribed, WatchService, make_filter
 
-# Initial metadata of WatchAwards: the cursor the stream starts after. A client that
-# resumes from it (as `after_cursor`) misses nothing even if no entry arrived yet.
+# Initial metadata of WatchAwards for clients older than `WatchAwardsResponse.subscribed`:
+# the cursor the stream starts after, as in that first message.
 START_CURSOR_HEADER = "accolade-start-cursor"
 
 Context = Any  # grpc.aio.ServicerContext
@@ -124,12 +124,11 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
         flt = make_filter(list(request.user_ids), list(request.achievement_ids), source)
         after = request.after_cursor if request.HasField("after_cursor") else None
 
-        async def subscribed(start: int) -> None:
-            await context.send_initial_metadata(((START_CURSOR_HEADER, str(start)),))
-
-        stream = self.watch.stream(flt, after, on_subscribed=subscribed)
-        async for record in stream:
-            # As loaded now: every read of the log (replay, catch-up, tail) refreshes it.
-            definition = self.catalogue.get(record.achievement_id)
-            award = convert.award_to_proto(record, definition)
-            yield pb.WatchAwardsResponse(cursor=record.cursor, award=award)
+        async for item in self.watch.stream(flt, after):
+            if isinstance(item, Subscribed):
+                await context.send_initial_metadata(((START_CURSOR_HEADER, str(item.cursor)),))
+                yield pb.WatchAwardsResponse(cursor=item.cursor, subscribed=True)
+            else:
+                # As loaded now: every read of the log (replay, catch-up, tail) refreshes it.
+                award = convert.award_to_proto(item, self.catalogue.get(item.achievement_id))
+                yield pb.WatchAwardsResponse(cursor=item.cursor, award=award)

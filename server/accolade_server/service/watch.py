@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from accolade_server.domain.errors import InvalidArgument, Unavailable
 from accolade_server.domain.model import AwardRecord, AwardSource
@@ -29,6 +30,13 @@ def make_filter(
     return AwardFilter(frozenset(user_ids), frozenset(achievement_ids), source)
 
 
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """The first item of every stream: it is live and starts after `cursor`."""
+
+    cursor: int
+
+
 class WatchService:
     def __init__(
         self,
@@ -47,13 +55,10 @@ class WatchService:
         self,
         flt: AwardFilter,
         after_cursor: int | None,
-        *,
-        on_subscribed: Callable[[int], Awaitable[None]] | None = None,
-    ) -> AsyncIterator[AwardRecord]:
-        """Every matching entry after `after_cursor` (None: from now on), in cursor order.
-
-        `on_subscribed(start)` runs once the subscription is live, with the cursor the
-        stream starts after: resuming from it later misses nothing, even before any entry.
+    ) -> AsyncIterator[Subscribed | AwardRecord]:
+        """`Subscribed(start)` once the subscription is live, then every matching entry
+        after `after_cursor` (None: from now on), in cursor order. Resuming after `start`
+        later misses nothing, even before any entry.
 
         The subscription is registered before the database is read, so an entry committed
         while replaying is either read or queued; queued ones already read are skipped.
@@ -65,8 +70,7 @@ class WatchService:
         self.metrics.open_streams.inc()
         try:
             last = await self.broker.start_cursor() if after_cursor is None else after_cursor
-            if on_subscribed is not None:  # the stream is live: headers carry `last`
-                await on_subscribed(last)
+            yield Subscribed(last)
             if after_cursor is not None:
                 async for record in self._catch_up(sub, last):
                     last = record.cursor

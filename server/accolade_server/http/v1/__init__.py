@@ -1,0 +1,1 @@
+"""Connect handlers generated from protos/accolade/v1. Do not edit."""
