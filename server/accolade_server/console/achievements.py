@@ -17,7 +17,7 @@ from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.changes import ProgressPolicy
 from accolade_server.domain.errors import Aborted, AccoladeError, NotFound
-from accolade_server.domain.model import MUTABLE_FIELDS, Achievement
+from accolade_server.domain.model import MUTABLE_FIELDS, Achievement, DefinitionStatus
 from accolade_server.store import samples
 
 #: Recent events the editor reads to warn about properties no event has.
@@ -31,7 +31,7 @@ class Filter:
     name: str
     label: str
     choices: Callable[[list[Achievement]], list[tuple[str, str]]]
-    keep: Callable[[Achievement, str], bool]
+    keep: Callable[[Achievement, DefinitionStatus, str], bool]
 
 
 def _categories(items: list[Achievement]) -> list[tuple[str, str]]:
@@ -39,13 +39,25 @@ def _categories(items: list[Achievement]) -> list[tuple[str, str]]:
 
 
 #: The list's filters, in display order; add one here to filter on another property.
+def _health(status: DefinitionStatus) -> str:
+    if status.broken_reason:
+        return "broken"
+    return "errors" if status.condition_error_count else "ok"
+
+
 FILTERS = [
-    Filter("category", "Category", _categories, lambda a, v: a.category == v),
+    Filter("category", "Category", _categories, lambda a, _s, v: a.category == v),
     Filter(
         "enabled",
         "State",
         lambda _items: [("yes", "enabled"), ("no", "disabled")],
-        lambda a, v: a.enabled == (v == "yes"),
+        lambda a, _s, v: a.enabled == (v == "yes"),
+    ),
+    Filter(
+        "health",
+        "Health",
+        lambda _items: [("broken", "broken"), ("errors", "condition errors"), ("ok", "ok")],
+        lambda _a, status, v: _health(status) == v,
     ),
 ]
 #: Query parameters of the list that a redirect back to it keeps.
@@ -86,17 +98,19 @@ def routes(console: Console) -> list[ConsoleRoute]:
         params = request.query_params
         query = params.get("q", "").strip()
         chosen = {f.name: params.get(f.name, "") for f in FILTERS}
+        statuses = {a.id: service.status(a) for a in items}
         shown = [
             a
             for a in items
             if (not query or _matches(a, query))
-            and all(f.keep(a, chosen[f.name]) for f in FILTERS if chosen[f.name])
+            and all(f.keep(a, statuses[a.id], chosen[f.name]) for f in FILTERS if chosen[f.name])
         ]
         sort = params.get("sort", "id")
         sort = sort if sort in SORTS else "id"
         shown.sort(key=SORTS[sort][1])
         context = {
             "items": shown,
+            "statuses": statuses,
             "total": len(items),
             "query": query,
             "filters": [(f, f.choices(items), chosen[f.name]) for f in FILTERS],
@@ -118,6 +132,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         conflict: bool = False,
         flash: str = "",
         status: int = 200,
+        health: DefinitionStatus | None = None,
     ) -> Response:
         return render.page(
             request,
@@ -130,6 +145,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
                 "flash": flash,
                 "position": forms.condition_position((errors or {}).get("rule-condition", "")),
                 "aggregates": forms.AGGREGATES,
+                "health": health,
             },
             status,
         )
@@ -146,7 +162,13 @@ def routes(console: Console) -> list[ConsoleRoute]:
         except AccoladeError as exc:
             return console.error_page(request, exc)
         flash = "Saved." if request.query_params.get("saved") else ""
-        return form_page(request, forms.from_achievement(a), creating=False, flash=flash)
+        return form_page(
+            request,
+            forms.from_achievement(a),
+            creating=False,
+            flash=flash,
+            health=service.status(a),
+        )
 
     async def validate(request: Request, session: Session | None) -> Response:
         values = forms.from_form(await request.form())

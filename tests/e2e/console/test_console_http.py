@@ -23,6 +23,7 @@ from tests.e2e.console.conftest import (
     make_key,
     start_console,
 )
+from tests.e2e.test_broken_definitions import FIVE_MACROS, store_behind_the_servers_back
 from tests.helpers import achievement
 
 SAMPLE_PARAMS = {"id": "no-such-achievement", "name": "console.css"}
@@ -350,3 +351,23 @@ async def test_an_import_that_does_not_parse_or_validate_is_refused_naming_the_e
             )
             assert reply.status_code == 422, text
             assert message in reply.text.replace("&#39;", "'").replace("&#96;", "`")
+
+
+async def test_a_broken_definition_is_shown_and_filtered_in_the_console(
+    any_console: ConsoleServer,
+) -> None:
+    meta = any_console.metadata(any_console.admin_key)
+    for achievement_id in ("fine", "old-rule"):
+        await any_console.running.admin.CreateAchievement(
+            apb.CreateAchievementRequest(achievement=achievement(achievement_id)), metadata=meta
+        )
+    await store_behind_the_servers_back(any_console.running.db, "old-rule", FIVE_MACROS)
+    async with client(any_console) as http:
+        await http_sign_in(http, any_console.read_key)
+        broken = (await http.get("/console/achievements", params={"health": "broken"})).text
+        assert 'data-id="old-rule"' in broken and 'data-id="fine"' not in broken
+        assert "comprehension" in broken  # the reason, as GetAchievement gives it
+        healthy = (await http.get("/console/achievements", params={"health": "ok"})).text
+        assert 'data-id="fine"' in healthy and 'data-id="old-rule"' not in healthy
+        page = (await http.get("/console/achievements/old-rule")).text
+        assert 'id="broken"' in page and "cannot run this definition" in page
