@@ -35,7 +35,7 @@ from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
-from accolade_server.store import migrate
+from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
 from accolade_server.store.uow import UnitOfWork
 
@@ -114,7 +114,11 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     # Everything that can fail comes before any background task starts.
     await prepare_database(settings, engine)
     metrics = Metrics()
-    uow = UnitOfWork(engine, schema=settings.database_schema)
+    uow = UnitOfWork(
+        engine,
+        schema=settings.database_schema,
+        batch_store=batchstore.for_backend(settings.is_sqlite),
+    )
 
     async def load_keys() -> list[ApiKey]:
         async with uow.transaction() as repo:
@@ -145,9 +149,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     def awards_committed(records: Sequence[AwardRecord]) -> None:
         for r in records:
-            metrics.awards.labels(
-                r.achievement_id, r.source.value, "revocation" if r.revoked else "award"
-            ).inc()
+            metrics.awards.labels(r.achievement_id, r.source.value, r.kind.value).inc()
         broker.committed(records)
         if worker is not None:
             worker.wake()

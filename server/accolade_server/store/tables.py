@@ -64,7 +64,9 @@ progress_distinct = sa.Table(
     sa.Column("value_hash", sa.String(64), primary_key=True),
 )
 
-# The append-only award log. `cursor` increases in commit order (see repository).
+# The append-only award log. `cursor` increases in commit order (see repository). `kind` is
+# award, revocation or erasure (see domain.model.AwardKind); `revoked` repeats "revocation"
+# for servers of earlier versions.
 awards = sa.Table(
     "awards",
     metadata,
@@ -75,6 +77,7 @@ awards = sa.Table(
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="award"),
     sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.Column("actor", sa.String(128), nullable=False, server_default=""),
     sa.Column("event_id", sa.String(128), nullable=True),
