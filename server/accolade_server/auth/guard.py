@@ -29,6 +29,7 @@ METHOD_SCOPES = {
     "/accolade.v1.BadgeTracker/GetProgress": "read",
     "/accolade.v1.BadgeTracker/ListAwards": "read",
     "/accolade.v1.BadgeTracker/WatchAwards": "read",
+    "/accolade.v1.AchievementAdmin/DeleteUserData": "admin",
 }
 ADMIN_PREFIX = "/accolade.v1.AchievementAdmin/"
 

@@ -92,7 +92,16 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             request.user_id,
             request.achievement_id,
             request.tier,
+            all_tiers=request.all_tiers,
             reason=request.reason,
             actor=request.actor,
         )
         return pb.RevokeAwardResponse(revocations=[convert.award_to_proto(r) for r in revocations])
+
+    async def DeleteUserData(
+        self, request: pb.DeleteUserDataRequest, context: Context
+    ) -> pb.DeleteUserDataResponse:
+        erasure = await self.awards.erase_user(request.user_id)
+        if erasure is None:
+            return pb.DeleteUserDataResponse()
+        return pb.DeleteUserDataResponse(erasure=convert.award_to_proto(erasure))

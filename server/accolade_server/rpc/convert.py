@@ -16,6 +16,7 @@ from accolade_server.domain.model import (
     RULE_FIELDS,
     Achievement,
     Aggregate,
+    AwardKind,
     AwardRecord,
     AwardSource,
     Rule,
@@ -168,6 +169,12 @@ _STATUS_TO_PROTO = {
     Status.LOCKED: pb.PROGRESS_STATUS_LOCKED,
     Status.IN_PROGRESS: pb.PROGRESS_STATUS_IN_PROGRESS,
     Status.UNLOCKED: pb.PROGRESS_STATUS_UNLOCKED,
+    Status.CLOSED: pb.PROGRESS_STATUS_CLOSED,
+}
+_KIND_TO_PROTO = {
+    AwardKind.AWARD: pb.AWARD_KIND_AWARD,
+    AwardKind.REVOCATION: pb.AWARD_KIND_REVOCATION,
+    AwardKind.ERASURE: pb.AWARD_KIND_ERASURE,
 }
 
 
@@ -184,6 +191,7 @@ def award_to_proto(r: AwardRecord) -> pb.Award:
         award_time=datetime_to_timestamp(r.award_time),
         revoked=r.revoked,
         event_id=r.event_id or "",
+        kind=_KIND_TO_PROTO[r.kind],
     )
 
 

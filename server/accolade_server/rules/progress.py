@@ -17,6 +17,9 @@ class Status(enum.StrEnum):
     LOCKED = "locked"
     IN_PROGRESS = "in_progress"
     UNLOCKED = "unlocked"
+    #: The rule awards nothing more, yet not every level is held (revoked, or reached while
+    #: awards were off): only a grant can award the rest.
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +55,18 @@ def view(
         earned = max(indexes) + 1 if indexes else 1
     else:
         earned = 0
+    # The next level the rule can still award: levels below `state.level` are decided.
+    upcoming = max(earned, state.level if state else 0)
+    closed = earned < len(levels) <= upcoming
     if not a.rule.event_types:  # meta-achievement: progress is prerequisites earned
         current = float(sum(1 for p in a.prerequisites if p in held_ids))
         target = float(len(a.prerequisites))
     else:
         current = state.value if state else 0.0
-        target = levels[min(earned, len(levels) - 1)].threshold
-    if held:
+        target = levels[earned if closed else min(upcoming, len(levels) - 1)].threshold
+    if closed:
+        status = Status.CLOSED
+    elif held:
         status = Status.UNLOCKED
     elif a.prerequisites and not all(p in held_ids for p in a.prerequisites):
         status = Status.LOCKED
