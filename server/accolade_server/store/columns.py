@@ -54,7 +54,7 @@ class Write:
 @dataclass(frozen=True, slots=True)
 class Read:
     table: sa.Table
-    key: tuple[Col, ...]  # looked up as given, `get` reads them from a key tuple
+    key: tuple[Col, ...]  # looked up by these columns (keys come as tuples, in this order)
     cols: tuple[Col, ...]  # returned, in this order
     order_by: str = ""
 
@@ -146,32 +146,40 @@ def pg_write(spec: Write, rows: Sequence[Any], params: PgParams, now: datetime) 
 def pg_read(
     reads: Sequence[tuple[Read, Sequence[tuple[Any, ...]]]], params: PgParams
 ) -> tuple[str, list[int]]:
-    """One UNION ALL statement for several lookups: each row is (kind, every read's columns),
-    only its own filled in. Returns the SQL and each read's first column in a row."""
+    """One UNION ALL statement for several lookups: a row is (which read, then the columns of
+    every read, only that read's filled in). Returns the SQL and where each read's columns
+    start in a row."""
     offsets, width = [], 1
     for spec, _ in reads:
         offsets.append(width)
         width += len(spec.cols)
+    slots = [
+        (spec, f"c{offset + j}", c)
+        for (spec, _), offset in zip(reads, offsets, strict=True)
+        for j, c in enumerate(spec.cols)
+    ]
     parts = []
-    order = ""
-    for kind, ((spec, keys), offset) in enumerate(zip(reads, offsets, strict=True)):
+    for kind, (spec, keys) in enumerate(reads):
         t = spec.table.name
         unnest = ", ".join(
             params.column(k, [key[i] for key in keys]) for i, k in enumerate(spec.key)
         )
-        select = [f"{kind} AS c0" if kind == 0 else str(kind)]
-        for other, other_offset in zip(reads, offsets, strict=True):
-            for j, c in enumerate(other[0].cols):
-                name = f" AS c{other_offset + j}" if kind == 0 else ""
-                own = other[0] is spec
-                select.append(f"{t}.{c.name}{name}" if own else f"NULL::{c.type}{name}")
-            if other[0] is spec and spec.order_by:
-                order = f", c{offset + [c.name for c in spec.cols].index(spec.order_by)}"
+        select = [str(kind)] + [
+            f"{t}.{c.name}" if owner is spec else f"NULL::{c.type}" for owner, _, c in slots
+        ]
+        if kind == 0:  # the first SELECT names the columns of the union
+            select = [
+                f"{v} AS {name}"
+                for v, name in zip(select, ["c0"] + [n for _, n, _ in slots], strict=True)
+            ]
         keys_as = ", ".join(f"k{i}" for i in range(len(spec.key)))
         on = " AND ".join(f"{t}.{k.name} = x.k{i}" for i, k in enumerate(spec.key))
         parts.append(
             f"SELECT {', '.join(select)} FROM unnest({unnest}) AS x({keys_as}) JOIN {t} ON {on}"
         )
+    order = "".join(
+        f", {name}" for owner, name, c in slots if owner.order_by and c.name == owner.order_by
+    )
     return "\nUNION ALL\n".join(parts) + f"\nORDER BY c0{order}", offsets
 
 

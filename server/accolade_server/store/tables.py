@@ -41,8 +41,8 @@ events = sa.Table(
     sa.Index("ix_events_received_at", "received_at"),
 )
 
-# Per-user, per-achievement aggregate state. `level` counts the tiers (or the single level)
-# the rule has awarded, so a level is awarded once even if later revoked.
+# Per-user, per-achievement aggregate state. `level` counts the levels decided (awarded by
+# the rule, below a granted or revoked tier, or reached while awards were off): never again.
 progress = sa.Table(
     "progress",
     metadata,
