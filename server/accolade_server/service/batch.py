@@ -117,7 +117,8 @@ class Matched:
 
     rules: engine.RuleSet
     matches: dict[int, engine.Match]
-    #: The events (by index) whose state must be read: matched achievements and dependents.
+    #: Per event (by index), the achievements whose state it needs: matched ones and their
+    #: dependents.
     affected: dict[int, set[str]]
 
     def keys(self, batch: Sequence[Event], fresh: Sequence[int]) -> Keys:
