@@ -3,12 +3,18 @@ progress tells the truth about what the rule can still award. Through gRPC, on b
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
+import sqlalchemy as sa
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
+from accolade_server.store.tables import holdings
 from tests.conftest import Running
+from tests.e2e.test_cli import client as cli
+from tests.e2e.test_cli import ok
 from tests.e2e.test_tracking import TIERED, define, event, points_of, progress_of
 from tests.e2e.test_watch import collect
 from tests.helpers import achievement, expect_error
@@ -165,3 +171,36 @@ async def test_a_revoked_single_level_achievement_is_closed_and_shows_its_real_v
         3,
     )
     assert round(progress.percent) == 33
+
+
+async def test_a_tier_held_from_before_these_rules_is_never_notified_below(
+    server: Running,
+) -> None:
+    """Gold granted by an earlier version (which left the lower tiers undecided)."""
+    await define(server, TIERED)
+    async with server.db.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(holdings).values(
+                user_id=USER,
+                achievement_id="big-spender",
+                tier="gold",
+                award_cursor=0,
+                points=50,
+                earned_time=datetime.now(UTC),
+            )
+        )
+    response = await server.tracker.TrackEvent(event(amount=600))
+    assert list(response.awards) == []
+    assert [(p.status, p.tier) for p in response.progress] == [
+        (pb.PROGRESS_STATUS_UNLOCKED, "gold")
+    ]
+
+
+async def test_cli_revokes_the_highest_tier_or_all_tiers(server: Running) -> None:
+    await define(server, TIERED)
+    await earn_all(server)
+    out = ok(await cli(server, "revoke", USER, "big-spender")).out
+    assert "revoked big-spender (gold)" in out
+    out = ok(await cli(server, "revoke", USER, "big-spender", "--all-tiers")).out
+    assert "revoked big-spender (bronze, silver)" in out
+    assert await held(server) == []

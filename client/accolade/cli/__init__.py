@@ -143,11 +143,12 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         sub.add_argument("--reason", help="recorded in the award log")
         sub.add_argument("--actor", help="who did it (recorded in the award log)")
         sub.set_defaults(func=verbs.grant_or_revoke)
-    sub.add_argument(
-        "--all-tiers",
-        action="store_true",
-        help="revoke every tier held (default: the highest; with --tier: it and those above)",
-    )
+        if name == "revoke":
+            sub.add_argument(
+                "--all-tiers",
+                action="store_true",
+                help="revoke every tier held (default: the highest; with --tier: it and above)",
+            )
 
     users = verbs_.add_parser("users", help="users' data")
     users_verbs = users.add_subparsers(dest="users_verb", required=True, metavar="ACTION")
