@@ -235,24 +235,26 @@ def _first(item: tuple[Any, Any]) -> Any:
 
 
 class _Base:
+    """What both backends share: the transaction's connection and the entries it appended."""
+
     def __init__(self, conn: AsyncConnection, schema: str | None) -> None:
         self.conn = conn
         self.schema = schema
         self.appended: list[AwardRecord] = []
 
-    async def allocate_cursors(self, count: int) -> int:
-        result = await self.conn.execute(
-            sa.update(award_log_head)
-            .where(award_log_head.c.id == 1)
-            .values(last_cursor=award_log_head.c.last_cursor + count)
-            .returning(award_log_head.c.last_cursor)
-        )
-        return int(result.scalar_one()) - count + 1
-
 
 class PostgresBatchStore(_Base):
     async def _run(self, sql: str, params: C.PgParams) -> Any:
+        """A prepared statement through the driver: no SQLAlchemy compile step per call."""
         return await self.conn.exec_driver_sql(sql, tuple(params.values))
+
+    async def allocate_cursors(self, count: int) -> int:
+        params = C.PgParams()
+        sql = (
+            f"UPDATE {award_log_head.name} SET last_cursor = last_cursor + "
+            f"{params.add(count, '::int8')} WHERE id = 1 RETURNING last_cursor"
+        )
+        return int((await self._run(sql, params)).scalar_one()) - count + 1
 
     async def lock_users(self, user_ids: Collection[str], now: datetime) -> None:
         # DO UPDATE (a no-op change) locks an existing row the way SELECT … FOR UPDATE would,
@@ -295,6 +297,15 @@ class PostgresBatchStore(_Base):
 
 
 class SqliteBatchStore(_Base):
+    async def allocate_cursors(self, count: int) -> int:
+        result = await self.conn.execute(
+            sa.update(award_log_head)
+            .where(award_log_head.c.id == 1)
+            .values(last_cursor=award_log_head.c.last_cursor + count)
+            .returning(award_log_head.c.last_cursor)
+        )
+        return int(result.scalar_one()) - count + 1
+
     async def lock_users(self, user_ids: Collection[str], now: datetime) -> None:
         # `BEGIN IMMEDIATE` already serializes whole transactions: the rows need only exist.
         ordered = sorted(set(user_ids))
