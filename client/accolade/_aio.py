@@ -372,13 +372,20 @@ class AsyncClient:
         achievement_id: str,
         *,
         tier: str = "",
+        all_tiers: bool = False,
         reason: str = "",
         actor: str = "",
         timeout: float | None = None,
     ) -> admin_pb2.RevokeAwardResponse:
-        """Take an award back (every tier held when `tier` is empty)."""
+        """Take an award back: the highest tier held when `tier` is empty, `tier` and every
+        higher tier held, or every tier with `all_tiers`."""
         request = admin_pb2.RevokeAwardRequest(
-            user_id=user_id, achievement_id=achievement_id, tier=tier, reason=reason, actor=actor
+            user_id=user_id,
+            achievement_id=achievement_id,
+            tier=tier,
+            all_tiers=all_tiers,
+            reason=reason,
+            actor=actor,
         )
         return await self._call(self.admin.RevokeAward, request, idempotent=False, timeout=timeout)
 
@@ -425,3 +432,14 @@ class AsyncClient:
             token = page.next_page_token
             if not token:
                 return
+
+    async def delete_user_data(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> types_pb2.Award | None:
+        """Erase everything stored of a user; returns the erasure entry appended to the award
+        log, or None when nothing of the user was stored. Safe to retry."""
+        request = admin_pb2.DeleteUserDataRequest(user_id=user_id)
+        response = await self._call(
+            self.admin.DeleteUserData, request, idempotent=True, timeout=timeout
+        )
+        return response.erasure if response.HasField("erasure") else None

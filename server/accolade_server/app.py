@@ -41,7 +41,7 @@ from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import EventTypeService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.watch import WatchService
-from accolade_server.store import migrate
+from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
 from accolade_server.store.uow import UnitOfWork
 
@@ -132,7 +132,11 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     # Everything that can fail comes before any background task starts.
     await prepare_database(settings, engine)
     metrics = Metrics(max_achievement_labels=settings.metrics_max_achievement_labels)
-    uow = UnitOfWork(engine, schema=settings.database_schema)
+    uow = UnitOfWork(
+        engine,
+        schema=settings.database_schema,
+        batch_store=batchstore.for_backend(settings.is_sqlite),
+    )
 
     async def load_keys() -> list[ApiKey]:
         async with uow.transaction() as repo:
@@ -169,9 +173,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     def awards_committed(records: Sequence[AwardRecord]) -> None:
         for r in records:
             metrics.awards.labels(
-                metrics.achievement_label(r.achievement_id),
-                r.source.value,
-                "revocation" if r.revoked else "award",
+                metrics.achievement_label(r.achievement_id), r.source.value, r.kind.value
             ).inc()
         broker.committed(records)
         if worker is not None:

@@ -300,3 +300,21 @@ def test_a_template_naming_an_unknown_field_is_refused_at_start_up() -> None:
 
     with pytest.raises(ValidationError, match="subject template"):
         Settings(email_templates={"x": {"subject": "{nope}", "body": ""}})
+
+
+async def test_webhook_receives_an_erasure_without_personal_data(
+    db: Database, receiver: Receiver
+) -> None:
+    receiver.start()
+    running = await start_server(db, **webhook_settings(receiver.url))
+    try:
+        await earn_first(running)
+        await running.admin.DeleteUserData(apb.DeleteUserDataRequest(user_id="u1"))
+        await eventually(lambda: len(receiver.requests) == 2)
+    finally:
+        await stop_server(running)
+    granted, erased = receiver.payloads()
+    assert granted["type"] == "award.granted"
+    assert erased["type"] == "user.erased" and erased["achievement"] is None
+    assert erased["award"]["user_id"] == "u1" and erased["award"]["kind"] == "erasure"
+    assert set(erased["award"]) == {"cursor", "user_id", "kind", "award_time"}

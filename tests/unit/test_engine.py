@@ -1,35 +1,48 @@
 """The rule engine (`accolade_server.rules.engine`) and progress views, without a database.
 
-Every scenario is replayed through `fold`, which carries a user's state from one event to the
-next exactly as the tracking service does: matched progress is merged over the stored state,
-new DISTINCT keys are remembered and awarded achievements become held.
+Every scenario is replayed through `fold`, a thin wrapper of `engine.fold` (the write path's
+own fold of a batch): it carries the stored state from one replay to the next as the store
+does — changed progress over the stored state, new DISTINCT keys remembered, awarded levels
+held and revoked ones not.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from accolade_server.domain.model import Achievement, Aggregate, Holding, Rule, Tier
+from accolade_server.domain.model import (
+    Achievement,
+    Aggregate,
+    AwardKind,
+    AwardSource,
+    Holding,
+    Rule,
+    Tier,
+)
+from accolade_server.domain.state import Event, ProgressState, Snapshot
 from accolade_server.rules.engine import (
     AwardDecision,
     ConditionError,
-    Event,
+    FoldStep,
     Match,
     Outcome,
-    ProgressState,
     RuleSet,
+    Tracked,
     UserState,
     apply,
     distinct_key,
     match,
     utc_day,
 )
+from accolade_server.rules.engine import Grant as EngineGrant
+from accolade_server.rules.engine import Revoke as EngineRevoke
+from accolade_server.rules.engine import fold as engine_fold
 from accolade_server.rules.progress import Status, view, visible
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -61,23 +74,44 @@ def event(
 
 @dataclass(frozen=True)
 class Grant:
-    """A manual grant of `achievement_id`, re-checking what requires it (like `ledger.cascade`)."""
+    """A manual grant of `achievement_id` (its first level unless `tier` says otherwise)."""
 
     achievement_id: str
+    tier: str = ""
 
 
-NOBODY = UserState(progress={}, held=frozenset())
+@dataclass(frozen=True)
+class Revoke:
+    """A manual revocation (of the highest tier held, unless `tier` or `all_tiers` say)."""
+
+    achievement_id: str
+    tier: str | None = None
+    all_tiers: bool = False
+
+
+USER = "user-1"
 
 
 @dataclass(frozen=True)
 class Replayed:
     """A user's state after a replay, and what happened on the way."""
 
-    state: UserState
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    #: What the rule awarded (grants and revocations are in `manual`).
     awards: tuple[AwardDecision, ...] = ()
+    manual: tuple[AwardDecision, ...] = ()
     errors: tuple[ConditionError, ...] = ()
-    #: The awards decided at each step of the last `fold`, one entry per event or grant.
+    #: The rule's awards at each step of the last `fold`, one entry per event or grant.
     steps: tuple[tuple[AwardDecision, ...], ...] = ()
+
+    @property
+    def state(self) -> UserState:
+        snap = self.snapshot
+        return UserState(
+            progress={aid: st for (_, aid), st in snap.progress.items()},
+            held=frozenset(h.achievement_id for hs in snap.holdings.values() for h in hs),
+            distinct_seen=frozenset((a, h) for _, a, h in snap.distinct),
+        )
 
     def progress(self, aid: str) -> ProgressState:
         return self.state.progress.get(aid, ProgressState())
@@ -89,45 +123,61 @@ class Replayed:
         return [a.tier for a in self.awards if a.achievement_id == aid]
 
     def holdings(self, aid: str) -> list[Holding]:
-        return [
-            Holding(a.achievement_id, a.tier, i, a.points, T0)
-            for i, a in enumerate(self.awards)
-            if a.achievement_id == aid
-        ]
+        return [h for hs in self.snapshot.holdings.values() for h in hs if h.achievement_id == aid]
+
+    def held_tiers(self, aid: str) -> list[str]:
+        return [h.tier for h in self.holdings(aid)]
+
+
+def _step(rules: RuleSet, item: Event | Grant | Revoke) -> FoldStep:
+    if isinstance(item, Event):
+        return Tracked(item, match(item, rules))
+    levels = rules.by_id[item.achievement_id].levels
+    if isinstance(item, Grant):
+        index = [level.name for level in levels].index(item.tier or levels[0].name)
+        return EngineGrant(USER, item.achievement_id, levels, index)
+    return EngineRevoke(USER, item.achievement_id, levels, item.tier, item.all_tiers)
 
 
 def fold(
     rules: RuleSet,
-    steps: Iterable[Event | Grant],
+    steps: Iterable[Event | Grant | Revoke],
     *,
     start: Replayed | None = None,
     awards_enabled: bool = True,
 ) -> Replayed:
-    """Replay events (and manual grants) through match/apply, carrying the user's state."""
-    prior = start or Replayed(NOBODY)
-    state = prior.state
-    awards: list[AwardDecision] = []
-    errors: list[ConditionError] = []
-    per_step: list[tuple[AwardDecision, ...]] = []
-    for item in steps:
-        if isinstance(item, Grant):
-            state = UserState(
-                state.progress, state.held | {item.achievement_id}, state.distinct_seen
-            )
-            matched, also = Match(()), [item.achievement_id]
-        else:
-            matched, also = match(item, rules), []
-            errors.extend(matched.errors)
-        out = apply(matched, state, rules, awards_enabled=awards_enabled, also=also)
-        state = UserState(
-            progress={**state.progress, **out.progress},
-            held=state.held | {a.achievement_id for a in out.awards},
-            distinct_seen=state.distinct_seen | set(out.distinct_new),
-        )
-        awards.extend(out.awards)
-        per_step.append(out.awards)
+    """Replay events, grants and revocations through `engine.fold`, the write path's fold,
+    carrying the stored state from one replay to the next as the store would."""
+    prior = start or Replayed()
+    items = [_step(rules, item) for item in steps]
+    folded = engine_fold(items, prior.snapshot, rules, now=T0, awards_enabled=awards_enabled)
+    snap = prior.snapshot
+    holdings = {u: list(hs) for u, hs in snap.holdings.items()}
+    cursor = sum(len(hs) for hs in holdings.values())
+    for step in folded.steps:
+        mine = holdings.setdefault(step.user_id, [])
+        for d in step.decisions:
+            if d.kind is AwardKind.REVOCATION:
+                mine[:] = [
+                    h for h in mine if (h.achievement_id, h.tier) != (d.achievement_id, d.tier)
+                ]
+            else:
+                cursor += 1
+                mine.append(Holding(d.achievement_id, d.tier, cursor, d.points, T0))
+    after = Snapshot(
+        progress={**snap.progress, **folded.progress},
+        holdings=holdings,
+        distinct=snap.distinct | set(folded.distinct_new),
+    )
+    rule = [tuple(d for d in s.decisions if d.source is AwardSource.RULE) for s in folded.steps]
+    manual = [d for s in folded.steps for d in s.decisions if d.source is AwardSource.MANUAL]
+    errors = [e for item in items if isinstance(item, Tracked) for e in item.match.errors]
     return Replayed(
-        state, prior.awards + tuple(awards), prior.errors + tuple(errors), tuple(per_step)
+        after,
+        prior.awards + tuple(d for step in rule for d in step),
+        prior.manual + tuple(manual),
+        prior.errors + tuple(errors),
+        tuple(rule),
     )
 
 
@@ -451,9 +501,57 @@ def test_revoked_award_is_not_earned_again_by_the_rule() -> None:
     rules = RuleSet([achievement("buyer", "purchase", target=2, tiers=TIERS)])
     earned = fold(rules, [event(), event()])
     assert earned.tiers("buyer") == ["bronze"]
-    revoked = Replayed(UserState(earned.state.progress, earned.state.held - {"buyer"}, frozenset()))
+    revoked = fold(rules, [Revoke("buyer")], start=earned)
+    assert revoked.held_tiers("buyer") == []
     later = fold(rules, [event(), event()], start=revoked)
-    assert later.tiers("buyer") == ["silver"]
+    assert later.tiers("buyer") == ["bronze", "silver"]  # bronze before the revocation
+    assert later.held_tiers("buyer") == ["silver"]
+
+
+def test_granting_a_tier_decides_the_lower_tiers_so_the_rule_never_awards_them() -> None:
+    rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
+    granted = fold(rules, [Grant("buyer", "silver")])
+    assert ids(granted.manual) == [("buyer", "silver")]
+    assert granted.progress("buyer").level == 2
+    later = fold(rules, [event() for _ in range(6)], start=granted)
+    assert ids(later.awards) == [("buyer", "gold")]
+
+
+def test_the_rule_never_awards_a_tier_below_one_held() -> None:
+    # A grant recorded before grants decided lower tiers: gold held, level still 0.
+    rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
+    legacy = Replayed(Snapshot(holdings={USER: [Holding("buyer", "gold", 1, 0, T0)]}))
+    later = fold(rules, [event() for _ in range(6)], start=legacy)
+    assert later.awards == ()
+    assert later.progress("buyer").level == 3
+
+
+def test_revoking_without_a_tier_revokes_the_highest_tier_only() -> None:
+    rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
+    earned = fold(rules, [event() for _ in range(6)])
+    revoked = fold(rules, [Revoke("buyer")], start=earned)
+    assert [(d.tier, d.kind) for d in revoked.manual] == [("gold", AwardKind.REVOCATION)]
+    assert revoked.held_tiers("buyer") == ["bronze", "silver"]
+
+
+def test_revoking_a_tier_revokes_the_higher_tiers_held_too_and_all_tiers_every_tier() -> None:
+    rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
+    earned = fold(rules, [event() for _ in range(6)])
+    from_silver = fold(rules, [Revoke("buyer", "silver")], start=earned)
+    assert [d.tier for d in from_silver.manual] == ["silver", "gold"]
+    assert from_silver.held_tiers("buyer") == ["bronze"]
+    every = fold(rules, [Revoke("buyer", all_tiers=True)], start=earned)
+    assert [d.tier for d in every.manual] == ["bronze", "silver", "gold"]
+    assert [d.points for d in every.manual] == [-0, -0, -0]
+    assert fold(rules, [Revoke("buyer", all_tiers=True)], start=every).manual == every.manual
+
+
+def test_a_revoked_tier_is_decided_so_the_rule_does_not_award_it_again() -> None:
+    rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
+    # Granted gold (level 3), then revoked: no tier is left for the rule to award.
+    revoked = fold(rules, [Grant("buyer", "gold"), Revoke("buyer")])
+    assert revoked.progress("buyer").level == 3
+    assert fold(rules, [event() for _ in range(9)], start=revoked).awards == ()
 
 
 # -- prerequisites and meta-achievements ----------------------------------------------------

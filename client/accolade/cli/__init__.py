@@ -156,6 +156,22 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         sub.add_argument("--reason", help="recorded in the award log")
         sub.add_argument("--actor", help="who did it (recorded in the award log)")
         sub.set_defaults(func=verbs.grant_or_revoke)
+        if name == "revoke":
+            sub.add_argument(
+                "--all-tiers",
+                action="store_true",
+                help="revoke every tier held (default: the highest; with --tier: it and above)",
+            )
+
+    users = verbs_.add_parser("users", help="users' data")
+    users_verbs = users.add_subparsers(dest="users_verb", required=True, metavar="ACTION")
+    delete_user = users_verbs.add_parser(
+        "delete",
+        parents=[common],
+        help="erase everything stored of a user (events, progress, awards, points)",
+    )
+    delete_user.add_argument("user")
+    delete_user.set_defaults(func=verbs.users_delete)
 
     rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")

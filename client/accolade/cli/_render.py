@@ -47,6 +47,7 @@ STATUS = {
     types_pb2.PROGRESS_STATUS_LOCKED: "locked",
     types_pb2.PROGRESS_STATUS_IN_PROGRESS: "in progress",
     types_pb2.PROGRESS_STATUS_UNLOCKED: "unlocked",
+    types_pb2.PROGRESS_STATUS_CLOSED: "closed",
 }
 
 
@@ -89,6 +90,8 @@ def award_name(award: types_pb2.Award) -> str:
 
 def award_line(award: types_pb2.Award) -> str:
     when = award.award_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    if award.kind == types_pb2.AWARD_KIND_ERASURE:
+        return f"{award.cursor:>8}  {when}  {award.user_id}  erased"
     verb = "revoked" if award.revoked else "awarded"
     points = f" +{award.points} points" if award.points and not award.revoked else ""
     return f"{award.cursor:>8}  {when}  {award.user_id}  {verb} {award_name(award)}{points}"

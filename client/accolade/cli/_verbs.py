@@ -169,14 +169,24 @@ def watch(args: argparse.Namespace) -> int:
 def grant_or_revoke(args: argparse.Namespace) -> int:
     """`grant` and `revoke` (by `args.verb`)."""
     with client(args) as c:
-        call = c.grant if args.verb == "grant" else c.revoke
-        result = call(
-            args.user,
-            args.achievement,
-            tier=args.tier or "",
-            reason=args.reason or "",
-            actor=args.actor or "",
-        )
+        result: admin_pb2.GrantAwardResponse | admin_pb2.RevokeAwardResponse
+        if args.verb == "grant":
+            result = c.grant(
+                args.user,
+                args.achievement,
+                tier=args.tier or "",
+                reason=args.reason or "",
+                actor=args.actor or "",
+            )
+        else:
+            result = c.revoke(
+                args.user,
+                args.achievement,
+                tier=args.tier or "",
+                all_tiers=args.all_tiers,
+                reason=args.reason or "",
+                actor=args.actor or "",
+            )
     if args.json:
         render.print_json(result)
     elif isinstance(result, admin_pb2.GrantAwardResponse):
@@ -189,7 +199,20 @@ def grant_or_revoke(args: argparse.Namespace) -> int:
     elif not result.revocations:
         print(f"{args.user} did not hold {args.achievement}; nothing changed")
     else:
-        print(f"revoked {args.achievement} from {args.user}")
+        tiers = ", ".join(r.tier for r in result.revocations if r.tier)
+        print(f"revoked {args.achievement}{f' ({tiers})' if tiers else ''} from {args.user}")
+    return 0
+
+
+def users_delete(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        erasure = c.delete_user_data(args.user)
+    if args.json:
+        render.print_json(erasure or types_pb2.Award())
+    elif erasure is None:
+        print(f"nothing stored of {args.user}; nothing changed")
+    else:
+        print(f"erased every record of {args.user} (erasure entry at cursor {erasure.cursor})")
     return 0
 
 

@@ -605,12 +605,17 @@ class RevokeAwardRequest(_message.Message):
     TIER_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    ALL_TIERS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     achievement_id: _builtins.str
     tier: _builtins.str
-    """Tier to revoke, for tiered achievements (empty: every tier held)."""
+    """Tier to revoke, with every higher tier held. Empty: the highest tier held
+    only (unless `all_tiers`).
+    """
     reason: _builtins.str
     actor: _builtins.str
+    all_tiers: _builtins.bool
+    """Revoke every tier held. INVALID_ARGUMENT together with `tier`."""
     def __init__(
         self,
         *,
@@ -619,10 +624,11 @@ class RevokeAwardRequest(_message.Message):
         tier: _builtins.str = ...,
         reason: _builtins.str = ...,
         actor: _builtins.str = ...,
+        all_tiers: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "reason", b"reason", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "all_tiers", b"all_tiers", "reason", b"reason", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -844,3 +850,47 @@ class ListEventTypesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEventTypesResponse: _TypeAlias = ListEventTypesResponse  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user to erase."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataRequest: _TypeAlias = DeleteUserDataRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def erasure(self) -> _types_pb2.Award:
+        """The erasure entry appended to the award log; unset when nothing of the user
+        was stored (nothing changed).
+        """
+
+    def __init__(
+        self,
+        *,
+        erasure: _types_pb2.Award | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["erasure", b"erasure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasure", b"erasure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataResponse: _TypeAlias = DeleteUserDataResponse  # noqa: Y015

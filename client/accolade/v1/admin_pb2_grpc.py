@@ -91,6 +91,11 @@ class AchievementAdminStub:
                 request_serializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.DeleteUserData = channel.unary_unary(
+                '/accolade.v1.AchievementAdmin/DeleteUserData',
+                request_serializer=accolade_dot_v1_dot_admin__pb2.DeleteUserDataRequest.SerializeToString,
+                response_deserializer=accolade_dot_v1_dot_admin__pb2.DeleteUserDataResponse.FromString,
+                _registered_method=True)
 
 
 class AchievementAdminServicer:
@@ -149,7 +154,10 @@ class AchievementAdminServicer:
 
     def GrantAward(self, request, context):
         """Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-        granting what the user holds returns the existing award.
+        granting what the user holds returns the existing award. Granting a tier
+        decides every lower tier: the rule never awards or notifies them afterwards
+        (they are not held and earn no points). What the grant completes
+        (dependents, meta-achievements) is awarded by the rule in the same call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,7 +165,10 @@ class AchievementAdminServicer:
 
     def RevokeAward(self, request, context):
         """Revoke an award: its points are removed and a revocation is appended to
-        the award log. Idempotent: revoking what the user does not hold changes nothing.
+        the award log. Without a tier, the highest tier held is revoked; with a
+        tier, that tier and every higher tier held; with `all_tiers`, every tier.
+        The rule never awards a revoked tier again (GrantAward can). Idempotent:
+        revoking what the user does not hold changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +193,18 @@ class AchievementAdminServicer:
 
     def ListEventTypes(self, request, context):
         """Every event type seen or declared, in name order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUserData(self, request, context):
+        """Erase everything stored of a user, in one transaction: events, progress
+        (including DISTINCT values and streaks), holdings, points and every award
+        log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+        with the user id, so stream consumers and webhook receivers can erase what
+        they keep. Idempotent: erasing a user of whom nothing is stored changes
+        nothing (and an earlier erasure entry stays the only one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +267,11 @@ def add_AchievementAdminServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
                     response_serializer=accolade_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'DeleteUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserData,
+                    request_deserializer=accolade_dot_v1_dot_admin__pb2.DeleteUserDataRequest.FromString,
+                    response_serializer=accolade_dot_v1_dot_admin__pb2.DeleteUserDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -545,6 +573,33 @@ class AchievementAdmin:
             '/accolade.v1.AchievementAdmin/ListEventTypes',
             accolade_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
             accolade_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accolade.v1.AchievementAdmin/DeleteUserData',
+            accolade_dot_v1_dot_admin__pb2.DeleteUserDataRequest.SerializeToString,
+            accolade_dot_v1_dot_admin__pb2.DeleteUserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

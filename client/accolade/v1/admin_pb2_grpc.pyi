@@ -58,11 +58,17 @@ class AchievementAdminStub:
     """
     GrantAward: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GrantAwardRequest, _admin_pb2.GrantAwardResponse]
     """Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-    granting what the user holds returns the existing award.
+    granting what the user holds returns the existing award. Granting a tier
+    decides every lower tier: the rule never awards or notifies them afterwards
+    (they are not held and earn no points). What the grant completes
+    (dependents, meta-achievements) is awarded by the rule in the same call.
     """
     RevokeAward: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeAwardRequest, _admin_pb2.RevokeAwardResponse]
     """Revoke an award: its points are removed and a revocation is appended to
-    the award log. Idempotent: revoking what the user does not hold changes nothing.
+    the award log. Without a tier, the highest tier held is revoked; with a
+    tier, that tier and every higher tier held; with `all_tiers`, every tier.
+    The rule never awards a revoked tier again (GrantAward can). Idempotent:
+    revoking what the user does not hold changes nothing.
     """
     DeclareEventType: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeclareEventTypeRequest, _admin_pb2.DeclareEventTypeResponse]
     """Declare the properties (paths and JSON types) events of a type carry, so
@@ -75,6 +81,14 @@ class AchievementAdminStub:
     """
     ListEventTypes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]
     """Every event type seen or declared, in name order, a page at a time."""
+    DeleteUserData: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteUserDataRequest, _admin_pb2.DeleteUserDataResponse]
+    """Erase everything stored of a user, in one transaction: events, progress
+    (including DISTINCT values and streaks), holdings, points and every award
+    log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+    with the user id, so stream consumers and webhook receivers can erase what
+    they keep. Idempotent: erasing a user of whom nothing is stored changes
+    nothing (and an earlier erasure entry stays the only one).
+    """
 
 @_typing.type_check_only
 class AchievementAdminAsyncStub(AchievementAdminStub):
@@ -106,11 +120,17 @@ class AchievementAdminAsyncStub(AchievementAdminStub):
     """
     GrantAward: _aio.UnaryUnaryMultiCallable[_admin_pb2.GrantAwardRequest, _admin_pb2.GrantAwardResponse]  # type: ignore[assignment]
     """Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-    granting what the user holds returns the existing award.
+    granting what the user holds returns the existing award. Granting a tier
+    decides every lower tier: the rule never awards or notifies them afterwards
+    (they are not held and earn no points). What the grant completes
+    (dependents, meta-achievements) is awarded by the rule in the same call.
     """
     RevokeAward: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeAwardRequest, _admin_pb2.RevokeAwardResponse]  # type: ignore[assignment]
     """Revoke an award: its points are removed and a revocation is appended to
-    the award log. Idempotent: revoking what the user does not hold changes nothing.
+    the award log. Without a tier, the highest tier held is revoked; with a
+    tier, that tier and every higher tier held; with `all_tiers`, every tier.
+    The rule never awards a revoked tier again (GrantAward can). Idempotent:
+    revoking what the user does not hold changes nothing.
     """
     DeclareEventType: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeclareEventTypeRequest, _admin_pb2.DeclareEventTypeResponse]  # type: ignore[assignment]
     """Declare the properties (paths and JSON types) events of a type carry, so
@@ -123,6 +143,14 @@ class AchievementAdminAsyncStub(AchievementAdminStub):
     """
     ListEventTypes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]  # type: ignore[assignment]
     """Every event type seen or declared, in name order, a page at a time."""
+    DeleteUserData: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteUserDataRequest, _admin_pb2.DeleteUserDataResponse]  # type: ignore[assignment]
+    """Erase everything stored of a user, in one transaction: events, progress
+    (including DISTINCT values and streaks), holdings, points and every award
+    log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+    with the user id, so stream consumers and webhook receivers can erase what
+    they keep. Idempotent: erasing a user of whom nothing is stored changes
+    nothing (and an earlier erasure entry stays the only one).
+    """
 
 class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
     """Manage achievement definitions and manual awards. Changes take effect
@@ -193,7 +221,10 @@ class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GrantAwardResponse, _abc.Awaitable[_admin_pb2.GrantAwardResponse]]:
         """Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-        granting what the user holds returns the existing award.
+        granting what the user holds returns the existing award. Granting a tier
+        decides every lower tier: the rule never awards or notifies them afterwards
+        (they are not held and earn no points). What the grant completes
+        (dependents, meta-achievements) is awarded by the rule in the same call.
         """
 
     @_abc_1.abstractmethod
@@ -203,7 +234,10 @@ class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RevokeAwardResponse, _abc.Awaitable[_admin_pb2.RevokeAwardResponse]]:
         """Revoke an award: its points are removed and a revocation is appended to
-        the award log. Idempotent: revoking what the user does not hold changes nothing.
+        the award log. Without a tier, the highest tier held is revoked; with a
+        tier, that tier and every higher tier held; with `all_tiers`, every tier.
+        The rule never awards a revoked tier again (GrantAward can). Idempotent:
+        revoking what the user does not hold changes nothing.
         """
 
     @_abc_1.abstractmethod
@@ -234,5 +268,19 @@ class AchievementAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListEventTypesResponse, _abc.Awaitable[_admin_pb2.ListEventTypesResponse]]:
         """Every event type seen or declared, in name order, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def DeleteUserData(
+        self,
+        request: _admin_pb2.DeleteUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeleteUserDataResponse, _abc.Awaitable[_admin_pb2.DeleteUserDataResponse]]:
+        """Erase everything stored of a user, in one transaction: events, progress
+        (including DISTINCT values and streaks), holdings, points and every award
+        log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+        with the user id, so stream consumers and webhook receivers can erase what
+        they keep. Idempotent: erasing a user of whom nothing is stored changes
+        nothing (and an earlier erasure entry stays the only one).
+        """
 
 def add_AchievementAdminServicer_to_server(servicer: AchievementAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

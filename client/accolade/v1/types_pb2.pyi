@@ -73,6 +73,13 @@ class _ProgressStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Progre
     """Unlocked for progress, not yet (fully) earned."""
     PROGRESS_STATUS_UNLOCKED: _ProgressStatus.ValueType  # 3
     """Earned (for tiered achievements: the first tier or more is earned)."""
+    PROGRESS_STATUS_CLOSED: _ProgressStatus.ValueType  # 4
+    """The rule awards nothing more here, yet the user does not hold every level:
+    a level was revoked (the rule never awards a revoked level again), or was
+    reached while awards were turned off. Only GrantAward can award it now.
+    `tier` still names the highest tier held; `target` and `percent` refer to
+    the first level not held.
+    """
 
 class ProgressStatus(_ProgressStatus, metaclass=_ProgressStatusEnumTypeWrapper):
     """Where a user stands on one achievement."""
@@ -84,6 +91,13 @@ PROGRESS_STATUS_IN_PROGRESS: ProgressStatus.ValueType  # 2
 """Unlocked for progress, not yet (fully) earned."""
 PROGRESS_STATUS_UNLOCKED: ProgressStatus.ValueType  # 3
 """Earned (for tiered achievements: the first tier or more is earned)."""
+PROGRESS_STATUS_CLOSED: ProgressStatus.ValueType  # 4
+"""The rule awards nothing more here, yet the user does not hold every level:
+a level was revoked (the rule never awards a revoked level again), or was
+reached while awards were turned off. Only GrantAward can award it now.
+`tier` still names the highest tier held; `target` and `percent` refer to
+the first level not held.
+"""
 Global___ProgressStatus: _TypeAlias = ProgressStatus  # noqa: Y015
 
 class _AwardSource:
@@ -107,6 +121,42 @@ AWARD_SOURCE_RULE: AwardSource.ValueType  # 1
 AWARD_SOURCE_MANUAL: AwardSource.ValueType  # 2
 """Granted or revoked by an administrator."""
 Global___AwardSource: _TypeAlias = AwardSource  # noqa: Y015
+
+class _AwardKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AwardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AwardKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AWARD_KIND_UNSPECIFIED: _AwardKind.ValueType  # 0
+    AWARD_KIND_AWARD: _AwardKind.ValueType  # 1
+    """A level (tier) was awarded: by a rule, or granted by hand."""
+    AWARD_KIND_REVOCATION: _AwardKind.ValueType  # 2
+    """An earlier award was revoked (`revoked` is true as well)."""
+    AWARD_KIND_ERASURE: _AwardKind.ValueType  # 3
+    """Everything stored of `user_id` was erased (DeleteUserData): its events,
+    progress, holdings, points and every earlier log entry. The entry carries
+    only `cursor`, `user_id`, `award_time` and `source` (manual); consumers
+    should erase what they keep of the user. It passes achievement and source
+    filters of WatchAwards; only a user filter applies.
+    """
+
+class AwardKind(_AwardKind, metaclass=_AwardKindEnumTypeWrapper):
+    """What an award-log entry records."""
+
+AWARD_KIND_UNSPECIFIED: AwardKind.ValueType  # 0
+AWARD_KIND_AWARD: AwardKind.ValueType  # 1
+"""A level (tier) was awarded: by a rule, or granted by hand."""
+AWARD_KIND_REVOCATION: AwardKind.ValueType  # 2
+"""An earlier award was revoked (`revoked` is true as well)."""
+AWARD_KIND_ERASURE: AwardKind.ValueType  # 3
+"""Everything stored of `user_id` was erased (DeleteUserData): its events,
+progress, holdings, points and every earlier log entry. The entry carries
+only `cursor`, `user_id`, `award_time` and `source` (manual); consumers
+should erase what they keep of the user. It passes achievement and source
+filters of WatchAwards; only a user filter applies.
+"""
+Global___AwardKind: _TypeAlias = AwardKind  # noqa: Y015
 
 @_typing.final
 class Rule(_message.Message):
@@ -377,8 +427,10 @@ class Progress(_message.Message):
     the number of its prerequisites earned.
     """
     target: _builtins.float
-    """The threshold of the next level to earn, or of the last level once every
-    level is earned. For a meta-achievement, the number of prerequisites.
+    """The threshold of the next level the rule can still award (levels below a
+    granted or revoked tier are not awarded by the rule), or of the last level
+    once every level is earned. For a meta-achievement, the number of
+    prerequisites.
     """
     percent: _builtins.float
     """`current` as a percent of `target` (from 0, not from `previous_threshold`),
@@ -470,8 +522,8 @@ Global___Progress: _TypeAlias = Progress  # noqa: Y015
 
 @_typing.final
 class Award(_message.Message):
-    """An entry of the append-only award log: an award, or (revoked = true) the
-    revocation of an earlier award.
+    """An entry of the append-only award log: an award, the revocation of an earlier
+    award, or the erasure of a user (see `kind`).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -492,6 +544,7 @@ class Award(_message.Message):
     ICON_URL_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
     HIDDEN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the award log; strictly increasing in commit order. Resume a
     stream from it.
@@ -521,6 +574,10 @@ class Award(_message.Message):
     category: _builtins.str
     hidden: _builtins.bool
     """True for a hidden achievement."""
+    kind: Global___AwardKind.ValueType
+    """What the entry records. Entries written before kinds existed read as
+    awards or revocations, as `revoked` says.
+    """
     @_builtins.property
     def award_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -542,10 +599,11 @@ class Award(_message.Message):
         icon_url: _builtins.str = ...,
         category: _builtins.str = ...,
         hidden: _builtins.bool = ...,
+        kind: Global___AwardKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["award_time", b"award_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "points", b"points", "reason", b"reason", "revoked", b"revoked", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "points", b"points", "reason", b"reason", "revoked", b"revoked", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

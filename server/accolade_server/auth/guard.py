@@ -44,6 +44,7 @@ METHOD_SCOPES = {
     "/accolade.v1.AchievementAdmin/DeclareEventType": "admin",
     "/accolade.v1.AchievementAdmin/GetEventType": "admin",
     "/accolade.v1.AchievementAdmin/ListEventTypes": "admin",
+    "/accolade.v1.AchievementAdmin/DeleteUserData": "admin",
 }
 
 

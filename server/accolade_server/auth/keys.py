@@ -8,12 +8,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.store.db import utc
 from accolade_server.store.repository import Repository
-from accolade_server.store.tables import api_keys
 
 SCOPES = ("track", "read", "admin")
 THIRD_PARTY_SCOPES = frozenset({"track", "read"})
@@ -71,34 +68,27 @@ async def create(
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    await repo.conn.execute(
-        sa.insert(api_keys).values(
-            id=key_id,
-            name=name,
-            secret_hash=hash_secret(secret),
-            scopes=sorted(allowed),
-            third_party=third_party,
-            create_time=now,
-        )
+    await repo.insert_api_key(
+        {
+            "id": key_id,
+            "name": name,
+            "secret_hash": hash_secret(secret),
+            "scopes": sorted(allowed),
+            "third_party": third_party,
+            "create_time": now,
+        }
     )
     await notify_changed(repo)
     return ApiKey(key_id, name, allowed, third_party, now, None), f"{PREFIX}_{key_id}_{secret}"
 
 
 async def revoke(repo: Repository, key_id: str) -> bool:
-    result = await repo.conn.execute(
-        sa.update(api_keys)
-        .where(api_keys.c.id == key_id, api_keys.c.revoke_time.is_(None))
-        .values(revoke_time=datetime.now(UTC))
-    )
+    revoked = await repo.revoke_api_key(key_id, datetime.now(UTC))
     await notify_changed(repo)
-    return bool(result.rowcount)
+    return revoked
 
 
 async def all_keys(repo: Repository, *, active_only: bool) -> list[ApiKey]:
-    query = sa.select(api_keys).order_by(api_keys.c.create_time)
-    if active_only:
-        query = query.where(api_keys.c.revoke_time.is_(None))
     return [
         ApiKey(
             id=row.id,
@@ -109,7 +99,7 @@ async def all_keys(repo: Repository, *, active_only: bool) -> list[ApiKey]:
             revoke_time=utc(row.revoke_time),
             secret_hash=row.secret_hash,
         )
-        for row in await repo.conn.execute(query)
+        for row in await repo.api_key_rows(active_only=active_only)
     ]
 
 

@@ -123,9 +123,18 @@ class AwardSource(enum.StrEnum):
     MANUAL = "manual"
 
 
+class AwardKind(enum.StrEnum):
+    """What an award-log entry records."""
+
+    AWARD = "award"
+    REVOCATION = "revocation"
+    #: Every other entry of the user was erased (DeleteUserData); no achievement, no points.
+    ERASURE = "erasure"
+
+
 @dataclass(frozen=True, slots=True)
 class AwardRecord:
-    """An entry of the award log: an award, or (revoked=True) a revocation."""
+    """An entry of the award log: an award, a revocation, or the erasure of a user."""
 
     cursor: int
     user_id: str
@@ -134,10 +143,14 @@ class AwardRecord:
     points: int
     source: AwardSource
     award_time: datetime
-    revoked: bool = False
+    kind: AwardKind = AwardKind.AWARD
     reason: str = ""
     actor: str = ""
     event_id: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.kind is AwardKind.REVOCATION
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from accolade_server.domain.model import AwardRecord, AwardSource
+from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource
 from accolade_server.notify.tasks import cancel_and_wait
 
 log = structlog.get_logger("accolade.broker")
@@ -38,9 +38,11 @@ class AwardFilter:
     source: AwardSource | None = None
 
     def matches(self, r: AwardRecord) -> bool:
-        return (
-            (not self.user_ids or r.user_id in self.user_ids)
-            and (not self.achievement_ids or r.achievement_id in self.achievement_ids)
+        """An erasure names no achievement: only the user filter applies to it."""
+        if self.user_ids and r.user_id not in self.user_ids:
+            return False
+        return r.kind is AwardKind.ERASURE or (
+            (not self.achievement_ids or r.achievement_id in self.achievement_ids)
             and (self.source is None or r.source is self.source)
         )
 

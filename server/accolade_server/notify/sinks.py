@@ -15,7 +15,13 @@ import structlog
 
 from accolade.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from accolade_server.config import DEFAULT_EMAIL, Settings
-from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Presentation
+from accolade_server.domain.model import (
+    Achievement,
+    AwardKind,
+    AwardRecord,
+    AwardSource,
+    Presentation,
+)
 from accolade_server.notify.broker import AwardFilter
 
 log = structlog.get_logger("accolade.sinks")
@@ -35,7 +41,20 @@ class Sink(Protocol):
 
 
 def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[str, Any]:
-    """The JSON document a webhook receives."""
+    """The JSON document a webhook receives. An erasure (`user.erased`) carries the cursor,
+    the user id and the time only; the receiver should erase what it keeps of the user."""
+    if record.kind is AwardKind.ERASURE:
+        return {
+            "id": str(record.cursor),
+            "type": "user.erased",
+            "award": {
+                "cursor": record.cursor,
+                "user_id": record.user_id,
+                "kind": record.kind.value,
+                "award_time": record.award_time.isoformat(),
+            },
+            "achievement": None,
+        }
     return {
         "id": str(record.cursor),
         "type": "award.revoked" if record.revoked else "award.granted",
@@ -51,6 +70,7 @@ def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[
             "event_id": record.event_id,
             "award_time": record.award_time.isoformat(),
             "revoked": record.revoked,
+            "kind": record.kind.value,
         },
         # The same presentation as the `Award` messages of the gRPC API (Presentation.of).
         "achievement": None
@@ -126,7 +146,7 @@ class EmailSink:
         return msg
 
     async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None:
-        if record.revoked:
+        if record.kind is not AwardKind.AWARD:  # no mail for revocations and erasures
             return
         msg = self.message(record, achievement)
         if msg is not None:

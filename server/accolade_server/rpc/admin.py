@@ -124,6 +124,7 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             request.user_id,
             request.achievement_id,
             request.tier,
+            all_tiers=request.all_tiers,
             reason=request.reason,
             actor=request.actor,
         )
@@ -154,3 +155,11 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             event_types=[convert.event_type_to_proto(t) for t in page.items],
             next_page_token=page.next_page_token,
         )
+
+    async def DeleteUserData(
+        self, request: pb.DeleteUserDataRequest, context: Context
+    ) -> pb.DeleteUserDataResponse:
+        erasure = await self.awards.erase_user(request.user_id)
+        if erasure is None:
+            return pb.DeleteUserDataResponse()
+        return pb.DeleteUserDataResponse(erasure=convert.award_to_proto(erasure, None))

@@ -20,6 +20,7 @@ from accolade_server.domain.model import (
     RULE_FIELDS,
     Achievement,
     Aggregate,
+    AwardKind,
     AwardRecord,
     AwardSource,
     DefinitionStatus,
@@ -186,6 +187,12 @@ _STATUS_TO_PROTO = {
     Status.LOCKED: pb.PROGRESS_STATUS_LOCKED,
     Status.IN_PROGRESS: pb.PROGRESS_STATUS_IN_PROGRESS,
     Status.UNLOCKED: pb.PROGRESS_STATUS_UNLOCKED,
+    Status.CLOSED: pb.PROGRESS_STATUS_CLOSED,
+}
+_KIND_TO_PROTO = {
+    AwardKind.AWARD: pb.AWARD_KIND_AWARD,
+    AwardKind.REVOCATION: pb.AWARD_KIND_REVOCATION,
+    AwardKind.ERASURE: pb.AWARD_KIND_ERASURE,
 }
 
 
@@ -210,6 +217,7 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
         icon_url=shown.icon_url,
         category=shown.category,
         hidden=shown.hidden,
+        kind=_KIND_TO_PROTO[r.kind],
     )
 
 
@@ -286,7 +294,7 @@ _POLICY_TO_DOMAIN = {
     apb.PROGRESS_POLICY_KEEP: ProgressPolicy.KEEP,
     apb.PROGRESS_POLICY_RESET: ProgressPolicy.RESET,
 }
-_KIND_TO_PROTO = {
+_CHANGE_KIND_TO_PROTO = {
     Kind.CREATE: apb.AchievementChange.KIND_CREATE,
     Kind.UPDATE: apb.AchievementChange.KIND_UPDATE,
     Kind.UNCHANGED: apb.AchievementChange.KIND_UNCHANGED,
@@ -361,7 +369,7 @@ def apply_result_to_proto(result: ApplyResult) -> apb.ApplyAchievementsResponse:
         changes=[
             apb.AchievementChange(
                 id=c.id,
-                kind=_KIND_TO_PROTO[c.kind],
+                kind=_CHANGE_KIND_TO_PROTO[c.kind],
                 fields=[
                     apb.FieldChange(field=f.field, old_value=f.old, new_value=f.new)
                     for f in c.fields

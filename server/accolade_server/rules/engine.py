@@ -6,8 +6,12 @@ Two steps, both pure:
    window, the CEL condition and the aggregate's field, and returns each achievement's
    contribution. `rules.affected(match)` then names the achievements whose state the caller must
    load (the matched ones and, transitively, the achievements that require them).
-2. `apply(event, matched, state, rules, …)` folds the contributions into the user's state and
+2. `apply(matched, state, rules, …)` folds the contributions into the user's state and
    decides which levels are awarded, cascading through prerequisites and meta-achievements.
+3. `fold(steps, snapshot, rules, …)` runs a whole batch — tracked events, manual grants and
+   revocations, in order — over a snapshot of the stored state, carrying each user's state
+   from one step to the next, and returns the batch's changes and award-log decisions. The
+   write path and the unit tests both use it.
 
 Semantics (documented in README.md):
 - Progress accrues while an achievement is locked by prerequisites; the levels it has reached
@@ -15,7 +19,11 @@ Semantics (documented in README.md):
 - A meta-achievement (no event types, only prerequisites) is earned when all are earned.
 - With awards disabled (`enable_achievements = false`) progress still counts and levels reached
   are consumed without an award, so turning awards back on never awards retroactively.
-- `level` counts the levels the rule has decided; a revoked award is not re-earned by the rule.
+- `level` counts the levels decided: a level is decided once, by the rule or by hand.
+- Tiers: a rule never awards (or notifies) a tier at or below one the user holds; granting a
+  tier decides every lower tier too (they are not awarded later); revoking without a tier
+  revokes the highest tier held, with a tier that tier and every higher one held, or with
+  `all_tiers` every tier. A revoked tier is not awarded again by the rule (only by hand).
 """
 
 from __future__ import annotations
@@ -30,20 +38,15 @@ from typing import Any
 import cel
 
 from accolade_server.domain.errors import InvalidArgument
-from accolade_server.domain.model import Achievement, Aggregate
+from accolade_server.domain.model import Achievement, Aggregate, AwardKind, AwardSource, Holding
+from accolade_server.domain.state import DistinctKey, UserKey
+from accolade_server.domain.state import Event as Event  # re-exported for the engine's callers
+from accolade_server.domain.state import ProgressState as ProgressState
+from accolade_server.domain.state import Snapshot as Snapshot
 from accolade_server.rules.cel import compile_condition
 
 #: Names given to `badge_level_threshold` levels; further levels are called level-4, level-5, …
 LEVEL_NAMES = ("bronze", "silver", "gold", "platinum", "diamond")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    event_id: str
-    user_id: str
-    type: str
-    properties: Mapping[str, Any]
-    occurred_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +71,6 @@ class Compiled:
     @property
     def is_meta(self) -> bool:
         return not self.achievement.rule.event_types
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressState:
-    """A user's stored aggregate state for one achievement."""
-
-    value: float = 0.0
-    level: int = 0
-    streak_day: int | None = None
-    streak_current: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +104,14 @@ class UserState:
 
 @dataclass(frozen=True, slots=True)
 class AwardDecision:
+    """An award-log entry decided, before its cursor is known."""
+
     achievement_id: str
-    level_index: int
+    level_index: int  # -1 for a held tier the definition no longer names
     tier: str
-    points: int
+    points: int  # negative for a revocation
+    source: AwardSource = AwardSource.RULE
+    kind: AwardKind = AwardKind.AWARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,3 +441,202 @@ def _levels_reached(compiled: Compiled, st: ProgressState) -> int:
         return 1
     value = st.value
     return sum(value >= level.threshold for level in compiled.levels)
+
+
+# -- a whole batch ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """A tracked event with what it matched (see `match`)."""
+
+    event: Event
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A manual grant of `levels[index]` (the achievement may be disabled, so its levels
+    come with the step)."""
+
+    user_id: str
+    achievement_id: str
+    levels: tuple[Level, ...]
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """A manual revocation: of the highest tier held (`tier` None), of `tier` and every higher
+    tier held, or of every tier held (`all_tiers`)."""
+
+    user_id: str
+    achievement_id: str
+    levels: tuple[Level, ...]  # empty when the achievement no longer exists
+    tier: str | None = None
+    all_tiers: bool = False
+
+
+FoldStep = Tracked | Grant | Revoke
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What one step decided, and the user's state right after it (for progress views)."""
+
+    user_id: str
+    decisions: tuple[AwardDecision, ...]
+    #: Achievements whose progress or holdings the step changed, and their states.
+    changed: tuple[str, ...]
+    states: Mapping[str, ProgressState]
+    holdings: tuple[Holding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    steps: tuple[StepOutcome, ...]  # one per step, in order
+    #: The final state of every (user, achievement) whose state changed.
+    progress: dict[UserKey, ProgressState]
+    #: DISTINCT values to record.
+    distinct_new: tuple[DistinctKey, ...]
+
+
+def _index(levels: Sequence[Level], tier: str) -> int:
+    for i, level in enumerate(levels):
+        if level.name == tier:
+            return i
+    return -1
+
+
+def _top_held(levels: Sequence[Level], holdings: Iterable[Holding], aid: str) -> int:
+    """1 + the index of the highest tier of `aid` held (0 when none is)."""
+    return 1 + max(
+        (_index(levels, h.tier) for h in holdings if h.achievement_id == aid), default=-1
+    )
+
+
+def fold(
+    steps: Sequence[FoldStep],
+    snapshot: Snapshot,
+    rules: RuleSet,
+    *,
+    now: datetime,
+    awards_enabled: bool = True,
+) -> Folded:
+    """Run `steps` in order over `snapshot` (not changed) and decide the award-log entries.
+
+    The snapshot must hold the progress of every (user, achievement) the steps affect
+    (`rules.affected`, or `rules.closure` of a granted or revoked achievement), the holdings of
+    their users and the DISTINCT values they carry; missing entries read as empty.
+    """
+    progress = dict(snapshot.progress)
+    holdings = {u: list(hs) for u, hs in snapshot.holdings.items()}
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for u, a, h in snapshot.distinct:
+        seen.setdefault(u, set()).add((a, h))
+    dirty: dict[UserKey, ProgressState] = {}
+    distinct_new: list[DistinctKey] = []
+    outcomes: list[StepOutcome] = []
+
+    def decide(mine: list[Holding], decisions: Iterable[AwardDecision]) -> list[AwardDecision]:
+        """The rule's awards of tiers above those held (the rest were decided before)."""
+        kept = []
+        for d in decisions:
+            if d.level_index >= _top_held(
+                rules.by_id[d.achievement_id].levels, mine, d.achievement_id
+            ):
+                kept.append(d)
+                mine.append(Holding(d.achievement_id, d.tier, 0, d.points, now))
+        return kept
+
+    def cascade(
+        user: str, mine: list[Holding], matched: Match, also: Sequence[str]
+    ) -> tuple[list[AwardDecision], list[str]]:
+        """`apply` for one user; the awards kept and the achievements changed."""
+        ids = rules.affected(matched) | rules.closure(also)
+        state = UserState(
+            progress={aid: progress[(user, aid)] for aid in ids if (user, aid) in progress},
+            held=frozenset(h.achievement_id for h in mine),
+            distinct_seen=frozenset(seen.get(user, ())),
+        )
+        out = apply(matched, state, rules, awards_enabled=awards_enabled, also=also)
+        for aid, st in out.progress.items():
+            progress[(user, aid)] = dirty[(user, aid)] = st
+        if out.distinct_new:
+            mine_seen = seen.setdefault(user, set())
+            for aid, h in out.distinct_new:
+                mine_seen.add((aid, h))
+                distinct_new.append((user, aid, h))
+        kept = decide(mine, out.awards) if out.awards else []
+        return kept, [*out.progress, *(d.achievement_id for d in kept)]
+
+    def raise_level(user: str, aid: str, level: int) -> bool:
+        st = progress.get((user, aid), _EMPTY)
+        if st.level >= level:
+            return False
+        new = ProgressState(st.value, level, st.streak_day, st.streak_current)
+        progress[(user, aid)] = dirty[(user, aid)] = new
+        return True
+
+    for step in steps:
+        kept: list[AwardDecision] = []
+        changed: list[str] = []
+        if isinstance(step, Tracked):
+            user = step.event.user_id
+            mine = holdings.setdefault(user, [])
+            kept, changed = cascade(user, mine, step.match, ())
+        elif isinstance(step, Grant):
+            user, aid = step.user_id, step.achievement_id
+            mine = holdings.setdefault(user, [])
+            level = step.levels[step.index]
+            if not any(h.achievement_id == aid and h.tier == level.name for h in mine):
+                kept.append(
+                    AwardDecision(aid, step.index, level.name, level.points, AwardSource.MANUAL)
+                )
+                mine.append(Holding(aid, level.name, 0, level.points, now))
+                raise_level(user, aid, step.index + 1)
+                more, changed = cascade(user, mine, Match(()), (aid,))
+                kept.extend(more)
+                changed.insert(0, aid)
+        else:
+            user, aid = step.user_id, step.achievement_id
+            mine = holdings.setdefault(user, [])
+            gone = _revoked(step, [h for h in mine if h.achievement_id == aid])
+            for held in gone:
+                index = _index(step.levels, held.tier)
+                kept.append(
+                    AwardDecision(
+                        aid,
+                        index,
+                        held.tier,
+                        -held.points,
+                        AwardSource.MANUAL,
+                        AwardKind.REVOCATION,
+                    )
+                )
+                mine.remove(held)
+            if gone:
+                top = max(_index(step.levels, h.tier) for h in gone)
+                if top >= 0:
+                    raise_level(user, aid, top + 1)
+                changed = [aid]
+        states = {aid: progress[(user, aid)] for aid in changed if (user, aid) in progress}
+        outcomes.append(StepOutcome(user, tuple(kept), tuple(changed), states, tuple(mine)))
+    return Folded(tuple(outcomes), dirty, tuple(distinct_new))
+
+
+def _revoked(step: Revoke, held: list[Holding]) -> list[Holding]:
+    """The holdings a revocation removes, lowest tier first."""
+
+    def rank(h: Holding) -> tuple[int, int]:
+        return _index(step.levels, h.tier), h.award_cursor
+
+    held.sort(key=rank)
+    if step.all_tiers or not held:
+        return held
+    if step.tier is None:
+        return held[-1:]
+    index = _index(step.levels, step.tier)
+    if index < 0:
+        return [h for h in held if h.tier == step.tier]
+    return [h for h in held if _index(step.levels, h.tier) >= index]

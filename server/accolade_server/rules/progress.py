@@ -18,6 +18,9 @@ class Status(enum.StrEnum):
     LOCKED = "locked"
     IN_PROGRESS = "in_progress"
     UNLOCKED = "unlocked"
+    #: The rule awards nothing more, yet not every level is held (revoked, or reached while
+    #: awards were off): only a grant can award the rest.
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +84,25 @@ def view(
     meta = not a.rule.event_types
     total = 1 if meta else len(levels)
     done = earned >= total
+    # The next level the rule can still award: levels below `state.level` are decided.
+    upcoming = max(earned, state.level if state else 0)
+    # Not every level is held, and the rule will award none of the rest (revoked, or
+    # below a granted tier): only a grant can change that.
+    closed = earned < len(levels) <= upcoming
     if meta:  # progress is prerequisites earned
         current = float(sum(1 for p in a.prerequisites if p in held_ids))
         target = final = float(len(a.prerequisites))
         previous = 0.0
+        step = 0
     else:
         current = state.value if state else 0.0
-        step = min(earned, total - 1)
+        step = earned if closed else min(upcoming, total - 1)
         target = levels[step].threshold
         previous = levels[step - 1].threshold if step else 0.0
         final = levels[-1].threshold
-    if held:
+    if closed:
+        status = Status.CLOSED
+    elif held:
         status = Status.UNLOCKED
     elif a.prerequisites and not all(p in held_ids for p in a.prerequisites):
         status = Status.LOCKED
@@ -119,8 +130,8 @@ def view(
         hidden=a.hidden,
         levels_earned=min(earned, total),
         levels_total=total,
-        next_tier="" if done or meta else levels[earned].name,
-        next_threshold=0.0 if done else target,
+        next_tier="" if done or meta or closed else levels[step].name,
+        next_threshold=0.0 if done or closed else target,
         previous_threshold=previous,
         step_percent=100.0 if done else _percent(current - previous, target - previous),
         overall_percent=100.0 if done else _percent(current, final),

@@ -1,4 +1,4 @@
-"""Manual grants and revocations, and listing a user's awards."""
+"""Manual grants and revocations, erasing a user, and listing a user's awards."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from datetime import UTC, datetime
 from accolade_server.config import Settings
 from accolade_server.domain import paging
 from accolade_server.domain.errors import InvalidArgument, NotFound
-from accolade_server.domain.model import AwardRecord, AwardSource
+from accolade_server.domain.model import AwardRecord
+from accolade_server.domain.state import Snapshot
 from accolade_server.domain.validation import check_slug
 from accolade_server.rules import engine
 from accolade_server.service import ledger
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import check_id
 from accolade_server.service.watch import make_filter
+from accolade_server.store.port import Changes, Keys
+from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
 MAX_TEXT = 1000
@@ -56,19 +59,18 @@ class AwardService:
     async def grant(
         self, user_id: str, achievement_id: str, tier: str, *, reason: str, actor: str
     ) -> tuple[AwardRecord, bool]:
-        """Grant a level by hand; returns (award, already_held). Idempotent."""
+        """Grant a level by hand; returns (award, already_held). Idempotent.
+
+        Lower tiers count as decided (the rule never awards them later); what the grant
+        completes (prerequisites of others, meta-achievements) is awarded with it.
+        """
         check_id(user_id, "user_id")
         check_slug(achievement_id, "achievement_id")
         _check_text(reason, actor)
         now = self.clock()
         async with self.uow.transaction() as repo:
             rules = await self.rules.get(repo)
-            a = await repo.get_achievement(achievement_id)
-            if a is None:
-                raise NotFound(f"achievement {achievement_id!r} not found", field="achievement_id")
-            levels = engine.levels_of(
-                a, self.settings.badge_level_threshold, self.settings.points_per_badge
-            )
+            levels = await self._levels(repo, achievement_id, required=True)
             names = [level.name for level in levels]
             chosen = tier or names[0]
             if chosen not in names:
@@ -77,72 +79,41 @@ class AwardService:
                     f"{tier!r} is not a tier of {achievement_id!r}; its tiers: {known}",
                     field="tier",
                 )
-            index = names.index(chosen)
-            await repo.lock_users([user_id], now)
-            holdings = await repo.holdings(user_id)
-            for h in holdings:
-                if (h.achievement_id, h.tier) == (achievement_id, chosen):
-                    existing = await repo.awards_by_cursor([h.award_cursor])
-                    return existing[0], True
-            decision = engine.AwardDecision(achievement_id, index, chosen, levels[index].points)
-            records = await ledger.record_awards(
-                repo,
-                user_id,
-                [decision],
-                holdings,
-                source=AwardSource.MANUAL,
-                now=now,
-                reason=reason,
-                actor=actor,
-            )
-            # Earning this may complete prerequisites of others.
-            await ledger.cascade(
-                repo,
-                rules,
-                user_id,
-                holdings,
-                [achievement_id],
-                awards_enabled=self.settings.enable_achievements,
-                now=now,
-            )
+            step = engine.Grant(user_id, achievement_id, levels, names.index(chosen))
+            records, snapshot = await _manual(repo, rules, self.settings, step, reason, actor, now)
+            if not records:
+                [held] = [
+                    h
+                    for h in snapshot.holdings[user_id]
+                    if (h.achievement_id, h.tier) == (achievement_id, chosen)
+                ]
+                existing = await repo.awards_by_cursor([held.award_cursor])
+                return existing[0], True
         return records[0], False
 
     async def revoke(
-        self, user_id: str, achievement_id: str, tier: str, *, reason: str, actor: str
+        self,
+        user_id: str,
+        achievement_id: str,
+        tier: str,
+        *,
+        all_tiers: bool = False,
+        reason: str,
+        actor: str,
     ) -> list[AwardRecord]:
-        """Revoke a held level (or every level when `tier` is empty). Idempotent."""
+        """Revoke the highest tier held (`tier` empty), `tier` and every higher tier held, or
+        every tier (`all_tiers`). The rule does not award a revoked tier again. Idempotent."""
         check_id(user_id, "user_id")
         check_slug(achievement_id, "achievement_id")
         _check_text(reason, actor)
+        if tier and all_tiers:
+            raise InvalidArgument("give either a tier or all_tiers, not both", field="all_tiers")
         now = self.clock()
         async with self.uow.transaction() as repo:
-            await repo.lock_users([user_id], now)
-            holdings = [
-                h
-                for h in await repo.holdings(user_id)
-                if h.achievement_id == achievement_id and (not tier or h.tier == tier)
-            ]
-            if not holdings:
-                return []
-            await repo.delete_holdings(user_id, [(h.achievement_id, h.tier) for h in holdings])
-            first = await repo.allocate_cursors(len(holdings))
-            records = [
-                AwardRecord(
-                    cursor=first + i,
-                    user_id=user_id,
-                    achievement_id=h.achievement_id,
-                    tier=h.tier,
-                    points=-h.points,
-                    source=AwardSource.MANUAL,
-                    award_time=now,
-                    revoked=True,
-                    reason=reason,
-                    actor=actor,
-                )
-                for i, h in enumerate(holdings)
-            ]
-            await repo.append_awards(records)
-            await repo.add_points(user_id, -sum(h.points for h in holdings), now)
+            rules = await self.rules.get(repo)
+            levels = await self._levels(repo, achievement_id, required=False)
+            step = engine.Revoke(user_id, achievement_id, levels, tier or None, all_tiers)
+            records, _ = await _manual(repo, rules, self.settings, step, reason, actor, now)
         return records
 
     async def history(
@@ -158,6 +129,31 @@ class AwardService:
             )
         return entries, head
 
+    async def erase_user(self, user_id: str) -> AwardRecord | None:
+        """Erase everything stored of a user (events, progress, holdings, points, award-log
+        entries) and append one erasure entry; None when nothing was stored. Idempotent."""
+        check_id(user_id, "user_id")
+        now = self.clock()
+        async with self.uow.transaction() as repo:
+            store = repo.batch
+            await store.lock_users([user_id], now)
+            erase = [ledger.Pending.erasure(user_id)] if await repo.has_data(user_id) else []
+            records = await ledger.allocate(store, erase, now)
+            await store.write(Changes(erased=[user_id]), records, now)
+        return records[0] if records else None
+
+    async def _levels(
+        self, repo: Repository, achievement_id: str, *, required: bool
+    ) -> tuple[engine.Level, ...]:
+        a = await repo.get_achievement(achievement_id)
+        if a is None:
+            if required:
+                raise NotFound(f"achievement {achievement_id!r} not found", field="achievement_id")
+            return ()
+        return engine.levels_of(
+            a, self.settings.badge_level_threshold, self.settings.points_per_badge
+        )
+
     async def list(self, user_id: str, *, page_size: int, page_token: str) -> AwardPage:
         check_id(user_id, "user_id")
         size = paging.page_size(page_size)
@@ -170,3 +166,30 @@ class AwardService:
             points = await repo.points(user_id)
         token = paging.encode(items[size - 1].cursor, filters) if len(items) > size else ""
         return AwardPage(items[:size], token, points)
+
+
+async def _manual(
+    repo: Repository,
+    rules: engine.RuleSet,
+    settings: Settings,
+    step: engine.Grant | engine.Revoke,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> tuple[list[AwardRecord], Snapshot]:
+    """Lock → snapshot → fold → allocate → write, for one grant or revocation."""
+    store = repo.batch
+    user = step.user_id
+    await store.lock_users([user], now)
+    ids = rules.closure([step.achievement_id]) | {step.achievement_id}
+    snapshot = await store.read(Keys(progress={(user, a) for a in ids}, holdings=[user]))
+    folded = engine.fold(
+        [step], snapshot, rules, now=now, awards_enabled=settings.enable_achievements
+    )
+    pending = [
+        ledger.Pending.of(user, d, reason=reason, actor=actor) for d in folded.steps[0].decisions
+    ]
+    records = await ledger.allocate(store, pending, now)
+    if records or folded.progress:
+        await store.write(Changes(progress=folded.progress), records, now)
+    return records, snapshot

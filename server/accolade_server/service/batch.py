@@ -2,15 +2,15 @@
 
 Every user of the batch is locked first (sorted, so concurrent batches cannot deadlock);
 then one set-based read brings the stored outcomes of ids seen before and the state of all
-affected (user, achievement) pairs, the pure engine runs event by event in order over that
-state in memory, and the events (each with its outcome), changes and awards are written
-back in one statement (on PostgreSQL; a few on SQLite). Award cursors are allocated just
-before that write, so the award log's head row stays locked only for it and the commit.
+affected (user, achievement) pairs, the pure engine folds the events in order over that
+snapshot (`engine.fold`), and the events (each with its outcome), changes and award-log
+entries are written back through the store port in one statement (on PostgreSQL; a few on
+SQLite). Award cursors are allocated just before that write, so the award log's head row
+stays locked only for it and the commit.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -19,11 +19,12 @@ from typing import Any
 import structlog
 
 from accolade_server.config import Settings
-from accolade_server.domain.model import Aggregate, AwardRecord, AwardSource, Holding
+from accolade_server.domain.model import Aggregate, AwardRecord
+from accolade_server.domain.state import Event
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service import ledger
-from accolade_server.store import bulk
+from accolade_server.store.port import Changes, EventRow, Keys
 from accolade_server.store.repository import Repository
 
 log = structlog.get_logger("accolade.tracking")
@@ -133,22 +134,12 @@ def views_of_outcome(out: dict[str, Any]) -> list[ProgressView]:
     return [v for v in views if not v.hidden or v.status is Status.UNLOCKED]
 
 
-@dataclass
-class _Pending:
-    """An award decided in this batch, before its cursor is known."""
-
-    index: int  # the event's position in the batch
-    user_id: str
-    decision: engine.AwardDecision
-    event_id: str
-
-
 class Raced(Exception):
     """An event id of the batch was recorded by a concurrent transaction (of another user)
     after this one looked: roll back and run the batch again, which then sees it."""
 
 
-def _first_occurrences(batch: Sequence[engine.Event]) -> dict[str, int]:
+def _first_occurrences(batch: Sequence[Event]) -> dict[str, int]:
     first: dict[str, int] = {}
     for i, ev in enumerate(batch):
         first.setdefault(ev.event_id, i)
@@ -163,19 +154,32 @@ class Matched:
 
     rules: engine.RuleSet
     matches: dict[int, engine.Match]
+    #: Per event (by index), the achievements whose state it needs: matched ones and their
+    #: dependents.
+    affected: dict[int, set[str]]
+
+    def keys(self, batch: Sequence[Event], fresh: Sequence[int]) -> Keys:
+        matched = [i for i in fresh if self.affected.get(i)]
+        return Keys(
+            event_ids=[batch[i].event_id for i in fresh],
+            progress={(batch[i].user_id, aid) for i in matched for aid in self.affected[i]},
+            holdings={batch[i].user_id for i in matched},
+            distinct={
+                (batch[i].user_id, c.achievement_id, c.distinct_key)
+                for i in matched
+                for c in self.matches[i].contributions
+                if c.distinct_key is not None
+            },
+        )
 
 
-def match_batch(
-    rules: engine.RuleSet, settings: Settings, batch: Sequence[engine.Event]
-) -> Matched:
-    return Matched(
-        rules,
-        {
-            i: engine.match(batch[i], rules)
-            for i in sorted(_first_occurrences(batch).values())
-            if settings.tracks(batch[i].type)
-        },
-    )
+def match_batch(rules: engine.RuleSet, settings: Settings, batch: Sequence[Event]) -> Matched:
+    matches = {
+        i: engine.match(batch[i], rules)
+        for i in sorted(_first_occurrences(batch).values())
+        if settings.tracks(batch[i].type)
+    }
+    return Matched(rules, matches, {i: rules.affected(m) for i, m in matches.items()})
 
 
 async def process(
@@ -183,161 +187,92 @@ async def process(
     rules: engine.RuleSet,
     settings: Settings,
     condition_errors: list[tuple[str, engine.ConditionError]],
-    batch: Sequence[engine.Event],
+    batch: Sequence[Event],
     now: datetime,
-    matched_before: Matched | None = None,
+    matched: Matched | None = None,
 ) -> list[TrackResult]:
+    """Lock → snapshot → fold → allocate → write; results in the batch's order."""
+    store = repo.batch
     first = _first_occurrences(batch)
     fresh = sorted(first.values())
-    await repo.lock_users({batch[i].user_id for i in fresh}, now)
-    results: list[TrackResult | None] = [None] * len(batch)
-
-    # Match first (pure), so that one read brings everything the batch needs: the stored
-    # outcomes of ids recorded before, and the state the matched achievements need.
-    tracked = {i: settings.tracks(batch[i].type) for i in fresh}
-    if matched_before is None or matched_before.rules is not rules:
-        matched_before = match_batch(rules, settings, batch)
-    matches = matched_before.matches
-    affected = {i: rules.affected(m) for i, m in matches.items()}
-    matched = [i for i in fresh if affected.get(i)]
-    # The user locks make an earlier event of the same user visible here once its
-    # transaction has committed.
-    stored, states, holdings, distinct = await bulk.read_batch(
-        repo,
-        [batch[i].event_id for i in fresh],
-        {(batch[i].user_id, aid) for i in matched for aid in affected[i]},
-        {batch[i].user_id for i in matched},
-        {
-            (batch[i].user_id, c.achievement_id, c.distinct_key)
-            for i in matched
-            for c in matches[i].contributions
-            if c.distinct_key is not None
-        },
+    if matched is None or matched.rules is not rules:
+        matched = match_batch(rules, settings, batch)
+    # The user locks make an earlier event of the same user visible once it has committed.
+    await store.lock_users({batch[i].user_id for i in fresh}, now)
+    snapshot = await store.read(matched.keys(batch, fresh))
+    results = await _replayed(repo, batch, fresh, snapshot.outcomes)
+    fresh = [i for i in fresh if i not in results]
+    # The engine collects condition errors; the caller counts (and logs) those of newly
+    # recorded events once the transaction has committed.
+    for i in fresh:
+        if i in matched.matches:
+            condition_errors.extend((batch[i].event_id, e) for e in matched.matches[i].errors)
+    work = [i for i in fresh if matched.affected.get(i)]
+    folded = engine.fold(
+        [engine.Tracked(batch[i], matched.matches[i]) for i in work],
+        snapshot,
+        rules,
+        now=now,
+        awards_enabled=settings.enable_achievements,
     )
+    pending = [
+        ledger.Pending.of(step.user_id, d, event_id=batch[i].event_id)
+        for i, step in zip(work, folded.steps, strict=True)
+        for d in step.decisions
+    ]
+    records = await ledger.allocate(store, pending, now)
+    each = iter(records)
+    rows = {i: EventRow(batch[i], settings.tracks(batch[i].type)) for i in fresh}
+    for i, step in zip(work, folded.steps, strict=True):
+        mine = [next(each) for _ in step.decisions]
+        views = ledger.views_for(rules, step.changed, step.states, step.holdings, now=now)
+        results[i] = TrackResult(False, True, mine, views)
+        rows[i] = EventRow(batch[i], True, outcome_to_json(mine, views))
+    # An id another transaction recorded after the snapshot (another user's event, so not
+    # behind our locks) sends the batch round again, when it is seen as a duplicate.
+    changes = Changes(list(rows.values()), folded.progress, folded.distinct_new)
+    inserted = await store.write(changes, records, now)
+    if inserted != len(fresh):
+        raise Raced(f"{len(fresh) - inserted} event ids were recorded concurrently")
+    return _in_order(batch, first, results, rows)
 
-    # Event ids recorded by earlier transactions: answer with their first outcome.
-    if stored:
-        seen_before = [i for i in fresh if batch[i].event_id in stored]
-        cursors = [c for _, out in stored.values() if out for c in out["awards"]]
-        by_cursor = {r.cursor: r for r in await repo.awards_by_cursor(cursors)}
-        for i in seen_before:
+
+async def _replayed(
+    repo: Repository,
+    batch: Sequence[Event],
+    fresh: Sequence[int],
+    stored: dict[str, tuple[bool, Any]],
+) -> dict[int, TrackResult]:
+    """Event ids recorded by earlier transactions: answered with their first outcome."""
+    if not stored:
+        return {}
+    cursors = [c for _, out in stored.values() if out for c in out["awards"]]
+    by_cursor = {r.cursor: r for r in await repo.awards_by_cursor(cursors)}
+    results = {}
+    for i in fresh:
+        if batch[i].event_id in stored:
             was_tracked, out = stored[batch[i].event_id]
             results[i] = TrackResult(
                 duplicate=True,
                 tracked=was_tracked,
-                awards=[by_cursor[c] for c in out["awards"]] if out else [],
+                awards=[by_cursor[c] for c in out["awards"] if c in by_cursor] if out else [],
                 progress=views_of_outcome(out) if out else [],
             )
-        fresh = [i for i in fresh if batch[i].event_id not in stored]
+    return results
 
-    # The engine collects condition errors; the caller counts (and logs) those of newly
-    # recorded events once the transaction has committed.
-    for i in fresh:
-        if i in matches:
-            condition_errors.extend((batch[i].event_id, e) for e in matches[i].errors)
-    work = [i for i in fresh if affected.get(i)]
 
-    pending: list[_Pending] = []
-    done: list[int] = []  # events that changed something, in order
-    views_at: dict[int, list[ProgressView]] = {}
-    dirty: dict[tuple[str, str], engine.ProgressState] = {}
-    new_keys: list[tuple[str, str, str]] = []
-    if work:
-        seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for u, a, h in distinct:
-            seen[u].add((a, h))
-        for i in work:
-            ev = batch[i]
-            user = ev.user_id
-            mine = holdings[user]
-            state = engine.UserState(
-                progress={aid: states[(user, aid)] for aid in affected[i] if (user, aid) in states},
-                held=frozenset(h.achievement_id for h in mine),
-                distinct_seen=frozenset(seen[user]),
-            )
-            out = engine.apply(
-                matches[i], state, rules, awards_enabled=settings.enable_achievements
-            )
-            for aid, st in out.progress.items():
-                states[(user, aid)] = dirty[(user, aid)] = st
-            for aid, h in out.distinct_new:
-                seen[user].add((aid, h))
-                new_keys.append((user, aid, h))
-            held = {(h.achievement_id, h.tier) for h in mine}
-            awarded = []
-            for d in out.awards:
-                if (d.achievement_id, d.tier) not in held:  # e.g. already granted by hand
-                    held.add((d.achievement_id, d.tier))
-                    pending.append(_Pending(i, user, d, ev.event_id))
-                    mine.append(Holding(d.achievement_id, d.tier, 0, d.points, now))
-                    awarded.append(d.achievement_id)
-            changed = [*out.progress, *awarded]
-            view_states = {aid: states[(user, aid)] for aid in changed if (user, aid) in states}
-            views_at[i] = ledger.views_for(rules, changed, view_states, mine, now=now)
-            done.append(i)
-
-    # Cursors last: allocating locks the award log's head row until commit, so the rest of
-    # the transaction is the one statement that writes the batch.
-    records: dict[int, list[AwardRecord]] = defaultdict(list)
-    all_records: list[AwardRecord] = []
-    if pending:
-        start = await repo.allocate_cursors(len(pending))
-        for n, p in enumerate(pending):
-            record = AwardRecord(
-                cursor=start + n,
-                user_id=p.user_id,
-                achievement_id=p.decision.achievement_id,
-                tier=p.decision.tier,
-                points=p.decision.points,
-                source=AwardSource.RULE,
-                award_time=now,
-                event_id=p.event_id,
-            )
-            records[p.index].append(record)
-            all_records.append(record)
-
-    # Each event is stored with the outcome a retry will get. An id that another transaction
-    # recorded after `outcomes` looked (another user's event, so not behind our locks) sends
-    # the batch round again, when it is seen as a duplicate.
-    outcome: dict[int, dict[str, Any]] = {}
-    for i in done:
-        results[i] = TrackResult(
-            duplicate=False, tracked=True, awards=records.get(i, []), progress=views_at[i]
-        )
-        outcome[i] = outcome_to_json(records.get(i, []), views_at[i])
-    inserted = await bulk.write_batch(
-        repo,
-        [
-            {
-                "event_id": batch[i].event_id,
-                "user_id": batch[i].user_id,
-                "type": batch[i].type,
-                "properties": dict(batch[i].properties),
-                "occurred_at": batch[i].occurred_at,
-                "received_at": now,
-                "tracked": tracked[i],
-                "outcome": outcome.get(i),
-            }
-            for i in fresh
-        ],
-        dirty,
-        new_keys,
-        all_records,
-        now,
-    )
-    if inserted != len(fresh):
-        raise Raced(f"{len(fresh) - inserted} event ids were recorded concurrently")
-    for i in fresh:
-        if results[i] is None:
-            results[i] = TrackResult(duplicate=False, tracked=tracked[i])
-
-    # A repeated id inside the batch gets the first occurrence's outcome.
-    final: list[TrackResult] = []
-    for i, ev in enumerate(batch):
-        result = results[i]
-        if result is None:
-            origin = results[first[ev.event_id]]
-            assert origin is not None
-            result = TrackResult(True, origin.tracked, origin.awards, origin.progress)
+def _in_order(
+    batch: Sequence[Event],
+    first: dict[str, int],
+    results: dict[int, TrackResult],
+    rows: dict[int, EventRow],
+) -> list[TrackResult]:
+    """One result per event; a repeated id inside the batch gets its first occurrence's."""
+    final = []
+    for n, ev in enumerate(batch):
+        i = first[ev.event_id]
+        result = results.get(i) or TrackResult(duplicate=False, tracked=rows[i].tracked)
+        if i != n:
+            result = TrackResult(True, result.tracked, result.awards, result.progress)
         final.append(result)
     return final

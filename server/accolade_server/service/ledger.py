@@ -1,99 +1,96 @@
-"""Appending awards to the log, with their holdings and points, inside a unit of work."""
+"""The award log's cursors, and the progress views of what a step changed.
+
+Every award-log entry is made here and written by the store port's `write` (see
+`store/port.py`): `allocate` is the only place cursors are handed out, so rule awards, grants,
+revocations, the prerequisite cascade and erasures all take the same path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from accolade_server.domain.model import AwardRecord, AwardSource, Holding
+from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource, Holding
+from accolade_server.domain.state import ProgressState
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, view, visible
-from accolade_server.store import bulk
-from accolade_server.store.repository import Repository
+from accolade_server.store.port import BatchStore
 
 
-async def record_awards(
-    repo: Repository,
-    user_id: str,
-    decisions: Sequence[engine.AwardDecision],
-    holdings: list[Holding],
-    *,
-    source: AwardSource,
-    now: datetime,
-    event_id: str | None = None,
-    reason: str = "",
-    actor: str = "",
-) -> list[AwardRecord]:
-    """Append the decided awards the user does not already hold; update holdings and points.
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An award-log entry before its cursor is known."""
 
-    `holdings` (the user's, loaded under the user's lock) is extended in place.
-    """
-    held = {(h.achievement_id, h.tier) for h in holdings}
-    fresh = [d for d in decisions if (d.achievement_id, d.tier) not in held]
-    if not fresh:
-        return []
-    first = await repo.allocate_cursors(len(fresh))
-    records = [
-        AwardRecord(
-            cursor=first + i,
-            user_id=user_id,
-            achievement_id=d.achievement_id,
-            tier=d.tier,
-            points=d.points,
-            source=source,
-            award_time=now,
-            reason=reason,
-            actor=actor,
-            event_id=event_id,
+    user_id: str
+    achievement_id: str
+    tier: str
+    points: int
+    source: AwardSource
+    kind: AwardKind = AwardKind.AWARD
+    reason: str = ""
+    actor: str = ""
+    event_id: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        user_id: str,
+        d: engine.AwardDecision,
+        *,
+        event_id: str | None = None,
+        reason: str = "",
+        actor: str = "",
+    ) -> Pending:
+        """An engine decision; `reason` and `actor` belong to manual decisions only."""
+        manual = d.source is AwardSource.MANUAL
+        return cls(
+            user_id,
+            d.achievement_id,
+            d.tier,
+            d.points,
+            d.source,
+            d.kind,
+            reason if manual else "",
+            actor if manual else "",
+            event_id,
         )
-        for i, d in enumerate(fresh)
+
+    @classmethod
+    def erasure(cls, user_id: str) -> Pending:
+        return cls(user_id, "", "", 0, AwardSource.MANUAL, AwardKind.ERASURE)
+
+
+async def allocate(
+    store: BatchStore, pending: Sequence[Pending], now: datetime
+) -> list[AwardRecord]:
+    """Cursors for `pending`, in order; write the records with `store.write` right after
+    (the award log's head row stays locked until commit)."""
+    if not pending:
+        return []
+    first = await store.allocate_cursors(len(pending))
+    return [
+        AwardRecord(
+            cursor=first + n,
+            user_id=p.user_id,
+            achievement_id=p.achievement_id,
+            tier=p.tier,
+            points=p.points,
+            source=p.source,
+            award_time=now,
+            kind=p.kind,
+            reason=p.reason,
+            actor=p.actor,
+            event_id=p.event_id,
+        )
+        for n, p in enumerate(pending)
     ]
-    await repo.append_awards(records)
-    await repo.insert_holdings(records)
-    await repo.add_points(user_id, sum(r.points for r in records), now)
-    holdings.extend(
-        Holding(r.achievement_id, r.tier, r.cursor, r.points, r.award_time) for r in records
-    )
-    return records
-
-
-async def cascade(
-    repo: Repository,
-    rules: engine.RuleSet,
-    user_id: str,
-    holdings: list[Holding],
-    start: Sequence[str],
-    *,
-    awards_enabled: bool,
-    now: datetime,
-) -> tuple[list[AwardRecord], dict[str, engine.ProgressState]]:
-    """Award what becomes earnable because `start` achievements were just earned."""
-    ids = rules.closure(start)
-    state = engine.UserState(
-        progress={
-            aid: st
-            for (_, aid), st in (
-                await bulk.load_progress(repo, ((user_id, a) for a in ids))
-            ).items()
-        },
-        held=frozenset(h.achievement_id for h in holdings),
-    )
-    outcome = engine.apply(
-        engine.Match(()), state, rules, awards_enabled=awards_enabled, also=start
-    )
-    await bulk.save_progress(
-        repo, {(user_id, aid): st for aid, st in outcome.progress.items()}, now
-    )
-    records = await record_awards(
-        repo, user_id, outcome.awards, holdings, source=AwardSource.RULE, now=now
-    )
-    return records, outcome.progress
 
 
 def views_for(
     rules: engine.RuleSet,
     ids: Sequence[str],
-    states: dict[str, engine.ProgressState],
+    states: Mapping[str, ProgressState],
     holdings: Sequence[Holding],
     *,
     now: datetime,

@@ -11,11 +11,9 @@ import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 import structlog
 
 from accolade_server.notify.tasks import cancel_and_wait
-from accolade_server.store.tables import events
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.retention")
@@ -42,13 +40,10 @@ class Pruner:
         cut = self.clock() - self.retention
         total = 0
         while True:
-            oldest = sa.select(events.c.event_id).where(events.c.received_at < cut).limit(CHUNK)
             async with self.uow.transaction() as repo:
-                result = await repo.conn.execute(
-                    sa.delete(events).where(events.c.event_id.in_(oldest.scalar_subquery()))
-                )
-            total += result.rowcount or 0
-            if (result.rowcount or 0) < CHUNK:
+                deleted = await repo.delete_events_before(cut, CHUNK)
+            total += deleted
+            if deleted < CHUNK:
                 break
         if total:
             log.info("pruned old events", count=total, before=cut.isoformat())

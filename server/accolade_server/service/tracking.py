@@ -14,6 +14,7 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
 from accolade_server.domain.model import Holding
+from accolade_server.domain.state import Event
 from accolade_server.domain.validation import EVENT_TYPE, check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
@@ -24,7 +25,7 @@ from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import ShapeRecorder
-from accolade_server.store import bulk
+from accolade_server.store.port import Keys
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.tracking")
@@ -87,7 +88,7 @@ class TrackingService:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.conditions = conditions or ConditionErrors(self.metrics)
-        self.batcher: MicroBatcher[engine.Event, TrackResult | Exception] = MicroBatcher(
+        self.batcher: MicroBatcher[Event, TrackResult | Exception] = MicroBatcher(
             self.commit,
             max_size=settings.batch_max_events,
             max_wait=settings.batch_max_wait_ms / 1000,
@@ -95,7 +96,7 @@ class TrackingService:
             metrics=self.metrics,
         )
 
-    def validate(self, item: EventInput, now: datetime, prefix: str = "") -> engine.Event:
+    def validate(self, item: EventInput, now: datetime, prefix: str = "") -> Event:
         check_id(item.event_id, f"{prefix}event_id")
         check_id(item.user_id, f"{prefix}user_id")
         if not item.type:
@@ -112,7 +113,7 @@ class TrackingService:
                 "minutes in the future",
                 field=f"{prefix}occurred_at",
             )
-        return engine.Event(item.event_id, item.user_id, item.type, item.properties, occurred)
+        return Event(item.event_id, item.user_id, item.type, item.properties, occurred)
 
     def _check_properties(self, properties: dict[str, Any], field: str) -> None:
         """Bounded size, depth and list length, and no NUL characters (PostgreSQL cannot
@@ -177,7 +178,7 @@ class TrackingService:
             raise InvalidArgument(f"at most {MAX_BATCH} events per call", field="events")
         now = self.clock()
         results: list[TrackResult | Exception | None] = [None] * len(items)
-        valid: list[tuple[int, engine.Event]] = []
+        valid: list[tuple[int, Event]] = []
         for i, item in enumerate(items):
             try:
                 if isinstance(item, AccoladeError):
@@ -192,7 +193,7 @@ class TrackingService:
                 results[i] = outcome
         return [r for r in results if r is not None]
 
-    async def commit(self, batch: Sequence[engine.Event]) -> list[TrackResult | Exception]:
+    async def commit(self, batch: Sequence[Event]) -> list[TrackResult | Exception]:
         """Record a batch in one transaction; if that fails, each event in its own, so one
         bad event cannot sink the others. Unavailability fails the whole batch."""
         try:
@@ -211,7 +212,7 @@ class TrackingService:
                 outcomes.append(exc)
         return outcomes
 
-    async def _transaction(self, batch: Sequence[engine.Event], now: datetime) -> list[TrackResult]:
+    async def _transaction(self, batch: Sequence[Event], now: datetime) -> list[TrackResult]:
         self.metrics.batch_size.observe(len(batch))
         # Matching is pure: done here, with the rule set cached now, it is not done under the
         # users' locks (the transaction matches again only if the definitions changed).
@@ -275,12 +276,8 @@ class TrackingService:
             for i, aid in enumerate(achievement_ids):
                 if aid not in compiled:
                     raise NotFound(f"achievement {aid!r} not found", field=f"achievement_ids[{i}]")
-            states = {
-                aid: st
-                for (_, aid), st in (
-                    await bulk.load_progress(repo, ((user_id, a) for a in compiled))
-                ).items()
-            }
+            snapshot = await repo.batch.read(Keys(progress=[(user_id, a) for a in compiled]))
+            states = {aid: st for (_, aid), st in snapshot.progress.items()}
             points = await repo.points(user_id)
         today = engine.utc_day(self.clock())
         views = [

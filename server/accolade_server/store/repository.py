@@ -5,7 +5,7 @@ It never commits; the unit of work does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,53 +13,53 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accolade_server.domain.model import Achievement, AwardRecord, AwardSource, Holding
+from accolade_server.domain.model import (
+    Achievement,
+    AwardKind,
+    AwardRecord,
+    AwardSource,
+    Holding,
+)
 from accolade_server.store import codec
-from accolade_server.store.db import channel_name, number_array, text_array, utc
+from accolade_server.store.db import channel_name, utc
+from accolade_server.store.port import BatchStore
 from accolade_server.store.tables import (
     achievements,
-    award_log_head,
+    api_keys,
     awards,
     definitions_version,
+    events,
     holdings,
+    progress,
+    progress_distinct,
     user_points,
 )
 
-# PostgreSQL forms of the write path's statements (see `Repository.pg`). Arrays come in as
-# one text literal each (see `db.text_array`).
-
-# One statement creates missing user rows and locks all of them, in user order. DO UPDATE
-# (a no-op change) locks an existing row the way SELECT … FOR UPDATE would, waiting for a
-# transaction that holds it, and also a row another transaction is inserting (once it
-# commits); a separate insert-then-select would cost a second round trip.
-_PG_LOCK_USERS = """
-INSERT INTO user_points (user_id, points, update_time)
-SELECT u, 0, $2 FROM unnest($1::text::varchar[]) AS u ORDER BY u
-ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id"""
-_PG_ALLOCATE = """
-UPDATE award_log_head SET last_cursor = last_cursor + $1 WHERE id = 1 RETURNING last_cursor"""
-_PG_APPEND_AWARDS = """
-INSERT INTO awards (cursor, user_id, achievement_id, tier, points, source, revoked, reason,
-                    actor, event_id, award_time)
-SELECT * FROM unnest($1::text::int8[], $2::text::varchar[], $3::text::varchar[],
-                     $4::text::varchar[], $5::text::int8[], $6::varchar[], $7::boolean[],
-                     $8::text[], $9::varchar[], $10::varchar[], $11::timestamptz[])"""
-_PG_INSERT_HOLDINGS = """
-INSERT INTO holdings (user_id, achievement_id, tier, award_cursor, points, earned_time)
-SELECT * FROM unnest($1::text::varchar[], $2::text::varchar[], $3::text::varchar[],
-                     $4::text::int8[], $5::text::int8[], $6::timestamptz[])"""
-
 
 class Repository:
-    def __init__(self, conn: AsyncConnection, *, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        *,
+        schema: str | None = None,
+        batch: Callable[[AsyncConnection, str | None], BatchStore] | None = None,
+    ) -> None:
         self.conn = conn
         self.is_postgres = conn.dialect.name == "postgresql"
         self.schema = schema
-        #: What this transaction appended to the award log.
-        self.appended: list[AwardRecord] = []
+        self._batch = batch(conn, schema) if batch is not None else None
 
-    def award_channel(self) -> str:
-        return channel_name("awards", self.schema)
+    @property
+    def batch(self) -> BatchStore:
+        """The write path's store port (see `store/port.py`), on this transaction."""
+        if self._batch is None:
+            raise RuntimeError("this unit of work was built without a batch store")
+        return self._batch
+
+    @property
+    def appended(self) -> Sequence[AwardRecord]:
+        """What this transaction appended to the award log."""
+        return self._batch.appended if self._batch is not None else ()
 
     async def notify(self, kind: str) -> None:
         """NOTIFY the `kind` channel when this transaction commits (PostgreSQL only)."""
@@ -181,24 +181,6 @@ class Repository:
 
     # -- users, progress, holdings ------------------------------------------------------
 
-    async def lock_users(self, user_ids: Iterable[str], now: datetime) -> None:
-        """Lock each user's row until commit, in a fixed order so batches cannot deadlock.
-
-        This serializes a user's events across transactions and replicas; SQLite's
-        `BEGIN IMMEDIATE` already serializes whole transactions.
-        """
-        ordered = sorted(set(user_ids))
-        if not ordered:
-            return
-        if self.is_postgres:
-            await self.pg(_PG_LOCK_USERS, text_array(ordered), now)
-            return
-        await self.conn.execute(
-            self._insert(user_points)
-            .values([{"user_id": u, "points": 0, "update_time": now} for u in ordered])
-            .on_conflict_do_nothing(index_elements=["user_id"])
-        )
-
     async def holdings(self, user_id: str) -> list[Holding]:
         rows = await self.conn.execute(
             sa.select(holdings)
@@ -212,50 +194,26 @@ class Repository:
             for row in rows
         ]
 
-    async def insert_holdings(self, records: Sequence[AwardRecord]) -> None:
-        if records and self.is_postgres:
-            await self.pg(
-                _PG_INSERT_HOLDINGS,
-                text_array([r.user_id for r in records]),
-                text_array([r.achievement_id for r in records]),
-                text_array([r.tier for r in records]),
-                number_array([r.cursor for r in records]),
-                number_array([r.points for r in records]),
-                [r.award_time for r in records],
+    async def has_data(self, user_id: str) -> bool:
+        """True when anything of the user is stored besides an erasure entry."""
+        probes = [
+            sa.select(t.c.user_id).where(t.c.user_id == user_id)
+            for t in (events, progress, progress_distinct, holdings)
+        ]
+        probes.append(
+            sa.select(awards.c.user_id).where(
+                awards.c.user_id == user_id, awards.c.kind != AwardKind.ERASURE.value
             )
-        elif records:
-            await self.conn.execute(
-                sa.insert(holdings),
-                [
-                    {
-                        "user_id": r.user_id,
-                        "achievement_id": r.achievement_id,
-                        "tier": r.tier,
-                        "award_cursor": r.cursor,
-                        "points": r.points,
-                        "earned_time": r.award_time,
-                    }
-                    for r in records
-                ],
+        )
+        probes.append(
+            sa.select(user_points.c.user_id).where(
+                user_points.c.user_id == user_id, user_points.c.points != 0
             )
-
-    async def delete_holdings(self, user_id: str, keys: Sequence[tuple[str, str]]) -> None:
-        for achievement_id, tier in keys:
-            await self.conn.execute(
-                sa.delete(holdings).where(
-                    holdings.c.user_id == user_id,
-                    holdings.c.achievement_id == achievement_id,
-                    holdings.c.tier == tier,
-                )
-            )
-
-    async def add_points(self, user_id: str, delta: int, now: datetime) -> None:
-        if delta:
-            await self.conn.execute(
-                sa.update(user_points)
-                .where(user_points.c.user_id == user_id)
-                .values(points=user_points.c.points + delta, update_time=now)
-            )
+        )
+        for probe in probes:
+            if (await self.conn.execute(probe.limit(1))).first() is not None:
+                return True
+        return False
 
     async def points(self, user_id: str) -> int:
         result = await self.conn.execute(
@@ -264,65 +222,6 @@ class Repository:
         return int(result.scalar() or 0)
 
     # -- the award log ------------------------------------------------------------------
-
-    async def allocate_cursors(self, count: int) -> int:
-        """Reserve `count` cursors and return the first.
-
-        The update locks the single head row until commit, so transactions that append to
-        the log commit in cursor order: a reader never sees cursor N+1 before cursor N.
-        """
-        if self.is_postgres:
-            head = await self.pg(_PG_ALLOCATE, count)
-            return int(head.scalar_one()) - count + 1
-        result = await self.conn.execute(
-            sa.update(award_log_head)
-            .where(award_log_head.c.id == 1)
-            .values(last_cursor=award_log_head.c.last_cursor + count)
-            .returning(award_log_head.c.last_cursor)
-        )
-        return int(result.scalar_one()) - count + 1
-
-    async def append_awards(self, records: Sequence[AwardRecord]) -> None:
-        """Append log entries, and wake other replicas' streams when this commits."""
-        if records:
-            if not self.appended and self.is_postgres:
-                await self.notify("awards")
-            self.appended.extend(records)
-            if self.is_postgres:
-                await self.pg(
-                    _PG_APPEND_AWARDS,
-                    number_array([r.cursor for r in records]),
-                    text_array([r.user_id for r in records]),
-                    text_array([r.achievement_id for r in records]),
-                    text_array([r.tier for r in records]),
-                    number_array([r.points for r in records]),
-                    [r.source.value for r in records],
-                    [r.revoked for r in records],
-                    [r.reason for r in records],
-                    [r.actor for r in records],
-                    [r.event_id for r in records],
-                    [r.award_time for r in records],
-                )
-                return
-            await self.conn.execute(
-                sa.insert(awards),
-                [
-                    {
-                        "cursor": r.cursor,
-                        "user_id": r.user_id,
-                        "achievement_id": r.achievement_id,
-                        "tier": r.tier,
-                        "points": r.points,
-                        "source": r.source.value,
-                        "revoked": r.revoked,
-                        "reason": r.reason,
-                        "actor": r.actor,
-                        "event_id": r.event_id,
-                        "award_time": r.award_time,
-                    }
-                    for r in records
-                ],
-            )
 
     async def awards_by_cursor(self, cursors: Sequence[int]) -> list[AwardRecord]:
         if not cursors:
@@ -348,10 +247,12 @@ class Repository:
         users, achievement_list = list(user_ids), list(achievement_ids)
         if users:
             query = query.where(awards.c.user_id.in_(users))
+        # An erasure names no achievement and passes achievement and source filters.
+        erasure = awards.c.kind == AwardKind.ERASURE.value
         if achievement_list:
-            query = query.where(awards.c.achievement_id.in_(achievement_list))
+            query = query.where(awards.c.achievement_id.in_(achievement_list) | erasure)
         if source is not None:
-            query = query.where(awards.c.source == source.value)
+            query = query.where((awards.c.source == source.value) | erasure)
         return [_award(row) for row in await self.conn.execute(query)]
 
     async def last_cursor(self) -> int:
@@ -386,6 +287,33 @@ class Repository:
             query = query.where(awards.c.cursor < before_cursor)
         return [_award(row) for row in await self.conn.execute(query)]
 
+    # -- API keys and retention ---------------------------------------------------------
+
+    async def insert_api_key(self, values: dict[str, Any]) -> None:
+        await self.conn.execute(sa.insert(api_keys).values(**values))
+
+    async def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        result = await self.conn.execute(
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoke_time.is_(None))
+            .values(revoke_time=now)
+        )
+        return bool(result.rowcount)
+
+    async def api_key_rows(self, *, active_only: bool) -> list[Any]:
+        query = sa.select(api_keys).order_by(api_keys.c.create_time)
+        if active_only:
+            query = query.where(api_keys.c.revoke_time.is_(None))
+        return list(await self.conn.execute(query))
+
+    async def delete_events_before(self, cut: datetime, limit: int) -> int:
+        """Delete up to `limit` events received before `cut`; return how many."""
+        oldest = sa.select(events.c.event_id).where(events.c.received_at < cut).limit(limit)
+        result = await self.conn.execute(
+            sa.delete(events).where(events.c.event_id.in_(oldest.scalar_subquery()))
+        )
+        return result.rowcount or 0
+
 
 def _utc(value: datetime) -> datetime:
     result = utc(value)
@@ -402,7 +330,7 @@ def _award(row: Any) -> AwardRecord:
         points=row.points,
         source=AwardSource(row.source),
         award_time=_utc(row.award_time),
-        revoked=row.revoked,
+        kind=AwardKind(row.kind),
         reason=row.reason,
         actor=row.actor,
         event_id=row.event_id,

@@ -57,8 +57,8 @@ event_shapes = sa.Table(
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Per-user, per-achievement aggregate state. `level` counts the tiers (or the single level)
-# the rule has awarded, so a level is awarded once even if later revoked.
+# Per-user, per-achievement aggregate state. `level` counts the levels decided (awarded by
+# the rule, below a granted or revoked tier, or reached while awards were off): never again.
 progress = sa.Table(
     "progress",
     metadata,
@@ -80,7 +80,9 @@ progress_distinct = sa.Table(
     sa.Column("value_hash", sa.String(64), primary_key=True),
 )
 
-# The append-only award log. `cursor` increases in commit order (see repository).
+# The append-only award log. `cursor` increases in commit order (see repository). `kind` is
+# award, revocation or erasure (see domain.model.AwardKind); `revoked` repeats "revocation"
+# for servers of earlier versions.
 awards = sa.Table(
     "awards",
     metadata,
@@ -91,6 +93,7 @@ awards = sa.Table(
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="award"),
     sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.Column("actor", sa.String(128), nullable=False, server_default=""),
     sa.Column("event_id", sa.String(128), nullable=True),

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import sqlalchemy.exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from accolade_server.domain.errors import Unavailable
 from accolade_server.domain.model import AwardRecord
+from accolade_server.store.port import BatchStore
 from accolade_server.store.repository import Repository
 
 #: SQLSTATEs worth retrying: the server is away, restarting, full, or a transaction lost a
@@ -30,7 +31,8 @@ def _first_line(exc: BaseException) -> str:
 
 class UnitOfWork:
     """Owns transactions. `on_awards` gets the entries a committed transaction appended to the
-    award log; `on_acquire` how long getting a connection and beginning took."""
+    award log; `on_acquire` how long getting a connection and beginning took; `batch_store`
+    builds the write path's store port for the backend (see `store/batchstore.py`)."""
 
     def __init__(
         self,
@@ -39,9 +41,11 @@ class UnitOfWork:
         schema: str | None = None,
         on_awards: Callable[[Sequence[AwardRecord]], None] | None = None,
         on_acquire: Callable[[float], None] | None = None,
+        batch_store: Callable[[AsyncConnection, str | None], BatchStore] | None = None,
     ) -> None:
         self.engine = engine
         self.schema = schema
+        self.batch_store = batch_store
         self.on_awards = on_awards or (lambda _records: None)
         self.on_acquire = on_acquire or (lambda _seconds: None)
 
@@ -55,7 +59,7 @@ class UnitOfWork:
             start = time.perf_counter()
             async with self.engine.begin() as conn:
                 self.on_acquire(time.perf_counter() - start)
-                repo = Repository(conn, schema=self.schema)
+                repo = Repository(conn, schema=self.schema, batch=self.batch_store)
                 yield repo
             if repo.appended:
                 self.on_awards(repo.appended)

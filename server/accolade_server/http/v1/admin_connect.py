@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from accolade.v1.admin_pb2 import ApplyAchievementsRequest, ApplyAchievementsResponse, CreateAchievementRequest, CreateAchievementResponse, DeclareEventTypeRequest, DeclareEventTypeResponse, DeleteAchievementRequest, DeleteAchievementResponse, GetAchievementRequest, GetAchievementResponse, GetEventTypeRequest, GetEventTypeResponse, GrantAwardRequest, GrantAwardResponse, ListAchievementsRequest, ListAchievementsResponse, ListEventTypesRequest, ListEventTypesResponse, RevokeAwardRequest, RevokeAwardResponse, UpdateAchievementRequest, UpdateAchievementResponse
+from accolade.v1.admin_pb2 import ApplyAchievementsRequest, ApplyAchievementsResponse, CreateAchievementRequest, CreateAchievementResponse, DeclareEventTypeRequest, DeclareEventTypeResponse, DeleteAchievementRequest, DeleteAchievementResponse, DeleteUserDataRequest, DeleteUserDataResponse, GetAchievementRequest, GetAchievementResponse, GetEventTypeRequest, GetEventTypeResponse, GrantAwardRequest, GrantAwardResponse, ListAchievementsRequest, ListAchievementsResponse, ListEventTypesRequest, ListEventTypesResponse, RevokeAwardRequest, RevokeAwardResponse, UpdateAchievementRequest, UpdateAchievementResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -88,14 +88,20 @@ class AchievementAdmin(Protocol):
     async def grant_award(self, request: GrantAwardRequest, ctx: RequestContext[GrantAwardRequest, GrantAwardResponse], /) -> GrantAwardResponse:
         """
         Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-        granting what the user holds returns the existing award.
+        granting what the user holds returns the existing award. Granting a tier
+        decides every lower tier: the rule never awards or notifies them afterwards
+        (they are not held and earn no points). What the grant completes
+        (dependents, meta-achievements) is awarded by the rule in the same call.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def revoke_award(self, request: RevokeAwardRequest, ctx: RequestContext[RevokeAwardRequest, RevokeAwardResponse], /) -> RevokeAwardResponse:
         """
         Revoke an award: its points are removed and a revocation is appended to
-        the award log. Idempotent: revoking what the user does not hold changes nothing.
+        the award log. Without a tier, the highest tier held is revoked; with a
+        tier, that tier and every higher tier held; with `all_tiers`, every tier.
+        The rule never awards a revoked tier again (GrantAward can). Idempotent:
+        revoking what the user does not hold changes nothing.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -117,6 +123,17 @@ class AchievementAdmin(Protocol):
     async def list_event_types(self, request: ListEventTypesRequest, ctx: RequestContext[ListEventTypesRequest, ListEventTypesResponse], /) -> ListEventTypesResponse:
         """
         Every event type seen or declared, in name order, a page at a time.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def delete_user_data(self, request: DeleteUserDataRequest, ctx: RequestContext[DeleteUserDataRequest, DeleteUserDataResponse], /) -> DeleteUserDataResponse:
+        """
+        Erase everything stored of a user, in one transaction: events, progress
+        (including DISTINCT values and streaks), holdings, points and every award
+        log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+        with the user id, so stream consumers and webhook receivers can erase what
+        they keep. Idempotent: erasing a user of whom nothing is stored changes
+        nothing (and an earlier erasure entry stays the only one).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -254,6 +271,17 @@ class AchievementAdminASGIApplication(ConnectASGIApplication[AchievementAdmin]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_event_types,
+                ),
+                "/accolade.v1.AchievementAdmin/DeleteUserData": Endpoint.unary(
+                    method=MethodInfo(
+                        name="DeleteUserData",
+                        service_name="accolade.v1.AchievementAdmin",
+                        input=DeleteUserDataRequest,
+                        output=DeleteUserDataResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.delete_user_data,
                 ),
             },
             interceptors=interceptors,
@@ -455,7 +483,10 @@ class AchievementAdminClient(ConnectClient):
     ) -> GrantAwardResponse:
         """
         Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-        granting what the user holds returns the existing award.
+        granting what the user holds returns the existing award. Granting a tier
+        decides every lower tier: the rule never awards or notifies them afterwards
+        (they are not held and earn no points). What the grant completes
+        (dependents, meta-achievements) is awarded by the rule in the same call.
         """
         return await self.execute_unary(
             request=request,
@@ -479,7 +510,10 @@ class AchievementAdminClient(ConnectClient):
     ) -> RevokeAwardResponse:
         """
         Revoke an award: its points are removed and a revocation is appended to
-        the award log. Idempotent: revoking what the user does not hold changes nothing.
+        the award log. Without a tier, the highest tier held is revoked; with a
+        tier, that tier and every higher tier held; with `all_tiers`, every tier.
+        The rule never awards a revoked tier again (GrantAward can). Idempotent:
+        revoking what the user does not hold changes nothing.
         """
         return await self.execute_unary(
             request=request,
@@ -566,6 +600,34 @@ class AchievementAdminClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def delete_user_data(
+        self,
+        request: DeleteUserDataRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> DeleteUserDataResponse:
+        """
+        Erase everything stored of a user, in one transaction: events, progress
+        (including DISTINCT values and streaks), holdings, points and every award
+        log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+        with the user id, so stream consumers and webhook receivers can erase what
+        they keep. Idempotent: erasing a user of whom nothing is stored changes
+        nothing (and an earlier erasure entry stays the only one).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="DeleteUserData",
+                service_name="accolade.v1.AchievementAdmin",
+                input=DeleteUserDataRequest,
+                output=DeleteUserDataResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class AchievementAdminSync(Protocol):
     """
@@ -618,14 +680,20 @@ class AchievementAdminSync(Protocol):
     def grant_award(self, request: GrantAwardRequest, ctx: RequestContext[GrantAwardRequest, GrantAwardResponse], /) -> GrantAwardResponse:
         """
         Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-        granting what the user holds returns the existing award.
+        granting what the user holds returns the existing award. Granting a tier
+        decides every lower tier: the rule never awards or notifies them afterwards
+        (they are not held and earn no points). What the grant completes
+        (dependents, meta-achievements) is awarded by the rule in the same call.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def revoke_award(self, request: RevokeAwardRequest, ctx: RequestContext[RevokeAwardRequest, RevokeAwardResponse], /) -> RevokeAwardResponse:
         """
         Revoke an award: its points are removed and a revocation is appended to
-        the award log. Idempotent: revoking what the user does not hold changes nothing.
+        the award log. Without a tier, the highest tier held is revoked; with a
+        tier, that tier and every higher tier held; with `all_tiers`, every tier.
+        The rule never awards a revoked tier again (GrantAward can). Idempotent:
+        revoking what the user does not hold changes nothing.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -647,6 +715,17 @@ class AchievementAdminSync(Protocol):
     def list_event_types(self, request: ListEventTypesRequest, ctx: RequestContext[ListEventTypesRequest, ListEventTypesResponse], /) -> ListEventTypesResponse:
         """
         Every event type seen or declared, in name order, a page at a time.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def delete_user_data(self, request: DeleteUserDataRequest, ctx: RequestContext[DeleteUserDataRequest, DeleteUserDataResponse], /) -> DeleteUserDataResponse:
+        """
+        Erase everything stored of a user, in one transaction: events, progress
+        (including DISTINCT values and streaks), holdings, points and every award
+        log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+        with the user id, so stream consumers and webhook receivers can erase what
+        they keep. Idempotent: erasing a user of whom nothing is stored changes
+        nothing (and an earlier erasure entry stays the only one).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -782,6 +861,17 @@ class AchievementAdminWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_event_types,
+                ),
+                "/accolade.v1.AchievementAdmin/DeleteUserData": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="DeleteUserData",
+                        service_name="accolade.v1.AchievementAdmin",
+                        input=DeleteUserDataRequest,
+                        output=DeleteUserDataResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.delete_user_data,
                 ),
             },
             interceptors=interceptors,
@@ -983,7 +1073,10 @@ class AchievementAdminClientSync(ConnectClientSync):
     ) -> GrantAwardResponse:
         """
         Grant an achievement (or one tier of it) to a user by hand. Idempotent:
-        granting what the user holds returns the existing award.
+        granting what the user holds returns the existing award. Granting a tier
+        decides every lower tier: the rule never awards or notifies them afterwards
+        (they are not held and earn no points). What the grant completes
+        (dependents, meta-achievements) is awarded by the rule in the same call.
         """
         return self.execute_unary(
             request=request,
@@ -1007,7 +1100,10 @@ class AchievementAdminClientSync(ConnectClientSync):
     ) -> RevokeAwardResponse:
         """
         Revoke an award: its points are removed and a revocation is appended to
-        the award log. Idempotent: revoking what the user does not hold changes nothing.
+        the award log. Without a tier, the highest tier held is revoked; with a
+        tier, that tier and every higher tier held; with `all_tiers`, every tier.
+        The rule never awards a revoked tier again (GrantAward can). Idempotent:
+        revoking what the user does not hold changes nothing.
         """
         return self.execute_unary(
             request=request,
@@ -1088,6 +1184,34 @@ class AchievementAdminClientSync(ConnectClientSync):
                 service_name="accolade.v1.AchievementAdmin",
                 input=ListEventTypesRequest,
                 output=ListEventTypesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def delete_user_data(
+        self,
+        request: DeleteUserDataRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> DeleteUserDataResponse:
+        """
+        Erase everything stored of a user, in one transaction: events, progress
+        (including DISTINCT values and streaks), holdings, points and every award
+        log entry of the user. The log keeps one entry of kind AWARD_KIND_ERASURE
+        with the user id, so stream consumers and webhook receivers can erase what
+        they keep. Idempotent: erasing a user of whom nothing is stored changes
+        nothing (and an earlier erasure entry stays the only one).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="DeleteUserData",
+                service_name="accolade.v1.AchievementAdmin",
+                input=DeleteUserDataRequest,
+                output=DeleteUserDataResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -1,7 +1,7 @@
 """Admin console sessions.
 
 Revision ID: 0006_console_sessions
-Revises: 0004_event_shapes
+Revises: 0005_award_log_kinds
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_console_sessions"
-down_revision = "0004_event_shapes"
+down_revision = "0005_award_log_kinds"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,96 @@
+"""The store port of the write path: lock users, read a snapshot, allocate cursors, write.
+
+One implementation per backend (`store/batchstore.py`), chosen once in `app.py`. `write` is
+the one writer of the award log: every entry — rule awards, grants, revocations, the
+prerequisite cascade, erasures — is written by it, and with each entry it updates holdings
+and points (see `effects`), NOTIFYs other replicas and keeps the entry for the local broker
+(`appended`, handed over by the unit of work once the transaction commits). Cursors come
+from `allocate_cursors` (see `service/ledger.py`, its only caller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from accolade_server.domain.model import AwardKind, AwardRecord
+from accolade_server.domain.state import DistinctKey, Event, ProgressState, Snapshot, UserKey
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """What to read: stored outcomes of event ids, progress of (user, achievement) keys,
+    holdings of users, and which DISTINCT values were already counted."""
+
+    event_ids: Collection[str] = ()
+    progress: Collection[UserKey] = ()
+    holdings: Collection[str] = ()
+    distinct: Collection[DistinctKey] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event to record, with the outcome a retry of it will get (None: untracked)."""
+
+    event: Event
+    tracked: bool
+    outcome: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a transaction writes besides the award log."""
+
+    events: Sequence[EventRow] = ()
+    progress: Mapping[UserKey, ProgressState] = field(default_factory=dict)
+    distinct: Sequence[DistinctKey] = ()
+    #: Users whose events, progress and DISTINCT values are erased.
+    erased: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class Effects:
+    """What award-log entries do to the other tables."""
+
+    held: list[AwardRecord]  # new holdings
+    unheld: list[AwardRecord]  # holdings removed by revocations
+    erased: list[str]  # users whose holdings, points and earlier log entries go
+    points: dict[str, int]  # user -> points added (non-zero)
+
+
+def effects(records: Sequence[AwardRecord]) -> Effects:
+    """Holdings and points follow from the log entries, and only from them."""
+    out = Effects([], [], [], {})
+    for r in records:
+        if r.kind is AwardKind.AWARD:
+            out.held.append(r)
+        elif r.kind is AwardKind.REVOCATION:
+            out.unheld.append(r)
+        else:
+            out.erased.append(r.user_id)
+            continue
+        if r.points:
+            out.points[r.user_id] = out.points.get(r.user_id, 0) + r.points
+    out.points = {u: d for u, d in out.points.items() if d}
+    return out
+
+
+class BatchStore(Protocol):
+    #: Entries this transaction wrote to the award log, for the local broker after commit.
+    appended: list[AwardRecord]
+
+    async def lock_users(self, user_ids: Collection[str], now: datetime) -> None:
+        """Lock each user's row until commit, in a fixed order so batches cannot deadlock."""
+
+    async def read(self, keys: Keys) -> Snapshot:
+        """The stored state of `keys`, in one round trip where the backend allows."""
+
+    async def allocate_cursors(self, count: int) -> int:
+        """Reserve `count` cursors and return the first. The award log's head row stays
+        locked until commit, so transactions append in cursor order."""
+
+    async def write(self, changes: Changes, records: Sequence[AwardRecord], now: datetime) -> int:
+        """Write `changes` and the award-log `records` (cursors allocated) with their effects;
+        return how many of `changes.events` were new."""
