@@ -12,7 +12,6 @@ import pytest
 from accolade_server.config import Settings
 from accolade_server.domain.model import AwardKind, AwardRecord, Holding, Tier
 from accolade_server.domain.state import Event, ProgressState, Snapshot
-from accolade_server.metrics import Metrics
 from accolade_server.rules.engine import RuleSet
 from accolade_server.service.batch import Raced, process
 from accolade_server.store.port import Changes, Keys, effects
@@ -84,7 +83,7 @@ def ev(event_id: str, user: str = "u1", type_: str = "buy") -> Event:
 
 
 async def run(repo: FakeRepo, batch: list[Event]) -> list[Any]:
-    return await process(repo, RULES, SETTINGS, Metrics(), batch, NOW)  # type: ignore[arg-type]
+    return await process(repo, RULES, SETTINGS, [], batch, NOW)  # type: ignore[arg-type]
 
 
 async def test_awards_get_cursors_in_event_order_and_each_event_its_own_outcome() -> None:

@@ -37,6 +37,7 @@ from accolade_server.rules.engine import (
     UserState,
     apply,
     distinct_key,
+    levels_of,
     match,
     utc_day,
 )
@@ -132,7 +133,10 @@ class Replayed:
 def _step(rules: RuleSet, item: Event | Grant | Revoke) -> FoldStep:
     if isinstance(item, Event):
         return Tracked(item, match(item, rules))
-    levels = rules.by_id[item.achievement_id].levels
+    if item.achievement_id in rules.by_id:
+        levels = rules.by_id[item.achievement_id].levels
+    else:  # a broken definition: grants read its levels from the stored row, as the service does
+        levels = levels_of(rules.broken[item.achievement_id][0], (100, 250, 500), 0)
     if isinstance(item, Grant):
         index = [level.name for level in levels].index(item.tier or levels[0].name)
         return EngineGrant(USER, item.achievement_id, levels, index)
