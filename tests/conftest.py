@@ -48,6 +48,15 @@ POSTGRES_URL = os.environ.get(
 BACKENDS = ["sqlite", "postgres"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files of this checkout's runs under its own `.pytest-tmp/`: runs from two
+    checkouts on one machine (a developer's and CI's) would otherwise share
+    /tmp/pytest-of-USER, where each run deletes the older runs' directories, SQLite files of
+    a run still going included."""
+    if not config.option.basetemp:
+        config.option.basetemp = str(Path(__file__).resolve().parent.parent / ".pytest-tmp")
+
+
 @dataclass
 class Database:
     backend: str
