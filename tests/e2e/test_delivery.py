@@ -320,3 +320,29 @@ async def test_webhook_receives_an_erasure_without_personal_data(
     assert erased["type"] == "user.erased" and erased["achievement"] is None
     assert erased["award"]["user_id"] == "u1" and erased["award"]["kind"] == "erasure"
     assert set(erased["award"]) == {"cursor", "user_id", "kind", "award_time"}
+
+
+async def test_stopping_right_after_work_leaves_the_database_unlocked(
+    sqlite_db: Database, receiver: Receiver
+) -> None:
+    """Shutdown lets background loops (delivery, award tail, key refresh) finish the step
+    they are in: one cancelled inside a transaction left SQLite write-locked for every other
+    process until the connection was collected."""
+    await sqlite_db.truncate()
+    receiver.start()
+    for round_ in range(3):
+        running = await start_server(sqlite_db, **webhook_settings(receiver.url))
+        await earn_first(running, user=f"u{round_}")  # wakes the delivery worker and the tail
+        await stop_server(running)
+        path = sqlite_db.url.split("///", 1)[1]
+        # Another process's write must not wait: the busy timeout here is zero.
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0); "
+            "c.execute('BEGIN IMMEDIATE'); c.rollback()",
+            path,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await probe.communicate()
+        assert probe.returncode == 0, err.decode()

@@ -17,7 +17,7 @@ import structlog
 from accolade_server.auth.keys import ApiKey, matches, parse
 from accolade_server.config import Settings
 from accolade_server.domain.errors import PermissionDenied, ResourceExhausted, Unauthenticated
-from accolade_server.notify.tasks import cancel_and_wait
+from accolade_server.notify.tasks import finish_then_cancel
 
 log = structlog.get_logger("accolade.auth")
 
@@ -128,7 +128,7 @@ class Guard:
 
     async def close(self) -> None:
         self._closing = True
-        await cancel_and_wait(self._task)
+        await finish_then_cancel(self._task, self._wake.set)
 
     async def _run(self) -> None:
         while not self._closing:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource
-from accolade_server.notify.tasks import cancel_and_wait
+from accolade_server.notify.tasks import finish_then_cancel
 
 log = structlog.get_logger("accolade.broker")
 
@@ -159,7 +159,7 @@ class Broker:
             while not sub.queue.empty():
                 sub.queue.get_nowait()
             sub.queue.put_nowait(CLOSED)
-        await cancel_and_wait(self._task)
+        await finish_then_cancel(self._task, self._wake.set)
 
     async def _tail(self) -> None:
         # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow a

@@ -24,7 +24,7 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.metrics import Metrics
 from accolade_server.notify.sinks import DeliveryFailed, Sink
-from accolade_server.notify.tasks import cancel_and_wait
+from accolade_server.notify.tasks import finish_then_cancel
 from accolade_server.store import delivery
 from accolade_server.store.uow import UnitOfWork
 
@@ -71,8 +71,7 @@ class DeliveryWorker:
 
     async def close(self) -> None:
         self._closing = True
-        self._wake.set()
-        await cancel_and_wait(self._task)
+        await finish_then_cancel(self._task, self._wake.set)
         for sink in self.sinks:
             await sink.close()
 
