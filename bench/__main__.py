@@ -303,12 +303,6 @@ def serve_args() -> list[str]:
     return [sys.executable, "-m", "accolade.cli", "serve"]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def http_figures(target: str, url: str, secs: float, pid: int) -> dict[str, Any]:
     """GetProgress over Connect JSON vs gRPC at c=16, and progress-bar SVGs over HTTP: calls
     per second, and the server's CPU time per call (steadier than calls per second where
@@ -324,9 +318,9 @@ def http_figures(target: str, url: str, secs: float, pid: int) -> dict[str, Any]
             ("connect", ("http", url, "progress", 16, secs, 1000)),
             ("svg", ("http", url, "svg", 16, secs, 1000)),
         ):
-            before = cpu_seconds(pid)
+            before = cpu.cpu_seconds(pid)
             res = load(*args)
-            res["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(res["total_calls"], 1)
+            res["cpu_ms"] = (cpu.cpu_seconds(pid) - before) * 1000 / max(res["total_calls"], 1)
             runs[kind].append(res)
 
     def median(kind: str, key: str) -> float:
