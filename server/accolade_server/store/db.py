@@ -40,7 +40,10 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping per checkout: a dead connection shows as an error with
+        # `connection_invalidated`, after which the pool drops its older connections too
+        # (see `uow.is_disconnect`; the tracking path runs such a transaction again).
+        pool_pre_ping=False,
         connect_args=connect_args,
     )
 
