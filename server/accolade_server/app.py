@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
 )
+
+#: Garbage-collection thresholds of the serving process (young, middle, old generation; see
+#: `serve`): the young generation every 20,000 net allocations instead of 700.
+GC_THRESHOLDS = (20_000, 10, 10)
 
 # Idle streams survive proxies that drop quiet connections; clients may ping every 20 s.
 SERVER_OPTIONS = [
@@ -329,6 +334,10 @@ async def warn_untracked_rules(catalogue: Catalogue, settings: Settings) -> None
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    # A batch of events allocates tens of thousands of short-lived objects, almost none in
+    # reference cycles: with the default threshold (700) the young generation was collected
+    # dozens of times per batch. Long-lived objects are frozen (see RuleCache.get).
+    gc.set_threshold(*GC_THRESHOLDS)
     app = await build(settings)
     host = settings.listen.rpartition(":")[0]
     if app.metrics_port is not None and settings.metrics_listen:

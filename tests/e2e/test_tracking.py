@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -639,3 +640,28 @@ async def test_points_per_badge_and_level_thresholds_options(db: Database) -> No
         assert await points_of(running, "user_123") == 9
     finally:
         await stop_server(running)
+
+
+async def test_event_after_the_database_dropped_pooled_connections_is_tracked(
+    server: Running,
+) -> None:
+    """Connections are not pinged before use: a dead one is noticed by its error, and the
+    event's transaction runs again on a fresh connection."""
+    if server.db.backend != "postgres":
+        pytest.skip("PostgreSQL closes connections; SQLite has none to lose")
+    await define(server, achievement("welcome-badge", points=5))
+    await server.tracker.TrackEvent(event(event_id="before"))
+    pool = server.app.engine.sync_engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    held = [await server.app.engine.connect() for _ in range(max(pool.checkedin(), 1))]
+    pids = [(await c.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one() for c in held]
+    for c in held:
+        await c.close()
+    async with server.db.engine.connect() as conn:
+        await conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(:p)"),
+            {"p": pids},
+        )
+    response = await server.tracker.TrackEvent(event(event_id="after"))
+    assert response.tracked and not response.duplicate
+    assert [a.achievement_id for a in response.awards] == []  # earned by the first event

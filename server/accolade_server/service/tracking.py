@@ -26,12 +26,13 @@ from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import ShapeRecorder
 from accolade_server.store.port import Keys
-from accolade_server.store.uow import UnitOfWork
+from accolade_server.store.uow import UnitOfWork, is_disconnect
 
 log = structlog.get_logger("accolade.tracking")
 
 MAX_BATCH = 1000
-#: Times a batch runs again after losing a race for an event id (see batch.Raced).
+#: Times a batch runs again after losing a race for an event id (see batch.Raced); one of
+#: them may be for a connection found dead (see uow.is_disconnect).
 RACE_RETRIES = 3
 MAX_ID = 128
 MAX_FUTURE = timedelta(minutes=5)
@@ -230,6 +231,10 @@ class TrackingService:
                 if attempt == RACE_RETRIES:
                     raise
                 log.info("event ids recorded concurrently; running the batch again")
+            except Unavailable as exc:
+                if attempt > 0 or not is_disconnect(exc):
+                    raise
+                log.info("database connection lost; running the batch again")
         for r in results:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()

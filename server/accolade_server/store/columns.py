@@ -146,9 +146,9 @@ def pg_write(spec: Write, rows: Sequence[Any], params: PgParams, now: datetime) 
 def pg_read(
     reads: Sequence[tuple[Read, Sequence[tuple[Any, ...]]]], params: PgParams
 ) -> tuple[str, list[int]]:
-    """One UNION ALL statement for several lookups: a row is (which read, then the columns of
-    every read, only that read's filled in). Returns the SQL and where each read's columns
-    start in a row."""
+    """One UNION ALL statement for several lookups by key (each an index lookup per key): a
+    row is (which read, then the columns of every read, only that read's filled in). Returns
+    the SQL and where each read's columns start in a row."""
     offsets, width = [], 1
     for spec, _ in reads:
         offsets.append(width)
@@ -174,8 +174,13 @@ def pg_read(
             ]
         keys_as = ", ".join(f"k{i}" for i in range(len(spec.key)))
         on = " AND ".join(f"{t}.{k.name} = x.k{i}" for i, k in enumerate(spec.key))
+        # A LATERAL subquery with OFFSET 0 is not pulled up into a join, so each key is a
+        # lookup on the table's primary key (or its prefix) whatever the planner estimates:
+        # it cannot pick a hash join over a full scan of a large table.
+        cols = ", ".join(c.name for c in spec.cols)
         parts.append(
-            f"SELECT {', '.join(select)} FROM unnest({unnest}) AS x({keys_as}) JOIN {t} ON {on}"
+            f"SELECT {', '.join(select)} FROM unnest({unnest}) AS x({keys_as})"
+            f" CROSS JOIN LATERAL (SELECT {cols} FROM {t} WHERE {on} OFFSET 0) AS {t}"
         )
     order = "".join(
         f", {name}" for owner, name, c in slots if owner.order_by and c.name == owner.order_by

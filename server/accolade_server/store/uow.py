@@ -24,6 +24,15 @@ def is_transient(exc: sqlalchemy.exc.DBAPIError) -> bool:
     return isinstance(state, str) and state.startswith(TRANSIENT_SQLSTATE_PREFIXES)
 
 
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether a transaction failed (as `Unavailable`) because its connection was found dead,
+    e.g. a pooled connection PostgreSQL closed when it restarted. Connections are not pinged
+    before use (a round trip per transaction); the pool drops them all on such an error, so
+    running the transaction once more gets a fresh connection."""
+    cause = exc.__cause__
+    return isinstance(cause, sqlalchemy.exc.DBAPIError) and bool(cause.connection_invalidated)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
