@@ -11,7 +11,7 @@ import cel
 from accolade_server.domain.errors import InvalidArgument
 
 #: Variables a condition may read.
-CONDITION_VARIABLES = frozenset({"event"})
+CONDITION_VARIABLES = frozenset({"event", "user"})
 _MACROS = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(")
 #: Evaluation cost bounds. CEL has no loops, only comprehension macros; a macro's cost is the
 #: length of the list it walks (bounded by `max_property_list_items`), squared for `map` and
@@ -73,7 +73,13 @@ def compile_condition(source: str) -> Any:
         names = ", ".join(sorted(unknown))
         raise InvalidArgument(
             f"unknown variable {names}; conditions read `event` "
-            "(event.type, event.user_id, event.properties, event.occurred_at)",
+            "(event.type, event.user_id, event.properties, event.occurred_at) and "
+            "`user` (user.attributes)",
             field="condition",
         )
     return program
+
+
+def reads_user(program: Any) -> bool:
+    """Whether a compiled condition reads `user` (so events need their users' attributes)."""
+    return "user" in program.variables()
