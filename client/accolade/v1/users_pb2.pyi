@@ -102,11 +102,11 @@ class UpsertUserRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change on an existing user: any of "display_name",
-        "avatar_url", "time_zone", "locale", "attributes" (replaced whole); the
-        fields not named keep their values. Empty or "*": every field is written
-        as given (unset ones are cleared). A new user gets the named fields and
-        empty others.
+        """Fields to write: any of "display_name", "avatar_url", "time_zone",
+        "locale", "attributes" (replaced whole); the fields not named keep their
+        values (a new user has them empty). Empty: every field that is set to a
+        non-default value in `user`. "*": every field as given (unset ones are
+        cleared). A named field left empty in `user` is cleared.
         """
 
     def __init__(

@@ -40,9 +40,12 @@ class User:
     update_time: datetime | None = None
 
 
-def mask_fields(paths: Sequence[str], prefix: str = "update_mask") -> tuple[str, ...]:
-    """The profile fields an update mask names; empty or "*" means all of them."""
-    if not paths or list(paths) == ["*"]:
+def mask_fields(user: User, paths: Sequence[str], prefix: str = "update_mask") -> tuple[str, ...]:
+    """The profile fields an update mask names: empty means those set to a non-default value
+    in `user` (AIP-134's implied mask), "*" all of them."""
+    if not paths:
+        return tuple(f for f in PROFILE_FIELDS if getattr(user, f))
+    if list(paths) == ["*"]:
         return PROFILE_FIELDS
     chosen: list[str] = []
     for i, path in enumerate(paths):

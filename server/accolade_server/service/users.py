@@ -41,7 +41,7 @@ class UserService:
     async def upsert(self, user: User, update_mask: Sequence[str]) -> tuple[User, bool]:
         """Create the user, or set the masked fields of the stored one; (user, created)."""
         check_id(user.user_id, "user.user_id")
-        fields = mask_fields(update_mask)
+        fields = mask_fields(user, update_mask)
         check_profile(user, fields)
         if "attributes" in fields:
             check_properties(

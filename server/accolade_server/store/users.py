@@ -51,12 +51,16 @@ async def upsert(
     }
     insert = (postgresql.insert if repo.is_postgres else sqlite.insert)(users).values(values)
     excluded = insert.excluded
-    changed = [users.c[f].is_distinct_from(excluded[f]) for f in fields]
-    statement = insert.on_conflict_do_update(
-        index_elements=[users.c.user_id],
-        set_={**{f: excluded[f] for f in fields}, "update_time": excluded.update_time},
-        where=sa.or_(*changed),
-    ).returning(*users.c)
+    if fields:
+        statement = insert.on_conflict_do_update(
+            index_elements=[users.c.user_id],
+            set_={**{f: excluded[f] for f in fields}, "update_time": excluded.update_time},
+            where=sa.or_(*(users.c[f].is_distinct_from(excluded[f]) for f in fields)),
+        ).returning(*users.c)
+    else:  # nothing to set: create the user if missing
+        statement = insert.on_conflict_do_nothing(index_elements=[users.c.user_id]).returning(
+            *users.c
+        )
     row = (await repo.conn.execute(statement)).first()
     if row is None:  # stored already exactly so
         found = await get(repo, user.user_id)
