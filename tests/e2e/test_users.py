@@ -4,6 +4,7 @@ Connect, scopes, erasure, conditions over `user.attributes`, and the profile pag
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 import httpx
@@ -23,7 +24,7 @@ from tests.helpers import achievement, expect_error
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def directory(server: Running) -> users_pb2_grpc.UserDirectoryStub:
+def directory(server: Running) -> users_pb2_grpc.UserDirectoryAsyncStub:
     return users_pb2_grpc.UserDirectoryStub(server.channel)
 
 
@@ -31,7 +32,7 @@ def upsert(user: upb.User, *paths: str) -> upb.UpsertUserRequest:
     return upb.UpsertUserRequest(user=user, update_mask=field_mask_pb2.FieldMask(paths=paths))
 
 
-def attrs(**values: object) -> struct_pb2.Struct:
+def attrs(**values: Any) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(values)
     return s
