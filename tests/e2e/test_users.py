@@ -17,6 +17,7 @@ from accolade.v1 import users_pb2 as upb
 from accolade.v1 import users_pb2_grpc
 from tests.conftest import Database, Running, start_server, stop_server
 from tests.connect import unary
+from tests.e2e.console.conftest import http_sign_in, start_console
 from tests.e2e.test_auth import auth, with_keys
 from tests.e2e.test_cli import client, ok
 from tests.helpers import achievement, expect_error
@@ -316,3 +317,21 @@ async def test_cli_users_upsert_get_and_list(server: Running) -> None:
     assert bad.code != 0 and "user.time_zone" in bad.err
     missing = await client(server, "users", "get", "ghost")
     assert missing.code != 0 and "ghost" in missing.err
+
+
+async def test_the_console_users_page_shows_the_display_name(db: Database) -> None:
+    console = await start_console(db)
+    try:
+        users = directory(console.running)
+        await users.UpsertUser(
+            upsert(upb.User(user_id="u1", display_name="Ada L."), "display_name"),
+            metadata=auth(console.admin_key),
+        )
+        async with httpx.AsyncClient(base_url=console.running.http_url) as http:
+            await http_sign_in(http, console.read_key)
+            named = (await http.get("/console/users", params={"user_id": "u1"})).text
+            assert "Progress of Ada L. (u1)" in named
+            plain = (await http.get("/console/users", params={"user_id": "u2"})).text
+            assert "Progress of u2 ·" in plain
+    finally:
+        await stop_server(console.running)
