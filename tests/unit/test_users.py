@@ -17,6 +17,7 @@ from accolade_server.domain.users import (
     check_time_zone,
     mask_fields,
 )
+from accolade_server.rules.cel import compile_condition
 from accolade_server.rules.engine import RuleSet, match
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -80,3 +81,10 @@ def test_the_update_mask_names_fields_or_implies_the_set_ones() -> None:
     assert info.value.field == "update_mask.paths[1]"
     with pytest.raises(InvalidArgument):
         mask_fields(user, ["create_time"])  # output only
+
+
+def test_a_condition_reading_user_beyond_attributes_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match=r"user\.plan does not exist"):
+        compile_condition('user.plan == "pro"')
+    compile_condition('event.properties.user.plan == "x" && user.attributes.n > 1')
+    compile_condition('"user.x" == event.type')  # inside a string: no variable

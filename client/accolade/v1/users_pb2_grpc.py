@@ -84,7 +84,10 @@ class UserDirectoryServicer:
 
     def UpsertUser(self, request, context):
         """Create the user, or update the fields named in `update_mask` of an
-        existing one. Idempotent: the same request twice leaves the same user.
+        existing one (AIP-134's Update with `allow_missing`, as one method: the
+        producer of profiles rarely knows whether the user is stored yet).
+        Idempotent: the same request twice leaves the same user, `update_time`
+        included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,7 +49,10 @@ class UserDirectoryStub:
     def __new__(cls, channel: _aio.Channel) -> UserDirectoryAsyncStub: ...
     UpsertUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpsertUserRequest, _users_pb2.UpsertUserResponse]
     """Create the user, or update the fields named in `update_mask` of an
-    existing one. Idempotent: the same request twice leaves the same user.
+    existing one (AIP-134's Update with `allow_missing`, as one method: the
+    producer of profiles rarely knows whether the user is stored yet).
+    Idempotent: the same request twice leaves the same user, `update_time`
+    included.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]
     """Get a user by id. NOT_FOUND if no profile is stored for the id (events
@@ -79,7 +82,10 @@ class UserDirectoryAsyncStub(UserDirectoryStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpsertUserRequest, _users_pb2.UpsertUserResponse]  # type: ignore[assignment]
     """Create the user, or update the fields named in `update_mask` of an
-    existing one. Idempotent: the same request twice leaves the same user.
+    existing one (AIP-134's Update with `allow_missing`, as one method: the
+    producer of profiles rarely knows whether the user is stored yet).
+    Idempotent: the same request twice leaves the same user, `update_time`
+    included.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]  # type: ignore[assignment]
     """Get a user by id. NOT_FOUND if no profile is stored for the id (events
@@ -112,7 +118,10 @@ class UserDirectoryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.UpsertUserResponse, _abc.Awaitable[_users_pb2.UpsertUserResponse]]:
         """Create the user, or update the fields named in `update_mask` of an
-        existing one. Idempotent: the same request twice leaves the same user.
+        existing one (AIP-134's Update with `allow_missing`, as one method: the
+        producer of profiles rarely knows whether the user is stored yet).
+        Idempotent: the same request twice leaves the same user, `update_time`
+        included.
         """
 
     @_abc_1.abstractmethod

@@ -20,6 +20,8 @@ MAX_COMPREHENSIONS = 4
 _STRINGS = re.compile(
     r"'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"", re.DOTALL
 )
+#: `user.<name>` not preceded by another name (`event.properties.user.x` is a property).
+_USER_FIELD = re.compile(r"(?<![.\w])user\s*\.\s*(\w+)")
 _PREFIX = re.compile(r"^Failed to parse expression .*?': ", re.DOTALL)
 
 
@@ -77,6 +79,14 @@ def compile_condition(source: str) -> Any:
             "`user` (user.attributes)",
             field="condition",
         )
+    if "user" in program.variables() and not _MACROS.search(source):
+        for found in _USER_FIELD.finditer(_STRINGS.sub('""', source)):
+            if found.group(1) != "attributes":
+                raise InvalidArgument(
+                    f"user.{found.group(1)} does not exist; conditions read the user's "
+                    "profile attributes as user.attributes (e.g. user.attributes.plan)",
+                    field="condition",
+                )
     return program
 
 

@@ -57,7 +57,10 @@ class UserDirectory(Protocol):
     async def upsert_user(self, request: UpsertUserRequest, ctx: RequestContext[UpsertUserRequest, UpsertUserResponse], /) -> UpsertUserResponse:
         """
         Create the user, or update the fields named in `update_mask` of an
-        existing one. Idempotent: the same request twice leaves the same user.
+        existing one (AIP-134's Update with `allow_missing`, as one method: the
+        producer of profiles rarely knows whether the user is stored yet).
+        Idempotent: the same request twice leaves the same user, `update_time`
+        included.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -184,7 +187,10 @@ class UserDirectoryClient(ConnectClient):
     ) -> UpsertUserResponse:
         """
         Create the user, or update the fields named in `update_mask` of an
-        existing one. Idempotent: the same request twice leaves the same user.
+        existing one (AIP-134's Update with `allow_missing`, as one method: the
+        producer of profiles rarely knows whether the user is stored yet).
+        Idempotent: the same request twice leaves the same user, `update_time`
+        included.
         """
         return await self.execute_unary(
             request=request,
@@ -271,7 +277,10 @@ class UserDirectorySync(Protocol):
     def upsert_user(self, request: UpsertUserRequest, ctx: RequestContext[UpsertUserRequest, UpsertUserResponse], /) -> UpsertUserResponse:
         """
         Create the user, or update the fields named in `update_mask` of an
-        existing one. Idempotent: the same request twice leaves the same user.
+        existing one (AIP-134's Update with `allow_missing`, as one method: the
+        producer of profiles rarely knows whether the user is stored yet).
+        Idempotent: the same request twice leaves the same user, `update_time`
+        included.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -396,7 +405,10 @@ class UserDirectoryClientSync(ConnectClientSync):
     ) -> UpsertUserResponse:
         """
         Create the user, or update the fields named in `update_mask` of an
-        existing one. Idempotent: the same request twice leaves the same user.
+        existing one (AIP-134's Update with `allow_missing`, as one method: the
+        producer of profiles rarely knows whether the user is stored yet).
+        Idempotent: the same request twice leaves the same user, `update_time`
+        included.
         """
         return self.execute_unary(
             request=request,
