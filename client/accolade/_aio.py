@@ -20,7 +20,15 @@ from accolade._errors import code_of, from_grpc, is_retryable
 from accolade._retry import NO_RETRY, RetryPolicy
 from accolade._state import Batch, Watch
 from accolade._streams import AsyncAwardStream
-from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc, types_pb2
+from accolade.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    tracker_pb2,
+    tracker_pb2_grpc,
+    types_pb2,
+    users_pb2,
+    users_pb2_grpc,
+)
 
 log = logging.getLogger("accolade")
 R = TypeVar("R")
@@ -62,6 +70,7 @@ class AsyncClient:
         #: The generated stubs, for anything the client does not wrap.
         self.tracker = tracker_pb2_grpc.BadgeTrackerStub(self.channel)
         self.admin = admin_pb2_grpc.AchievementAdminStub(self.channel)
+        self.users = users_pb2_grpc.UserDirectoryStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -443,3 +452,67 @@ class AsyncClient:
             self.admin.DeleteUserData, request, idempotent=True, timeout=timeout
         )
         return response.erasure if response.HasField("erasure") else None
+
+    # Users -------------------------------------------------------------------------------
+
+    async def upsert_user(
+        self,
+        user_id: str,
+        *,
+        display_name: str | None = None,
+        avatar_url: str | None = None,
+        time_zone: str | None = None,
+        locale: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> users_pb2.User:
+        """Create the user, or change the fields given (others keep their values; pass ""
+        or ``{}`` to clear one). `time_zone` is an IANA name ("Europe/Berlin"), `locale` a
+        BCP 47 tag ("pt-BR"); `attributes` are readable by conditions as `user.attributes`.
+        Idempotent; returns the user as stored."""
+        given = {
+            "display_name": display_name,
+            "avatar_url": avatar_url,
+            "time_zone": time_zone,
+            "locale": locale,
+        }
+        user = users_pb2.User(
+            user_id=user_id,
+            display_name=display_name or "",
+            avatar_url=avatar_url or "",
+            time_zone=time_zone or "",
+            locale=locale or "",
+        )
+        mask = [k for k, v in given.items() if v is not None]
+        if attributes is not None:
+            user.attributes.CopyFrom(_common._struct(attributes))
+            mask.append("attributes")
+        request = users_pb2.UpsertUserRequest(
+            user=user, update_mask=field_mask_pb2.FieldMask(paths=mask)
+        )
+        response = await self._call(
+            self.users.UpsertUser, request, idempotent=True, timeout=timeout
+        )
+        return response.user
+
+    async def get_user(self, user_id: str, *, timeout: float | None = None) -> users_pb2.User:
+        """The user's profile (`NotFoundError` if none is stored)."""
+        request = users_pb2.GetUserRequest(user_id=user_id)
+        response = await self._call(self.users.GetUser, request, idempotent=True, timeout=timeout)
+        return response.user
+
+    async def list_users(
+        self, *, prefix: str = "", page_size: int = 100, timeout: float | None = None
+    ) -> AsyncIterator[users_pb2.User]:
+        """Every user (optionally those whose id starts with `prefix`), in id order."""
+        token = ""
+        while True:
+            request = users_pb2.ListUsersRequest(
+                page_size=page_size, page_token=token, user_id_prefix=prefix
+            )
+            page = await self._call(self.users.ListUsers, request, idempotent=True, timeout=timeout)
+            for user in page.users:
+                yield user
+            token = page.next_page_token
+            if not token:
+                return

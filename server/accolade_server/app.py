@@ -15,7 +15,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accolade.v1 import admin_pb2, admin_pb2_grpc, tracker_pb2, tracker_pb2_grpc
+from accolade.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    tracker_pb2,
+    tracker_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
 from accolade_server.auth import keys
 from accolade_server.auth.guard import Guard, is_loopback_listen
 from accolade_server.auth.keys import ApiKey
@@ -33,6 +40,7 @@ from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
+from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
@@ -41,6 +49,7 @@ from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import EventTypeService
 from accolade_server.service.tracking import TrackingService
+from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
 from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
@@ -51,6 +60,7 @@ log = structlog.get_logger("accolade.server")
 SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
+    users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -197,6 +207,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     tracker_servicer = BadgeTrackerServicer(tracking, awards, watch, catalogue)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(admin_servicer, server)
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(tracker_servicer, server)
+    users = UserService(uow, settings)
+    user_directory = UserDirectoryServicer(users)
+    users_pb2_grpc.add_UserDirectoryServicer_to_server(user_directory, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
@@ -212,6 +225,8 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
                     uow=uow,
                     tracker=tracker_servicer,
                     admin=admin_servicer,
+                    users=users,
+                    user_directory=user_directory,
                     metrics=metrics,
                 )
             ),

@@ -107,8 +107,12 @@ async def test_missing_achievement_is_not_found(server: Running) -> None:
             ["achievement.rule.condition", "Syntax error at 1:", "^"],
         ),
         (
+            {"rule": {"event_types": ["a"], "condition": "account.age > 3"}},
+            ["achievement.rule.condition", "unknown variable account"],
+        ),
+        (
             {"rule": {"event_types": ["a"], "condition": "user.age > 3"}},
-            ["achievement.rule.condition", "unknown variable user"],
+            ["achievement.rule.condition", "user.age does not exist", "user.attributes"],
         ),
         (
             {"rule": {"event_types": ["a"], "aggregate": pb.AGGREGATE_SUM}},

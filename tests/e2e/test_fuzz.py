@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accolade.v1 import admin_pb2 as apb
-from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc
+from accolade.v1 import admin_pb2_grpc, tracker_pb2_grpc, users_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
+from accolade.v1 import users_pb2 as upb
 from tests.conftest import POSTGRES_URL, drop_schema, migrated_schema
 from tests.processes import ServerProcess
 
@@ -181,6 +182,49 @@ def test_track_events(channel: Any, batch: list[tpb.TrackEventRequest]) -> None:
     for event, result in zip(batch, response.results, strict=True):
         if result.WhichOneof("result") == "error":
             assert result.error.code in ACCEPTABLE_NUMBERS, (result.error, event)
+
+
+@FUZZ
+@given(
+    user_id=ids,
+    fields=st.lists(text, max_size=4),
+    zone=st.one_of(text, st.sampled_from(["Europe/Berlin", "UTC", "Mars/Base", ""])),
+    attributes=structs(),
+    paths=st.lists(
+        st.one_of(text, st.sampled_from(["display_name", "attributes", "*", "time_zone"])),
+        max_size=3,
+    ),
+    page_size=int32,
+    token=text,
+)
+def test_user_directory(
+    channel: Any,
+    user_id: str,
+    fields: list[str],
+    zone: str,
+    attributes: Struct,
+    paths: list[str],
+    page_size: int,
+    token: str,
+) -> None:
+    users = users_pb2_grpc.UserDirectoryStub(channel)
+    name, url, locale = [*fields, "", "", ""][:3]
+    user = upb.User(
+        user_id=user_id,
+        display_name=name,
+        avatar_url=url,
+        time_zone=zone,
+        locale=locale,
+        attributes=attributes,
+    )
+    request = upb.UpsertUserRequest(user=user)
+    request.update_mask.paths.extend(paths)
+    call(users.UpsertUser, request)
+    call(users.GetUser, upb.GetUserRequest(user_id=user_id))
+    call(
+        users.ListUsers,
+        upb.ListUsersRequest(page_size=page_size, page_token=token, user_id_prefix=user_id),
+    )
 
 
 @FUZZ

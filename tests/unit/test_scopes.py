@@ -27,9 +27,13 @@ def all_methods() -> list[str]:
     return sorted(methods)
 
 
-def test_the_walk_sees_both_services() -> None:
+def test_the_walk_sees_every_service() -> None:
     services = {m.split("/")[1] for m in all_methods()}
-    assert {"accolade.v1.BadgeTracker", "accolade.v1.AchievementAdmin"} <= services
+    assert {
+        "accolade.v1.BadgeTracker",
+        "accolade.v1.AchievementAdmin",
+        "accolade.v1.UserDirectory",
+    } <= services
 
 
 @pytest.mark.parametrize("method", all_methods())

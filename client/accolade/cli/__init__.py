@@ -172,6 +172,33 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     )
     delete_user.add_argument("user")
     delete_user.set_defaults(func=verbs.users_delete)
+    get_user = users_verbs.add_parser("get", parents=[common], help="a user's profile as JSON")
+    get_user.add_argument("user")
+    get_user.set_defaults(func=verbs.users_get)
+    list_users = users_verbs.add_parser("list", parents=[common], help="users with a profile")
+    list_users.add_argument("--prefix", default="", help="only ids starting with PREFIX")
+    list_users.set_defaults(func=verbs.users_list)
+    upsert_user = users_verbs.add_parser(
+        "upsert",
+        parents=[common],
+        help="create a user's profile or change the fields given (others stay as they are)",
+    )
+    upsert_user.add_argument("user")
+    upsert_user.add_argument("--display-name", help="shown instead of the id")
+    upsert_user.add_argument("--avatar-url", help="an http(s) URL of a picture")
+    upsert_user.add_argument("--time-zone", help="an IANA name, e.g. Europe/Berlin")
+    upsert_user.add_argument("--locale", help="a BCP 47 tag, e.g. pt-BR")
+    upsert_user.add_argument(
+        "--attr",
+        action="append",
+        type=verbs.prop,
+        metavar="KEY=VALUE",
+        help="an attribute (VALUE as JSON when valid); repeatable; replaces all attributes",
+    )
+    upsert_user.add_argument(
+        "--clear-attributes", action="store_true", help="remove every attribute"
+    )
+    upsert_user.set_defaults(func=verbs.users_upsert)
 
     rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")

@@ -15,7 +15,7 @@ from accolade._common import TLS
 from accolade._enums import EnumType, parse_enum, short_name
 from accolade._retry import RetryPolicy
 from accolade.cli import _render as render
-from accolade.v1 import admin_pb2, types_pb2
+from accolade.v1 import admin_pb2, types_pb2, users_pb2
 
 
 def client(args: argparse.Namespace) -> Client:
@@ -213,6 +213,51 @@ def users_delete(args: argparse.Namespace) -> int:
         print(f"nothing stored of {args.user}; nothing changed")
     else:
         print(f"erased every record of {args.user} (erasure entry at cursor {erasure.cursor})")
+    return 0
+
+
+def users_get(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        render.print_json(c.get_user(args.user))
+    return 0
+
+
+def users_list(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        items = list(c.list_users(prefix=args.prefix, page_size=1000))
+    if args.json:
+        render.print_json(users_pb2.ListUsersResponse(users=items))
+        return 0
+    render.table(
+        ("USER", "DISPLAY NAME", "TIME ZONE", "LOCALE", "ATTRIBUTES"),
+        [
+            (
+                u.user_id,
+                u.display_name or "-",
+                u.time_zone or "-",
+                u.locale or "-",
+                ",".join(sorted(u.attributes.keys())) or "-",
+            )
+            for u in items
+        ],
+    )
+    return 0
+
+
+def users_upsert(args: argparse.Namespace) -> int:
+    attributes: dict[str, Any] | None = {} if args.clear_attributes else None
+    if args.attr:
+        attributes = dict(args.attr)
+    with client(args) as c:
+        user = c.upsert_user(
+            args.user,
+            display_name=args.display_name,
+            avatar_url=args.avatar_url,
+            time_zone=args.time_zone,
+            locale=args.locale,
+            attributes=attributes,
+        )
+    render.print_json(user)
     return 0
 
 

@@ -173,10 +173,14 @@ class Rule(_message.Message):
     """A CEL expression over `event` that must be true for an event to count,
     e.g. `event.properties.amount >= 100`. Variables: `event.type` (string),
     `event.user_id` (string), `event.properties` (map), `event.occurred_at`
-    (timestamp). Empty means every event of `event_types` counts. An
-    expression that errors on an event (missing property, wrong type) counts
-    as "no match" for that event; such errors are counted and shown in
-    `Achievement.condition_error_count` and `last_condition_error`.
+    (timestamp), and the user's profile attributes as `user.attributes`
+    (map; see accolade.v1.User), e.g. `user.attributes.plan == "pro"`.
+    Attributes are read when the event is counted: changing them never
+    changes past counts. Empty means every event of `event_types` counts. An
+    expression that errors on an event (missing property or user attribute,
+    no such user, wrong type) counts as "no match" for that event; such
+    errors are counted and shown in `Achievement.condition_error_count` and
+    `last_condition_error`.
     """
     aggregate: Global___Aggregate.ValueType
     """How matching events are aggregated. Unspecified means COUNT."""

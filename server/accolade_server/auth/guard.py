@@ -45,6 +45,10 @@ METHOD_SCOPES = {
     "/accolade.v1.AchievementAdmin/GetEventType": "admin",
     "/accolade.v1.AchievementAdmin/ListEventTypes": "admin",
     "/accolade.v1.AchievementAdmin/DeleteUserData": "admin",
+    # Profiles: written by whoever owns the user accounts (admin); read like progress.
+    "/accolade.v1.UserDirectory/UpsertUser": "admin",
+    "/accolade.v1.UserDirectory/GetUser": "read",
+    "/accolade.v1.UserDirectory/ListUsers": "read",
 }
 
 

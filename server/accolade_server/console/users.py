@@ -56,8 +56,10 @@ def routes(console: Console) -> list[ConsoleRoute]:
         by_id = {a.id: a for a in await all_achievements(console)}
         bars = _bars(views, by_id, settings.badge_level_threshold, settings.points_per_badge)
         history, _ = await services.awards.history([user_id], [], limit=HISTORY)
+        names = await services.users.display_names([user_id])
         return {
             "user_id": user_id,
+            "display_name": names.get(user_id, ""),
             "bars": bars,
             "points": points,
             "history": history,

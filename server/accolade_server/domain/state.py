@@ -22,6 +22,9 @@ class Event:
     type: str
     properties: Mapping[str, Any]
     occurred_at: datetime
+    #: The user's profile attributes (`user.attributes` in conditions), filled in before
+    #: matching only when a rule's condition reads `user`; empty for a user without one.
+    user_attributes: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

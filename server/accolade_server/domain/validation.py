@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate
@@ -200,3 +201,44 @@ def _find_cycle(start: str, graph: Mapping[str, tuple[str, ...]]) -> list[str] |
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))
     return None
+
+
+def check_properties(
+    properties: Mapping[str, Any], field: str, *, max_bytes: int, max_depth: int, max_items: int
+) -> None:
+    """Bounded size, depth and list length, and no NUL characters (PostgreSQL cannot store
+    them), for event properties and user attributes alike. List length bounds what CEL
+    comprehensions (`.map()` …) cost."""
+    stack: list[tuple[Any, int]] = [(properties, 1)]
+    size = 0
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > max_depth:
+                raise InvalidArgument(
+                    f"nested deeper than {max_depth} levels (max_properties_depth)",
+                    field=field,
+                )
+            if isinstance(value, list) and len(value) > max_items:
+                raise InvalidArgument(
+                    f"has a list of {len(value)} items; at most {max_items} "
+                    "(max_property_list_items)",
+                    field=field,
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, inner in items:
+                if isinstance(key, str):
+                    size += len(key)
+                    if "\x00" in key:
+                        raise InvalidArgument("keys must not contain NUL", field=field)
+                stack.append((inner, depth + 1))
+        elif isinstance(value, str):
+            size += len(value)
+            if "\x00" in value:
+                raise InvalidArgument("strings must not contain NUL characters", field=field)
+        else:
+            size += 8
+        if size > max_bytes:
+            raise InvalidArgument(
+                f"larger than {max_bytes} bytes (max_properties_bytes)", field=field
+            )

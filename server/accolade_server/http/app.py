@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from accolade.v1 import admin_pb2, tracker_pb2
+from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
@@ -23,10 +23,12 @@ from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
+from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import TrackingService
+from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
 from accolade_server.store.uow import UnitOfWork
 
@@ -69,6 +71,9 @@ class Services:
     #: The gRPC servicers themselves: the Connect API calls them through one adapter.
     tracker: BadgeTrackerServicer
     admin: AchievementAdminServicer
+    #: User profiles (display names on pages) and their servicer.
+    users: UserService
+    user_directory: UserDirectoryServicer
     metrics: Metrics | None = None
 
 
@@ -82,13 +87,15 @@ def build_http_app(services: Services) -> Starlette:
     connect = connect_apps(
         services.tracker,
         services.admin,
+        services.user_directory,
         metrics=services.metrics,
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
     )
-    pictures = Pictures(settings, services.achievements, services.tracking)
+    pictures = Pictures(settings, services.achievements, services.tracking, services.users)
     document = openapi_document(
-        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR), version=metadata.version("accolade")
+        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, users_pb2.DESCRIPTOR),
+        version=metadata.version("accolade"),
     )
 
     async def openapi(request: Request) -> Response:

@@ -25,16 +25,18 @@ from connectrpc.request import RequestContext
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accolade.v1 import admin_pb2, tracker_pb2
+from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import METHOD_SCOPES, Guard
 from accolade_server.domain.errors import PermissionDenied
 from accolade_server.http.protojson import StrictJSONCodec
 from accolade_server.http.v1.admin_connect import AchievementAdmin, AchievementAdminASGIApplication
 from accolade_server.http.v1.tracker_connect import BadgeTracker, BadgeTrackerASGIApplication
+from accolade_server.http.v1.users_connect import UserDirectory, UserDirectoryASGIApplication
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import wrap_stream, wrap_unary
 from accolade_server.rpc.tracker import BadgeTrackerServicer
+from accolade_server.rpc.users import UserDirectoryServicer
 
 #: gRPC status → Connect code: the same names (Connect spells CANCELLED with one L).
 CONNECT_CODE: dict[grpc.StatusCode, Code] = {
@@ -167,6 +169,7 @@ def _refused_stream(name: str) -> Callable[[Any, Any], AsyncIterator[Any]]:
 def connect_apps(
     tracker: BadgeTrackerServicer,
     admin: AchievementAdminServicer,
+    users: UserDirectoryServicer,
     *,
     metrics: Metrics | None,
     guard: Guard | None,
@@ -180,12 +183,20 @@ def connect_apps(
     admin_service = ConnectService(
         admin, admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"], metrics, guard
     )
-    apps: list[BadgeTrackerASGIApplication | AchievementAdminASGIApplication] = [
+    users_service = ConnectService(
+        users, users_pb2.DESCRIPTOR.services_by_name["UserDirectory"], metrics, guard
+    )
+    apps: list[
+        BadgeTrackerASGIApplication | AchievementAdminASGIApplication | UserDirectoryASGIApplication
+    ] = [
         BadgeTrackerASGIApplication(
             cast(BadgeTracker, tracker_service), read_max_bytes=max_message_bytes, codecs=codecs
         ),
         AchievementAdminASGIApplication(
             cast(AchievementAdmin, admin_service), read_max_bytes=max_message_bytes, codecs=codecs
+        ),
+        UserDirectoryASGIApplication(
+            cast(UserDirectory, users_service), read_max_bytes=max_message_bytes, codecs=codecs
         ),
     ]
     return [(app.path, _with_length(cast(ASGIApp, app))) for app in apps]

@@ -26,6 +26,7 @@ from accolade_server.http.permissions import error_response
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.tracking import TrackingService
+from accolade_server.service.users import UserService
 
 SVG = "image/svg+xml"
 #: Fill colours of the usual tier names (the level names of `badge_level_threshold` too).
@@ -142,11 +143,16 @@ class Pictures:
     """The routes' endpoints, over the same services as the API."""
 
     def __init__(
-        self, settings: Settings, achievements: AchievementService, tracking: TrackingService
+        self,
+        settings: Settings,
+        achievements: AchievementService,
+        tracking: TrackingService,
+        users: UserService,
     ) -> None:
         self.settings = settings
         self.achievements = achievements
         self.tracking = tracking
+        self.users = users
         self.private = frozenset(settings.private_profile_users)
 
     def _cache(self) -> str:
@@ -209,7 +215,8 @@ class Pictures:
         try:
             user_id = self._user(request)
             views, points = await self.tracking.progress(user_id, [], "")
-            body = profile_html(user_id, views, points)
+            names = await self.users.display_names([user_id])
+            body = profile_html(user_id, views, points, display_name=names.get(user_id, ""))
         except Exception as exc:
             return error_response(exc, request.url.path)
         return self._picture(request, body, "text/html; charset=utf-8")
@@ -221,9 +228,12 @@ def _date(when: datetime | None) -> tuple[str, str]:
     return when.strftime("%d %b %Y"), when.isoformat()
 
 
-def profile_html(user_id: str, views: list[ProgressView], points: int) -> str:
+def profile_html(
+    user_id: str, views: list[ProgressView], points: int, *, display_name: str = ""
+) -> str:
     """The page: earned badges (tier, date), progress toward the next ones, total points.
-    Hidden achievements are left out, earned or not."""
+    Hidden achievements are left out, earned or not. Titled with the user's display name
+    when their profile has one, else with the id."""
     base = f"/v1/users/{quote(user_id, safe='')}"
     earned = []
     in_progress = []
@@ -254,4 +264,6 @@ def profile_html(user_id: str, views: list[ProgressView], points: int) -> str:
                 }
             )
     in_progress.sort(key=lambda p: -float(str(p["percent"])))
-    return _profile.render(name=user_id, points=points, earned=earned, in_progress=in_progress)
+    return _profile.render(
+        name=display_name or user_id, points=points, earned=earned, in_progress=in_progress
+    )

@@ -11,7 +11,7 @@ import cel
 from accolade_server.domain.errors import InvalidArgument
 
 #: Variables a condition may read.
-CONDITION_VARIABLES = frozenset({"event"})
+CONDITION_VARIABLES = frozenset({"event", "user"})
 _MACROS = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(")
 #: Evaluation cost bounds. CEL has no loops, only comprehension macros; a macro's cost is the
 #: length of the list it walks (bounded by `max_property_list_items`), squared for `map` and
@@ -20,6 +20,8 @@ MAX_COMPREHENSIONS = 4
 _STRINGS = re.compile(
     r"'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"", re.DOTALL
 )
+#: `user.<name>` not preceded by another name (`event.properties.user.x` is a property).
+_USER_FIELD = re.compile(r"(?<![.\w])user\s*\.\s*(\w+)")
 _PREFIX = re.compile(r"^Failed to parse expression .*?': ", re.DOTALL)
 
 
@@ -73,7 +75,21 @@ def compile_condition(source: str) -> Any:
         names = ", ".join(sorted(unknown))
         raise InvalidArgument(
             f"unknown variable {names}; conditions read `event` "
-            "(event.type, event.user_id, event.properties, event.occurred_at)",
+            "(event.type, event.user_id, event.properties, event.occurred_at) and "
+            "`user` (user.attributes)",
             field="condition",
         )
+    if "user" in program.variables() and not _MACROS.search(source):
+        for found in _USER_FIELD.finditer(_STRINGS.sub('""', source)):
+            if found.group(1) != "attributes":
+                raise InvalidArgument(
+                    f"user.{found.group(1)} does not exist; conditions read the user's "
+                    "profile attributes as user.attributes (e.g. user.attributes.plan)",
+                    field="condition",
+                )
     return program
+
+
+def reads_user(program: Any) -> bool:
+    """Whether a compiled condition reads `user` (so events need their users' attributes)."""
+    return "user" in program.variables()

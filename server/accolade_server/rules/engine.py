@@ -43,7 +43,7 @@ from accolade_server.domain.state import DistinctKey, UserKey
 from accolade_server.domain.state import Event as Event  # re-exported for the engine's callers
 from accolade_server.domain.state import ProgressState as ProgressState
 from accolade_server.domain.state import Snapshot as Snapshot
-from accolade_server.rules.cel import compile_condition
+from accolade_server.rules.cel import compile_condition, reads_user
 
 #: Names given to `badge_level_threshold` levels; further levels are called level-4, level-5, …
 LEVEL_NAMES = ("bronze", "silver", "gold", "platinum", "diamond")
@@ -185,6 +185,9 @@ class RuleSet:
         self.by_type: dict[str, list[Compiled]] = {}
         self.dependents: dict[str, list[str]] = {}
         self.broken: dict[str, tuple[Achievement, str]] = {}
+        #: Whether some enabled condition reads `user`: then events are matched with their
+        #: users' attributes (`Event.user_attributes`), read once per batch.
+        self.reads_user = False
         for a in achievements:
             if not a.enabled:
                 continue
@@ -193,6 +196,7 @@ class RuleSet:
             except InvalidArgument as exc:
                 self.broken[a.id] = (a, str(exc))
                 continue
+            self.reads_user = self.reads_user or (program is not None and reads_user(program))
             compiled = Compiled(a, levels_of(a, level_thresholds, points_per_badge), program)
             self.by_id[a.id] = compiled
             for event_type in a.rule.event_types:
@@ -286,7 +290,8 @@ def match(event: Event, rules: RuleSet) -> Match:
                             "user_id": event.user_id,
                             "properties": dict(event.properties),
                             "occurred_at": event.occurred_at,
-                        }
+                        },
+                        "user": {"attributes": dict(event.user_attributes or {})},
                     }
                 )
             key = id(program)

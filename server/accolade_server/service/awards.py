@@ -17,6 +17,7 @@ from accolade_server.service import ledger
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import check_id
 from accolade_server.service.watch import make_filter
+from accolade_server.store import users
 from accolade_server.store.port import Changes, Keys
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
@@ -130,14 +131,17 @@ class AwardService:
         return entries, head
 
     async def erase_user(self, user_id: str) -> AwardRecord | None:
-        """Erase everything stored of a user (events, progress, holdings, points, award-log
-        entries) and append one erasure entry; None when nothing was stored. Idempotent."""
+        """Erase everything stored of a user (profile, events, progress, holdings, points,
+        award-log entries) and append one erasure entry; None when nothing was stored.
+        Idempotent."""
         check_id(user_id, "user_id")
         now = self.clock()
         async with self.uow.transaction() as repo:
             store = repo.batch
             await store.lock_users([user_id], now)
-            erase = [ledger.Pending.erasure(user_id)] if await repo.has_data(user_id) else []
+            had_profile = await users.delete(repo, user_id)
+            stored = had_profile or await repo.has_data(user_id)
+            erase = [ledger.Pending.erasure(user_id)] if stored else []
             records = await ledger.allocate(store, erase, now)
             await store.write(Changes(erased=[user_id]), records, now)
         return records[0] if records else None

@@ -15,7 +15,7 @@ from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
 from accolade_server.domain.model import Holding
 from accolade_server.domain.state import Event
-from accolade_server.domain.validation import EVENT_TYPE, check_slug
+from accolade_server.domain.validation import EVENT_TYPE, check_properties, check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, view, visible
@@ -25,7 +25,9 @@ from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import ShapeRecorder
+from accolade_server.store import users as user_store
 from accolade_server.store.port import Keys
+from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork, is_disconnect
 
 log = structlog.get_logger("accolade.tracking")
@@ -117,44 +119,13 @@ class TrackingService:
         return Event(item.event_id, item.user_id, item.type, item.properties, occurred)
 
     def _check_properties(self, properties: dict[str, Any], field: str) -> None:
-        """Bounded size, depth and list length, and no NUL characters (PostgreSQL cannot
-        store them). List length bounds what CEL comprehensions (`.map()` …) cost."""
-        budget = self.settings.max_properties_bytes
-        max_depth = self.settings.max_properties_depth
-        max_items = self.settings.max_property_list_items
-        stack: list[tuple[Any, int]] = [(properties, 1)]
-        size = 0
-        while stack:
-            value, depth = stack.pop()
-            if isinstance(value, dict | list):
-                if depth > max_depth:
-                    raise InvalidArgument(
-                        f"nested deeper than {max_depth} levels (max_properties_depth)",
-                        field=field,
-                    )
-                if isinstance(value, list) and len(value) > max_items:
-                    raise InvalidArgument(
-                        f"has a list of {len(value)} items; at most {max_items} "
-                        "(max_property_list_items)",
-                        field=field,
-                    )
-                items = value.items() if isinstance(value, dict) else enumerate(value)
-                for key, inner in items:
-                    if isinstance(key, str):
-                        size += len(key)
-                        if "\x00" in key:
-                            raise InvalidArgument("keys must not contain NUL", field=field)
-                    stack.append((inner, depth + 1))
-            elif isinstance(value, str):
-                size += len(value)
-                if "\x00" in value:
-                    raise InvalidArgument("strings must not contain NUL characters", field=field)
-            else:
-                size += 8
-            if size > budget:
-                raise InvalidArgument(
-                    f"larger than {budget} bytes (max_properties_bytes)", field=field
-                )
+        check_properties(
+            properties,
+            field,
+            max_bytes=self.settings.max_properties_bytes,
+            max_depth=self.settings.max_properties_depth,
+            max_items=self.settings.max_property_list_items,
+        )
 
     async def track(self, item: EventInput) -> TrackResult:
         """Record one event; concurrent calls share transactions (see MicroBatcher)."""
@@ -217,12 +188,21 @@ class TrackingService:
         self.metrics.batch_size.observe(len(batch))
         # Matching is pure: done here, with the rule set cached now, it is not done under the
         # users' locks (the transaction matches again only if the definitions changed).
-        matched = batch_.match_batch(self.rules.rules, self.settings, batch)
+        cached = self.rules.rules
+        if cached.reads_user:  # one read, before matching and outside the users' locks
+            async with self.uow.transaction() as repo:
+                batch = await with_attributes(repo, batch)
+        matched = batch_.match_batch(cached, self.settings, batch)
         for attempt in range(RACE_RETRIES + 1):
             errors: list[tuple[str, engine.ConditionError]] = []
             try:
                 async with self.uow.transaction() as repo:
                     rules = await self.rules.get(repo)
+                    if rules.reads_user and not cached.reads_user:
+                        # The definitions just changed (rare): read them here; `process`
+                        # matches again with the new rule set.
+                        batch = await with_attributes(repo, batch)
+                        cached = rules
                     results = await batch_.process(
                         repo, rules, self.settings, errors, batch, now, matched
                     )
@@ -291,3 +271,10 @@ class TrackingService:
             if not category or a.category == category
         ]
         return views, points
+
+
+async def with_attributes(repo: Repository, batch: Sequence[Event]) -> list[Event]:
+    """The batch's events carrying their users' attributes, from one read; an empty mapping
+    for a user without a profile, so `user.attributes.x` is a missing key: no match."""
+    found = await user_store.attributes(repo, (e.user_id for e in batch))
+    return [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]

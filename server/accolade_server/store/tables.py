@@ -181,3 +181,18 @@ console_sessions = sa.Table(
     sa.Column("expire_time", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_console_sessions_expire_time", "expire_time"),
 )
+
+# User profiles (see service/users.py): presentation and the attributes rule conditions read.
+# Erased with the rest of a user's data.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("avatar_url", sa.String(2048), nullable=False, server_default=""),
+    sa.Column("time_zone", sa.String(64), nullable=False, server_default=""),
+    sa.Column("locale", sa.String(64), nullable=False, server_default=""),
+    sa.Column("attributes", JSONType, nullable=False),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+)
