@@ -133,7 +133,8 @@ async def own_schema(run_id: str, request: pytest.FixtureRequest) -> AsyncIterat
 async def postgres_db(run_id: str) -> AsyncIterator[Database]:
     schema = f"accolade_{run_id}"
     await create_schema(schema)
-    engine = make_engine(POSTGRES_URL, schema=schema)
+    # Pinged: the fault suite restarts PostgreSQL while this engine's connections sit idle.
+    engine = make_engine(POSTGRES_URL, schema=schema, pre_ping=True)
     try:
         await migrate.upgrade(engine)
         yield Database("postgres", POSTGRES_URL, schema, engine)

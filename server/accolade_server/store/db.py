@@ -12,8 +12,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    url: str, *, schema: str | None = None, pool_size: int = 10, pre_ping: bool = False
+) -> AsyncEngine:
     """An engine for `postgresql+asyncpg://` or `sqlite+aiosqlite://` URLs.
+
+    `pre_ping` checks each pooled connection before use: for engines that sit idle across a
+    database restart and have no retry of their own (test fixtures); the server does without.
 
     SQLite runs in WAL mode with a busy timeout, and every transaction starts with
     `BEGIN IMMEDIATE` so that read-then-write sequences cannot interleave (SQLite's
@@ -42,7 +47,7 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         # No ping per checkout: a dead connection shows as an error with
         # `connection_invalidated`, after which the pool drops its older connections too
         # (see `uow.is_disconnect`; the tracking path runs such a transaction again).
-        pool_pre_ping=False,
+        pool_pre_ping=pre_ping,
         connect_args=connect_args,
     )
 
