@@ -154,7 +154,9 @@ async def test_reads_answer_get_and_writes_do_not(server: Running) -> None:
     async with httpx.AsyncClient(base_url=server.http_url) as http:
         params = {"encoding": "json", "message": json.dumps({"userId": "u1"})}
         read = await http.get("/accolade.v1.BadgeTracker/GetProgress", params=params)
-        assert read.status_code == 200 and read.json() == {}  # zero values are omitted
+        # Zero values are written: a page need not guess what a missing field means.
+        assert read.status_code == 200
+        assert read.json() == {"progress": [], "totalPoints": "0"}
         assert "content-length" in read.headers  # sent whole, not chunked
         message = json.dumps({"eventId": "e", "userId": "u", "type": "t"})
         write = await http.get(

@@ -40,22 +40,43 @@ class StrictJSONCodec:
 
 
 def to_json(message: Message) -> Any:
-    """`json_format.MessageToDict(message)` (proto3 JSON, zero values omitted), faster:
-    one converter per field, built once; well-known types other than Timestamp go to
-    json_format itself. `tests/unit/test_connect_json.py` holds the two equal."""
+    """`json_format.MessageToDict(message, always_print_fields_with_no_presence=True)`,
+    faster: one converter per field, built once; well-known types other than Timestamp go
+    to json_format itself. Zero values of fields without presence are written (`"current":
+    0`, `"awards": []`), so a browser never has to guess what a missing field means; fields
+    with presence (messages, `optional`, oneof members) appear only when set.
+    `tests/unit/test_connect_json.py` holds the two equal."""
     descriptor = message.DESCRIPTOR
     if descriptor.full_name in _OWN_FORM:
         return (
             message.ToJsonString()  # type: ignore[attr-defined]
             if descriptor.full_name == "google.protobuf.Timestamp"
-            else json_format.MessageToDict(message)
+            else json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
         )
-    out = {}
+    defaults = _DEFAULTS.get(descriptor.full_name)
+    if defaults is None:
+        defaults = _DEFAULTS[descriptor.full_name] = _defaults_of(descriptor)
+    out = {k: (type(v)() if isinstance(v, list | dict) else v) for k, v in defaults.items()}
     for fd, value in message.ListFields():
         convert = _CONVERTERS.get(fd)
         if convert is None:
             convert = _CONVERTERS[fd] = _converter(fd)
         out[fd.json_name] = convert(value)
+    return out
+
+
+def _defaults_of(descriptor: Any) -> dict[str, Any]:
+    """The JSON of each field without presence when unset (lists and maps made anew per
+    message)."""
+    out: dict[str, Any] = {}
+    for fd in descriptor.fields:
+        if fd.has_presence:
+            continue
+        if fd.is_repeated:
+            entry = fd.message_type
+            out[fd.json_name] = {} if entry is not None and entry.GetOptions().map_entry else []
+        else:
+            out[fd.json_name] = _single(fd)(fd.default_value)
     return out
 
 
@@ -68,6 +89,7 @@ _OWN_FORM = frozenset(
     )
 )  # fmt: skip
 _CONVERTERS: dict[FieldDescriptor, Callable[[Any], Any]] = {}
+_DEFAULTS: dict[str, dict[str, Any]] = {}  # by message name
 _INT64 = frozenset(
     {
         FieldDescriptor.TYPE_INT64,
