@@ -389,6 +389,9 @@ async def test_pages_are_labelled_keyboard_usable_and_free_of_script_errors(
     page.on("pageerror", lambda e: problems.append(str(e)))
     # Keyboard only: the key field has focus, Enter submits.
     await page.goto(f"{console.url}/sign-in")
+    # Chromium applies autofocus after the load event, when it next renders: wait for it
+    # rather than type into the page before the field has focus (flaky on a busy machine).
+    await expect(page.get_by_label("API key")).to_be_focused()
     await page.keyboard.type(console.admin_key)
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
