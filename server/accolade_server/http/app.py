@@ -31,6 +31,7 @@ from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
 from accolade_server.store.uow import UnitOfWork
+from accolade_server.tracing import Tracing
 
 #: Request headers a browser page may send cross-origin (Connect's own and the API key).
 CORS_REQUEST_HEADERS = [
@@ -75,6 +76,8 @@ class Services:
     users: UserService
     user_directory: UserDirectoryServicer
     metrics: Metrics | None = None
+    #: Tracing when it is on (the console says so).
+    tracing: Tracing | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
