@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from accolade.v1 import admin_pb2 as apb
@@ -16,6 +17,7 @@ from accolade_server.notify.ga4 import client_id
 from accolade_server.store import delivery
 from accolade_server.store.repository import Repository
 from tests.conftest import Database, start_server, stop_server
+from tests.e2e.console.conftest import http_sign_in, make_key
 from tests.e2e.test_delivery import earn_first, eventually
 from tests.ga4 import API_SECRET, MEASUREMENT_ID, Collector
 from tests.helpers import achievement
@@ -157,3 +159,33 @@ async def test_an_unreachable_endpoint_keeps_the_entry_and_no_secret_in_the_erro
     assert state.attempts >= 2 and state.cursor == 0 and state.last_error
     assert API_SECRET not in state.last_error
     assert API_SECRET not in caplog.text
+
+
+async def test_the_console_shows_the_ga4_sinks_status_and_tracing(
+    db: Database, collector: Collector
+) -> None:
+    admin = await make_key(db, "ops", "admin")
+    collector.statuses = [503]
+    running = await start_server(db, **collector.settings())
+    try:
+        auth = (("authorization", f"Bearer {admin}"),)
+        await running.admin.ApplyAchievements(
+            apb.ApplyAchievementsRequest(achievements=[achievement("first")]), metadata=auth
+        )
+        await running.admin.GrantAward(
+            apb.GrantAwardRequest(user_id="u1", achievement_id="first"), metadata=auth
+        )
+        for _ in range(750):
+            if (await ga4_state(db)).attempts:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=running.http_url) as http:
+            await http_sign_in(http, admin)
+            page = await http.get("/console/live")
+    finally:
+        await stop_server(running)
+    assert page.status_code == 200
+    assert f"ga4:{MEASUREMENT_ID}" in page.text
+    assert "retrying (attempt" in page.text and "HTTP 503" in page.text
+    assert "Tracing: off" in page.text
+    assert API_SECRET not in page.text
