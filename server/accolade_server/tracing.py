@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -70,11 +71,11 @@ class Tracing:
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         """A span per database statement, through SQLAlchemy's instrumentation on the async
-        engine's sync engine. `EngineTracer` (the class `SQLAlchemyInstrumentor` returns)
-        is used directly: the instrumentor is a process-wide singleton that also patches
-        `create_engine` and `Engine.connect` for every engine, and a second `instrument()`
-        (a second app in one process) does nothing."""
-        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        engine's sync engine, for statements run inside a recorded span (see
+        `_StatementTracer`). Its `EngineTracer` (what `SQLAlchemyInstrumentor().instrument(
+        engine=…)` returns) is used directly: the instrumentor is a process-wide singleton
+        that also patches `create_engine` and `Engine.connect` for every engine, and a
+        second `instrument()` (a second app in one process) does nothing."""
         from opentelemetry.instrumentation.sqlalchemy.version import __version__
         from opentelemetry.metrics import NoOpMeterProvider
 
@@ -83,7 +84,7 @@ class Tracing:
         )
         meter = NoOpMeterProvider().get_meter("opentelemetry.instrumentation.sqlalchemy")
         usage = meter.create_up_down_counter("db.client.connections.usage")
-        EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
+        _statement_tracer()(tracer, engine.sync_engine, usage)
 
     def caller(self) -> Span:
         """The span of the call submitting an item to the micro-batcher."""
@@ -114,6 +115,24 @@ class Tracing:
     async def shutdown(self) -> None:
         """Flush what is queued and stop the exporter (blocking calls: off the loop)."""
         await asyncio.to_thread(self.provider.shutdown)
+
+
+@functools.cache
+def _statement_tracer() -> type[Any]:
+    """SQLAlchemy's `EngineTracer`, skipping statements outside a recorded span.
+
+    A statement whose call or batch is not sampled would only make a span to drop (the
+    instrumentation parses the URL and the statement first: most of tracing's cost at a 0 %
+    sampler), and the background polls' statements would each start a trace of their own."""
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+
+    class StatementTracer(EngineTracer):
+        def _before_cur_exec(self, conn: Any, cursor: Any, statement: Any, *rest: Any) -> Any:
+            if not trace.get_current_span().is_recording():
+                return statement, rest[0]
+            return super()._before_cur_exec(conn, cursor, statement, *rest)  # type: ignore[no-untyped-call]
+
+    return StatementTracer
 
 
 def build_tracing(

@@ -216,3 +216,29 @@ async def test_a_delivery_attempt_is_a_span(db: Database, ga4_collector: Collect
     assert attempt.attributes["accolade.sink"] == "ga4:G-TEST123"
     assert attempt.attributes["accolade.delivery.entries"] == 1
     assert attempt.status.is_ok
+
+
+async def test_at_a_zero_sampler_only_calls_the_caller_sampled_are_traced(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    exporter = InMemorySpanExporter()
+    running = await start_traced(db, exporter)
+    try:
+        await running.tracker.TrackEvent(
+            tpb.TrackEventRequest(event_id="e1", user_id="u1", type="login")
+        )
+        await running.tracker.TrackEvent(
+            tpb.TrackEventRequest(event_id="e2", user_id="u1", type="login"),
+            metadata=(("traceparent", TRACEPARENT),),
+        )
+        await span_where(exporter, lambda s: s.name == BATCH_SPAN)
+    finally:
+        await stop_server(running)
+    spans = exporter.get_finished_spans()
+    # Everything recorded belongs to the sampled caller's trace: no statement of the
+    # unsampled call, nor of the background polls, made a span.
+    assert {trace_hex(s) for s in spans} == {TRACE_ID}
+    assert [s.name for s in spans if s.name == f"/{TRACK}"] == [f"/{TRACK}"]
+    assert statements(spans)
