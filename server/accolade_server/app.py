@@ -56,7 +56,7 @@ from accolade_server.service.watch import WatchService
 from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
 from accolade_server.store.uow import UnitOfWork
-from accolade_server.tracing import Tracing, build_tracing, traced_asgi
+from accolade_server.tracing import Tracing, build_tracing
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
@@ -236,26 +236,23 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     http = None
     if settings.http_listen:
         http = HttpServer(
-            traced_asgi(
-                tracing,
-                build_http_app(
-                    Services(
-                        settings,
-                        achievements,
-                        tracking,
-                        awards,
-                        watch,
-                        catalogue,
-                        guard=guard,
-                        uow=uow,
-                        tracker=tracker_servicer,
-                        admin=admin_servicer,
-                        users=users,
-                        user_directory=user_directory,
-                        metrics=metrics,
-                        tracing=tracing,
-                    )
-                ),
+            build_http_app(
+                Services(
+                    settings,
+                    achievements,
+                    tracking,
+                    awards,
+                    watch,
+                    catalogue,
+                    guard=guard,
+                    uow=uow,
+                    tracker=tracker_servicer,
+                    admin=admin_servicer,
+                    users=users,
+                    user_directory=user_directory,
+                    metrics=metrics,
+                    tracing=tracing,
+                )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
             grace=settings.shutdown_grace_seconds,
