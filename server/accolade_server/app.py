@@ -8,6 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -35,6 +36,7 @@ from accolade_server.metrics import Metrics
 from accolade_server.notify.alerts import AdminAlerts
 from accolade_server.notify.broker import Broker
 from accolade_server.notify.delivery import DeliveryWorker
+from accolade_server.notify.ga4 import ga4_sinks
 from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
@@ -54,6 +56,10 @@ from accolade_server.service.watch import WatchService
 from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
 from accolade_server.store.uow import UnitOfWork
+from accolade_server.tracing import Tracing, build_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 log = structlog.get_logger("accolade.server")
 
@@ -91,6 +97,7 @@ class App:
     metrics: Metrics | None = None
     metrics_port: int | None = None
     http: HttpServer | None = None
+    tracing: Tracing | None = None
 
     @property
     def http_port(self) -> int | None:
@@ -122,6 +129,8 @@ class App:
         await self.engine.dispose()
         if self.metrics is not None:
             self.metrics.close()
+        if self.tracing is not None:
+            await self.tracing.shutdown()
 
 
 async def prepare_database(settings: Settings, engine: AsyncEngine) -> None:
@@ -133,18 +142,25 @@ async def prepare_database(settings: Settings, engine: AsyncEngine) -> None:
         await migrate.ensure_current(engine)
 
 
-async def build(settings: Settings) -> App:
-    """Build and start a server; `settings.listen` may use port 0 (see `App.port`)."""
+async def build(settings: Settings, *, span_processor: SpanProcessor | None = None) -> App:
+    """Build and start a server; `settings.listen` may use port 0 (see `App.port`).
+
+    `span_processor` turns tracing on with that processor (tests pass an in-memory one)."""
     engine = make_engine(settings.database_url, schema=settings.database_schema)
+    tracing = build_tracing(settings, span_processor)
     try:
-        return await _build(settings, engine)
+        return await _build(settings, engine, tracing)
     except BaseException:
         await engine.dispose()
+        if tracing is not None:
+            await tracing.shutdown()
         raise
 
 
-async def _build(settings: Settings, engine: AsyncEngine) -> App:
+async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | None) -> App:
     # Everything that can fail comes before any background task starts.
+    if tracing is not None:
+        tracing.instrument_engine(engine)
     await prepare_database(settings, engine)
     metrics = Metrics(max_achievement_labels=settings.metrics_max_achievement_labels)
     uow = UnitOfWork(
@@ -167,7 +183,10 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
                 "on 127.0.0.1, or pass --insecure (ACCOLADE_INSECURE=true) to accept that"
             )
     options = [*SERVER_OPTIONS, ("grpc.max_receive_message_length", settings.max_message_bytes)]
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics, guard)], options=options)
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics, guard)]
+    if tracing is not None:  # first, so that calls the guard refuses are traced too
+        interceptors.insert(0, tracing.grpc_interceptor())
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     try:
         credentials = server_credentials(settings)
         if credentials is None:
@@ -182,8 +201,10 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     catalogue = Catalogue(uow, rules)
     await warn_untracked_rules(catalogue, settings)
     broker = Broker(*_log_readers(uow, catalogue), poll_seconds=settings.award_poll_seconds)
-    sinks = build_sinks(settings)
-    worker = DeliveryWorker(uow, sinks, settings, metrics=metrics) if sinks else None
+    sinks = [*build_sinks(settings), *ga4_sinks(settings)]
+    worker = (
+        DeliveryWorker(uow, sinks, settings, metrics=metrics, tracing=tracing) if sinks else None
+    )
 
     def awards_committed(records: Sequence[AwardRecord]) -> None:
         for r in records:
@@ -198,7 +219,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     uow.on_acquire = metrics.db_acquire.observe
     conditions = ConditionErrors(metrics)
     achievements = AchievementService(uow, settings, conditions=conditions)
-    tracking = TrackingService(uow, settings, rules, metrics=metrics, conditions=conditions)
+    tracking = TrackingService(
+        uow, settings, rules, metrics=metrics, conditions=conditions, tracing=tracing
+    )
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_servicer = AchievementAdminServicer(
@@ -228,6 +251,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
                     users=users,
                     user_directory=user_directory,
                     metrics=metrics,
+                    tracing=tracing,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
@@ -290,6 +314,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         metrics_port=metrics_port,
         http=http,
         alerts=alerts,
+        tracing=tracing,
     )
 
 

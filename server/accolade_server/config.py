@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -194,6 +194,39 @@ class Settings(BaseSettings):
         {}, description='Per achievement id (or "default"): subject and body templates.'
     )
 
+    # Analytics export (Google Analytics 4) and tracing (OpenTelemetry): see README.
+    ga4_measurement_id: str = Field(
+        "",
+        description="GA4 measurement id (G-…): send award-log entries to GA4 as events.",
+    )
+    ga4_api_secret: SecretStr | None = Field(
+        None, description="Measurement Protocol API secret of the GA4 data stream."
+    )
+    ga4_endpoint: str = Field(
+        "https://www.google-analytics.com",
+        description="Base URL for /mp/collect (point it at a collector or proxy).",
+    )
+    ga4_send_user_id: bool = Field(
+        True,
+        description="Send Accolade's user id as GA4 user_id (off when user ids are personal "
+        "data such as e-mail addresses); client_id is always a pseudonymous hash.",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        "",
+        description="OTLP/gRPC endpoint for traces (e.g. http://collector:4317); empty: "
+        "tracing off. Also read from OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _standard_otel_endpoint(cls, data: Any) -> Any:
+        """OTEL_EXPORTER_OTLP_ENDPOINT, the variable every OpenTelemetry SDK reads, counts
+        when the option itself is not given."""
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if isinstance(data, dict) and endpoint and "otel_exporter_otlp_endpoint" not in data:
+            return {**data, "otel_exporter_otlp_endpoint": endpoint}
+        return data
+
     @field_validator("badge_level_threshold")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:
@@ -263,6 +296,14 @@ class Settings(BaseSettings):
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
         if (self.webhook_urls or self.admin_webhook_urls) and self.webhook_secret is None:
             raise ValueError("webhook_urls/admin_webhook_urls need webhook_secret to sign with")
+        if self.ga4_measurement_id and self.ga4_api_secret is None:
+            raise ValueError("ga4_measurement_id needs ga4_api_secret")
+        if not self.ga4_endpoint.startswith(("http://", "https://")):
+            raise ValueError("ga4_endpoint must be an http(s) URL")
+        if self.otel_exporter_otlp_endpoint and not self.otel_exporter_otlp_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("otel_exporter_otlp_endpoint must be an http(s) URL")
         return self
 
     def tracks(self, event_type: str) -> bool:

@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from accolade_server.auth.guard import Principal
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
+from accolade_server.console.status import sink_statuses, tracing_status
 from accolade_server.domain.errors import AccoladeError
 from accolade_server.domain.model import AwardRecord
 from accolade_server.notify.tasks import cancel_and_wait
@@ -69,6 +70,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
                 "achievement_id": achievements[0] if achievements else "",
                 "stream_url": f"{request.scope['root_path']}/live/stream?{query}",
                 "error": error,
+                "sinks": await sink_statuses(services),
+                "tracing": tracing_status(services),
             },
         )
 

@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
@@ -31,6 +32,7 @@ from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
 from accolade_server.store.uow import UnitOfWork
+from accolade_server.tracing import Tracing, traced_asgi
 
 #: Request headers a browser page may send cross-origin (Connect's own and the API key).
 CORS_REQUEST_HEADERS = [
@@ -75,13 +77,15 @@ class Services:
     users: UserService
     user_directory: UserDirectoryServicer
     metrics: Metrics | None = None
+    #: Tracing when it is on (the console says so).
+    tracing: Tracing | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse({"code": "not_found", "message": "no such path"}, status_code=404)
 
 
-def build_http_app(services: Services) -> Starlette:
+def build_http_app(services: Services) -> ASGIApp:
     """Every part of the HTTP face adds its routes here, each with its `Permission`."""
     settings = services.settings
     connect = connect_apps(
@@ -120,7 +124,8 @@ def build_http_app(services: Services) -> Starlette:
         mount("/console", build_console(services), Permission.CONSOLE),
     ]
     enforce(routes, settings, services.guard)
-    return Starlette(routes=routes, middleware=cors(settings), exception_handlers={404: _not_found})
+    app = Starlette(routes=routes, middleware=cors(settings), exception_handlers={404: _not_found})
+    return traced_asgi(services.tracing, app)
 
 
 def cors(settings: Settings) -> list[Middleware]:

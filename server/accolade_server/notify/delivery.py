@@ -23,10 +23,11 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.metrics import Metrics
-from accolade_server.notify.sinks import DeliveryFailed, Sink
+from accolade_server.notify.sinks import BatchSink, DeliveryFailed, Sink, batches
 from accolade_server.notify.tasks import finish_then_cancel
 from accolade_server.store import delivery
 from accolade_server.store.uow import UnitOfWork
+from accolade_server.tracing import Tracing, attempt_span
 
 log = structlog.get_logger("accolade.delivery")
 
@@ -48,8 +49,10 @@ class DeliveryWorker:
         *,
         clock: Callable[[], datetime] = _now,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.tracing = tracing
         self.uow = uow
         self.sinks = list(sinks)
         self.settings = settings
@@ -108,17 +111,23 @@ class DeliveryWorker:
             records = await repo.awards_after(state.cursor, BATCH)
             achievements = await repo.get_achievements(sorted({r.achievement_id for r in records}))
         cursor, delivered, error = state.cursor, 0, None
-        for record in records:
-            if sink.filter.matches(record):
+        for group in batches(sink, records):
+            matching = [r for r in group if sink.filter.matches(r)]
+            if matching:
                 try:
-                    await sink.deliver(record, achievements.get(record.achievement_id))
+                    with attempt_span(self.tracing, sink.name, matching):
+                        if isinstance(sink, BatchSink):
+                            await sink.deliver_many(matching, achievements)
+                        else:
+                            record = matching[0]
+                            await sink.deliver(record, achievements.get(record.achievement_id))
                 except DeliveryFailed as exc:
                     error = str(exc)
                     self.metrics.deliveries.labels(sink.name, "failed").inc()
                     break
-                self.metrics.deliveries.labels(sink.name, "delivered").inc()
-                delivered += 1
-            cursor = record.cursor
+                self.metrics.deliveries.labels(sink.name, "delivered").inc(len(matching))
+                delivered += len(matching)
+            cursor = group[-1].cursor
         attempts = state.attempts + 1 if error else 0
         retry_at = self.clock() + self.backoff(attempts) if error else None
         if error:

@@ -6,9 +6,10 @@ import asyncio
 import json
 import smtplib
 import ssl
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import structlog
@@ -38,6 +39,31 @@ class Sink(Protocol):
     async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that takes up to `max_batch` consecutive entries of one user at once."""
+
+    max_batch: int
+
+    async def deliver_many(
+        self, records: Sequence[AwardRecord], achievements: Mapping[str, Achievement]
+    ) -> None: ...
+
+
+def batches(sink: Sink, records: Sequence[AwardRecord]) -> Iterator[list[AwardRecord]]:
+    """`records` in order, in the groups the sink takes: one entry each, or for a
+    `BatchSink` consecutive entries of one user, at most `max_batch` of them."""
+    size = sink.max_batch if isinstance(sink, BatchSink) else 1
+    group: list[AwardRecord] = []
+    for record in records:
+        if group and (len(group) == size or record.user_id != group[0].user_id):
+            yield group
+            group = []
+        group.append(record)
+    if group:
+        yield group
 
 
 def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[str, Any]:

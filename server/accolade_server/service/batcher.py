@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from accolade_server.metrics import Metrics
+from accolade_server.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -28,13 +32,16 @@ class MicroBatcher(Generic[In, Out]):
         max_wait: float,
         concurrency: int,
         metrics: Metrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._run = run
         self.max_size = max_size
         self.max_wait = max_wait
         self.concurrency = concurrency
         self.metrics = metrics
-        self._queue: list[tuple[In, asyncio.Future[Out], float]] = []
+        self.tracing = tracing
+        # (item, its caller's future, when it was queued, the caller's span when tracing)
+        self._queue: list[tuple[In, asyncio.Future[Out], float, Span | None]] = []
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -42,7 +49,8 @@ class MicroBatcher(Generic[In, Out]):
     async def submit(self, item: In) -> Out:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
-        self._queue.append((item, future, loop.time()))
+        caller = self.tracing.caller() if self.tracing is not None else None
+        self._queue.append((item, future, loop.time(), caller))
         self._kick()
         return await future
 
@@ -64,20 +72,25 @@ class MicroBatcher(Generic[In, Out]):
         self._timer = None
         self._kick()
 
-    async def _flush(self, items: list[tuple[In, asyncio.Future[Out], float]]) -> None:
+    async def _flush(self, items: list[tuple[In, asyncio.Future[Out], float, Span | None]]) -> None:
         now = asyncio.get_running_loop().time()
-        for _, _, queued in items:
+        for _, _, queued, _ in items:
             self.metrics.batch_wait.observe(now - queued)
         try:
-            results = await self._run([item for item, _, _ in items])
+            batch = [item for item, _, _, _ in items]
+            if self.tracing is None:
+                results = await self._run(batch)
+            else:
+                with self.tracing.batch([caller for _, _, _, caller in items]):
+                    results = await self._run(batch)
         except BaseException as exc:
-            for _, future, _ in items:
+            for _, future, _, _ in items:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            for (_, future, _), result in zip(items, results, strict=True):
+            for (_, future, _, _), result in zip(items, results, strict=True):
                 if not future.done():
                     future.set_result(result)
         finally:

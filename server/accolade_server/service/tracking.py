@@ -29,6 +29,7 @@ from accolade_server.store import users as user_store
 from accolade_server.store.port import Keys
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork, is_disconnect
+from accolade_server.tracing import Tracing
 
 log = structlog.get_logger("accolade.tracking")
 
@@ -83,6 +84,7 @@ class TrackingService:
         metrics: Metrics | None = None,
         shapes: ShapeRecorder | None = None,
         conditions: ConditionErrors | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.uow = uow
         self.shapes = shapes or ShapeRecorder(uow, clock=clock)
@@ -97,6 +99,7 @@ class TrackingService:
             max_wait=settings.batch_max_wait_ms / 1000,
             concurrency=settings.batch_concurrency,
             metrics=self.metrics,
+            tracing=tracing,
         )
 
     def validate(self, item: EventInput, now: datetime, prefix: str = "") -> Event:
