@@ -13,8 +13,9 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
-from accolade_server.domain.model import Holding
+from accolade_server.domain.model import Aggregate, Holding
 from accolade_server.domain.state import Event
+from accolade_server.domain.users import check_time_zone
 from accolade_server.domain.validation import EVENT_TYPE, check_properties, check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
@@ -52,6 +53,7 @@ class EventInput:
     type: str
     properties: dict[str, Any]
     occurred_at: datetime | None
+    time_zone: str = ""
 
 
 def check_id(value: str, name: str) -> None:
@@ -116,7 +118,16 @@ class TrackingService:
                 "minutes in the future",
                 field=f"{prefix}occurred_at",
             )
-        return Event(item.event_id, item.user_id, item.type, item.properties, occurred)
+        if item.time_zone:
+            check_time_zone(item.time_zone, f"{prefix}time_zone")
+        return Event(
+            item.event_id,
+            item.user_id,
+            item.type,
+            item.properties,
+            occurred,
+            time_zone=item.time_zone,
+        )
 
     def _check_properties(self, properties: dict[str, Any], field: str) -> None:
         check_properties(
@@ -189,19 +200,21 @@ class TrackingService:
         # Matching is pure: done here, with the rule set cached now, it is not done under the
         # users' locks (the transaction matches again only if the definitions changed).
         cached = self.rules.rules
-        if cached.reads_user:  # one read, before matching and outside the users' locks
+        if cached.reads_user or cached.reads_zone:  # before matching, outside the locks
             async with self.uow.transaction() as repo:
-                batch = await with_attributes(repo, batch)
+                batch = await with_profiles(repo, cached, batch)
         matched = batch_.match_batch(cached, self.settings, batch)
         for attempt in range(RACE_RETRIES + 1):
             errors: list[tuple[str, engine.ConditionError]] = []
             try:
                 async with self.uow.transaction() as repo:
                     rules = await self.rules.get(repo)
-                    if rules.reads_user and not cached.reads_user:
+                    if (rules.reads_user and not cached.reads_user) or (
+                        rules.reads_zone and not cached.reads_zone
+                    ):
                         # The definitions just changed (rare): read them here; `process`
                         # matches again with the new rule set.
-                        batch = await with_attributes(repo, batch)
+                        batch = await with_profiles(repo, rules, batch)
                         cached = rules
                     results = await batch_.process(
                         repo, rules, self.settings, errors, batch, now, matched
@@ -264,17 +277,34 @@ class TrackingService:
             snapshot = await repo.batch.read(Keys(progress=[(user_id, a) for a in compiled]))
             states = {aid: st for (_, aid), st in snapshot.progress.items()}
             points = await repo.points(user_id)
-        today = engine.utc_day(self.clock())
+            zone = ""
+            if any(a.rule.aggregate is Aggregate.STREAK_DAYS for a, _ in compiled.values()):
+                zone = (await user_store.time_zones(repo, [user_id])).get(user_id, "")
+        now = self.clock()
         views = [
-            view(a, levels, states.get(aid), mine[aid], held_ids, today=today)
+            view(a, levels, states.get(aid), mine[aid], held_ids, now=now, zone=zone)
             for aid, (a, levels) in sorted(compiled.items())
             if not category or a.category == category
         ]
         return views, points
 
 
-async def with_attributes(repo: Repository, batch: Sequence[Event]) -> list[Event]:
-    """The batch's events carrying their users' attributes, from one read; an empty mapping
-    for a user without a profile, so `user.attributes.x` is a missing key: no match."""
-    found = await user_store.attributes(repo, (e.user_id for e in batch))
-    return [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]
+async def with_profiles(
+    repo: Repository, rules: engine.RuleSet, batch: Sequence[Event]
+) -> list[Event]:
+    """The batch's events carrying what the rules read of their users' profiles: attributes
+    (an empty mapping for a user without a profile, so `user.attributes.x` is a missing key:
+    no match) and, for events that name no zone, the user's time zone."""
+    if rules.reads_user:
+        found = await user_store.attributes(repo, (e.user_id for e in batch))
+        batch = [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]
+    if rules.reads_zone:
+        zones = await user_store.time_zones(repo, (e.user_id for e in batch if not e.time_zone))
+        if zones:
+            batch = [
+                replace(e, user_time_zone=zones[e.user_id])
+                if not e.time_zone and e.user_id in zones
+                else e
+                for e in batch
+            ]
+    return list(batch)
