@@ -54,108 +54,99 @@ def week(day: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Walk:
-    """The state of walking the days seen, in date order, up to and including `last`."""
+class Streak:
+    """Streaks over the days counted, up to a given day."""
 
-    #: The last day seen; None before any.
-    last: int | None = None
-    #: Days seen in the run ending at `last`.
-    run: int = 0
-    #: Freezes used in the week of `last`.
-    used: int = 0
-    #: Missed days bridged in the run ending at `last`.
-    freezes: int = 0
-    #: The longest run so far.
+    #: The longest streak.
     best: int = 0
+    #: Days seen in the longest streak reaching the given day (0: none reaches it; the days
+    #: after the last day seen count as missed).
+    current: int = 0
+    #: Missed days in that streak.
+    freezes: int = 0
 
 
-def bridge(walk: Walk, day: int, freezes_per_week: int) -> int | None:
-    """Freezes used in the week of `day` once the gap from `walk.last` to `day` is bridged,
-    or None when it cannot be (`walk.last` must be set and before `day`)."""
-    last = walk.last
-    assert last is not None
-    first, end = last + 1, day - 1
-    used_last = walk.used
-    if first > end:  # no missed day
-        return used_last if week(day) == week(last) else 0
-    if end - first + 1 > 2 * freezes_per_week:  # more than two weeks' allowance: never
-        return None
-    w_last = week(last)
-    w = week(first)
-    while True:
-        lo = max(first, 7 * w + 1)
-        hi = min(end, 7 * w + 7)
-        if lo > hi:
-            break
-        missed = hi - lo + 1
-        if missed + (used_last if w == w_last else 0) > freezes_per_week:
-            return None
-        w += 1
-    w_day = week(day)
-    in_week = max(0, end - max(first, 7 * w_day + 1) + 1)
-    return in_week + (used_last if w_day == w_last else 0)
-
-
-def step(walk: Walk, day: int, freezes_per_week: int) -> Walk:
-    """`walk` continued with `day`, a day after `walk.last`."""
-    last = walk.last
-    if last is None:
-        return Walk(day, 1, 0, 0, max(walk.best, 1))
-    if day == last + 1:  # the common case
-        run = walk.run + 1
-        same = week(day) == week(last)
-        return Walk(day, run, walk.used if same else 0, walk.freezes, max(walk.best, run))
-    used = bridge(walk, day, freezes_per_week) if freezes_per_week else None
-    if used is None:  # broken: a new run
-        return Walk(day, 1, walk.used if week(day) == week(last) else 0, 0, max(walk.best, 1))
-    run = walk.run + 1
-    return Walk(day, run, used, walk.freezes + day - last - 1, max(walk.best, run))
-
-
-def walk_bits(start: Walk, base: int, bits: int, freezes_per_week: int) -> Walk:
-    """`start` continued with the days `base + 1 + i` of the set bits `i` of `bits`."""
-    walk = start
-    while bits:
-        low = bits & -bits
-        walk = step(walk, base + low.bit_length(), freezes_per_week)
-        bits ^= low
-    return walk
+def _sunday_at_or_before(day: int) -> int:
+    return day - day % 7  # ordinal 7 is a Sunday
 
 
 @dataclass(frozen=True, slots=True)
 class Days:
-    """A bounded set of days: bit `i` of `bits` is day `base + 1 + i`; the days up to `base`
-    are settled into `settled`."""
+    """A bounded set of days: bit `i` of `bits` is day `base + 1 + i` (`base` is a Sunday);
+    the days up to `base` are settled into `tail`, `freezes` (the days seen and missed in
+    the longest streak reaching `base`; 0 when none does) and `best`."""
 
     base: int
     bits: int
-    settled: Walk
+    tail: int = 0
+    freezes: int = 0
+    best: int = 0
 
     @property
-    def latest(self) -> int | None:
+    def latest(self) -> int:
         """The latest day counted."""
-        return self.base + self.bits.bit_length() if self.bits else self.settled.last
+        return self.base + self.bits.bit_length()
 
-    def summary(self, freezes_per_week: int) -> Walk:
-        """The walk over every day counted."""
-        return walk_bits(self.settled, self.base, self.bits, freezes_per_week)
+    def scan(self, end: int, freezes_per_week: int) -> Streak:
+        """Streaks over the days counted, up to and including `end` (at or after `base`)."""
+        base, bits, n = self.base, self.bits, freezes_per_week
+        best = self.best
+        # The current streak's first day (`base` while it reaches into the settled days),
+        # days seen and missed in it, and its missed days of the current week.
+        lo: int | None = base if self.tail else None
+        count, frz = (self.tail, self.freezes) if self.tail else (0, 0)
+        missed: list[int] = []
+        for d in range(base + 1, end + 1):
+            if d % 7 == 1:  # a Monday: the weeks before are closed
+                missed = []
+            if (bits >> (d - base - 1)) & 1:
+                if lo is None:
+                    lo, count, frz, missed = d, 0, 0, []
+                count += 1
+                if count > best:
+                    best = count
+            elif lo is not None:
+                missed.append(d)
+                frz += 1
+                if len(missed) > n:  # start after the week's first missed day instead
+                    cut = missed[0]
+                    rest = (bits >> (cut - base)) & ((1 << (d - cut)) - 1)  # days cut+1 .. d
+                    if not rest:
+                        lo, count, frz, missed = None, 0, 0, []
+                        continue
+                    lo = cut + (rest & -rest).bit_length()
+                    span = (bits >> (lo - base - 1)) & ((1 << (d - lo + 1)) - 1)
+                    count = span.bit_count()
+                    frz = d - lo + 1 - count
+                    missed = [m for m in missed if m > lo]
+        if lo is None:
+            return Streak(best)
+        return Streak(best, count, frz)
+
+    def summary(self, freezes_per_week: int) -> Streak:
+        """Streaks up to the latest day counted."""
+        return self.scan(self.latest, freezes_per_week)
 
     @classmethod
-    def legacy(cls, last: int, current: int, best: float) -> Days:
-        """A state stored before day sets: the run of `current` days ending at `last`."""
+    def new(cls, day: int, lateness: int) -> Days:
+        base = _sunday_at_or_before(day - lateness - 1)
+        return cls(base, 1 << (day - base - 1))
+
+    @classmethod
+    def legacy(cls, last: int, current: int, best: float, lateness: int) -> Days:
+        """A state stored before day sets: the run of `current` days ending at `last`, with
+        the `lateness` days before it open to late events."""
         current = max(current, 1)
-        return cls(last - current, (1 << current) - 1, Walk(best=int(best)))
+        base = _sunday_at_or_before(last - max(current, lateness + 1))
+        return cls(base, ((1 << current) - 1) << (last - current - base), best=int(best))
 
     def encode(self) -> str:
-        s = self.settled
-        last = "" if s.last is None else str(s.last)
-        return f"{self.base};{self.bits:x};{last};{s.run};{s.used};{s.freezes};{s.best}"
+        return f"{self.base};{self.bits:x};{self.tail};{self.freezes};{self.best}"
 
     @classmethod
     def decode(cls, text: str) -> Days:
-        base, bits, last, run, used, freezes, best = text.split(";")
-        walk = Walk(int(last) if last else None, int(run), int(used), int(freezes), int(best))
-        return cls(int(base), int(bits, 16), walk)
+        base, bits, tail, freezes, best = text.split(";")
+        return cls(int(base), int(bits, 16), int(tail), int(freezes), int(best))
 
 
 class Late(Exception):
@@ -164,34 +155,34 @@ class Late(Exception):
 
 def add(days: Days | None, day: int, lateness: int, freezes_per_week: int) -> Days:
     """`days` with `day` added (the same object when it was already counted), settling the
-    days that fall out of the lateness window; raises Late for a day too late to count:
+    weeks that fall out of the lateness window; raises Late for a day too late to count:
     more than `lateness` days before the latest day counted, or already settled."""
     if days is None:
-        return Days(day - 1, 1, Walk())
+        return Days.new(day, lateness)
     latest = days.latest
     base = days.base
-    if day <= base or (latest is not None and day < latest - lateness):
+    if day <= base or day < latest - lateness:
         raise Late
     bit = 1 << (day - base - 1)
     if days.bits & bit:
         return days
-    bits = days.bits | bit
-    new_latest = day if latest is None or day > latest else latest
-    settle = new_latest - lateness - 1 - base
-    if settle <= 0:
-        return Days(base, bits, days.settled)
-    mask = (1 << settle) - 1
-    settled = walk_bits(days.settled, base, bits & mask, freezes_per_week)
-    return Days(base + settle, bits >> settle, settled)
+    grown = Days(base, days.bits | bit, days.tail, days.freezes, days.best)
+    new_base = _sunday_at_or_before(max(latest, day) - lateness - 1)
+    if new_base <= base:
+        return grown
+    edge = grown.scan(new_base, freezes_per_week)
+    return Days(new_base, grown.bits >> (new_base - base), edge.current, edge.freezes, edge.best)
 
 
-def alive(walk: Walk, today: int, freezes_per_week: int) -> int | None:
-    """Freezes still needed for the streak ending at `walk.last` to be alive on `today`
-    (0 when the last day seen is today or yesterday), or None when it was broken."""
-    if walk.last is None:
-        return None
-    if today <= walk.last + 1:
-        return 0
-    if not freezes_per_week or bridge(walk, today, freezes_per_week) is None:
-        return None
-    return today - walk.last - 1
+#: Missed days after which a streak is over whatever the freezes: they contain a full week.
+_ALWAYS_BROKEN = 13
+
+
+def today(days: Days, day: int, freezes_per_week: int) -> Streak:
+    """Streaks as of local day `day`: `current` is the streak still alive then (0 if none),
+    counting the days since the latest day counted, up to yesterday, as missed."""
+    latest = days.latest
+    end = max(latest, day - 1)
+    if end - latest >= _ALWAYS_BROKEN:
+        return Streak(days.summary(freezes_per_week).best)
+    return days.scan(end, freezes_per_week)

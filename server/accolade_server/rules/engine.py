@@ -379,21 +379,21 @@ def _fold(state: ProgressState, rule: Rule, c: Contribution, is_new: bool) -> Pr
     # STREAK_DAYS: a set of days (late and out-of-order days fill theirs); the value is the
     # best streak, which never goes down.
     assert c.day is not None
-    before = stored_days(state)
+    before = stored_days(state, rule.lateness)
     after = days_.add(before, c.day, rule.lateness, rule.freezes_per_week)
     if after is before:
         return state
-    walk = after.summary(rule.freezes_per_week)
+    streak = after.summary(rule.freezes_per_week)
     return ProgressState(
-        max(state.value, float(walk.best)), state.level, after.latest, walk.run, after
+        max(state.value, float(streak.best)), state.level, after.latest, streak.current, after
     )
 
 
-def stored_days(state: ProgressState) -> days_.Days | None:
+def stored_days(state: ProgressState, lateness: int) -> days_.Days | None:
     """The days of a STREAK_DAYS state, also of one stored before day sets."""
     if state.days is not None or state.streak_day is None:
         return state.days
-    return days_.Days.legacy(state.streak_day, state.streak_current, state.value)
+    return days_.Days.legacy(state.streak_day, state.streak_current, state.value, lateness)
 
 
 def _late_reason(state: ProgressState, rule: Rule, day: int) -> str:

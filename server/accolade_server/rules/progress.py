@@ -118,18 +118,14 @@ def view(
     run = freezes = 0
     alive = False
     last_day = ""
-    counted = stored_days(state) if streak and state is not None else None
+    rule = a.rule
+    counted = stored_days(state, rule.lateness) if streak and state is not None else None
     if counted is not None:
-        rule = a.rule
-        walk = counted.summary(rule.freezes_per_week)
-        today = days.local_day(now, zone or a.time_zone, rule.day_start_hour)
-        pending = days.alive(walk, today, rule.freezes_per_week)
-        if walk.last is not None:
-            last_day = days.day_date(walk.last).isoformat()
-        if pending is not None:
-            alive = True
-            run = walk.run
-            freezes = walk.freezes + pending
+        local_today = days.local_day(now, zone or a.time_zone, rule.day_start_hour)
+        as_of = days.today(counted, local_today, rule.freezes_per_week)
+        last_day = days.day_date(counted.latest).isoformat()
+        alive = as_of.current > 0
+        run, freezes = as_of.current, as_of.freezes
     return ProgressView(
         achievement_id=a.id,
         status=status,
