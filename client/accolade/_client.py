@@ -151,8 +151,9 @@ class Client:
         """Record many events: one result per event, in order (see `accolade.event_error`).
 
         Each event is a `TrackEventRequest` or a mapping with `type`, `user_id` and optional
-        `event_id`, `occurred_at`, `time_zone`, `properties` and further properties. Large lists are sent
-        in several calls; events that fail transiently are re-sent with their `event_id`.
+        `event_id`, `occurred_at`, `time_zone`, `properties` and further properties. Large
+        lists are sent in several calls; events that fail transiently are re-sent with their
+        `event_id`.
         """
         batch = Batch([_common.event_request(e) for e in events])
         attempt = 1
