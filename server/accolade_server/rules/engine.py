@@ -20,6 +20,9 @@ Semantics (documented in README.md):
 - With awards disabled (`enable_achievements = false`) progress still counts and levels reached
   are consumed without an award, so turning awards back on never awards retroactively.
 - `level` counts the levels decided: a level is decided once, by the rule or by hand.
+- STREAK_DAYS counts local days (`domain/days.py`) from a bounded set of days, so late and
+  out-of-order events fill their days; a day before the lateness window is not counted and
+  reported (`Outcome.late`, `StepOutcome.late`).
 - Tiers: a rule never awards (or notifies) a tier at or below one the user holds; granting a
   tier decides every lower tier too (they are not awarded later); revoking without a tier
   revokes the highest tier held, with a tier that tier and every higher one held, or with
