@@ -200,22 +200,22 @@ class TrackingService:
         # Matching is pure: done here, with the rule set cached now, it is not done under the
         # users' locks (the transaction matches again only if the definitions changed).
         cached = self.rules.rules
-        if cached.reads_user or cached.reads_zone:  # before matching, outside the locks
+        if cached.reads_user:  # one read, before matching and outside the users' locks
             async with self.uow.transaction() as repo:
-                batch = await with_profiles(repo, cached, batch)
+                batch = await with_attributes(repo, batch)
         matched = batch_.match_batch(cached, self.settings, batch)
         for attempt in range(RACE_RETRIES + 1):
             errors: list[tuple[str, engine.ConditionError]] = []
             try:
                 async with self.uow.transaction() as repo:
                     rules = await self.rules.get(repo)
-                    if (rules.reads_user and not cached.reads_user) or (
-                        rules.reads_zone and not cached.reads_zone
-                    ):
+                    if rules.reads_user and not cached.reads_user:
                         # The definitions just changed (rare): read them here; `process`
                         # matches again with the new rule set.
-                        batch = await with_profiles(repo, rules, batch)
+                        batch = await with_attributes(repo, batch)
                         cached = rules
+                    if rules.reads_zone:  # one small read, before the users' locks
+                        batch, matched = await with_zones(repo, rules, batch, matched)
                     results = await batch_.process(
                         repo, rules, self.settings, errors, batch, now, matched
                     )
@@ -289,22 +289,34 @@ class TrackingService:
         return views, points
 
 
-async def with_profiles(
-    repo: Repository, rules: engine.RuleSet, batch: Sequence[Event]
-) -> list[Event]:
-    """The batch's events carrying what the rules read of their users' profiles: attributes
-    (an empty mapping for a user without a profile, so `user.attributes.x` is a missing key:
-    no match) and, for events that name no zone, the user's time zone."""
-    if rules.reads_user:
-        found = await user_store.attributes(repo, (e.user_id for e in batch))
-        batch = [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]
-    if rules.reads_zone:
-        zones = await user_store.time_zones(repo, (e.user_id for e in batch if not e.time_zone))
-        if zones:
-            batch = [
-                replace(e, user_time_zone=zones[e.user_id])
-                if not e.time_zone and e.user_id in zones
-                else e
-                for e in batch
-            ]
-    return list(batch)
+async def with_attributes(repo: Repository, batch: Sequence[Event]) -> list[Event]:
+    """The batch's events carrying their users' attributes, from one read; an empty mapping
+    for a user without a profile, so `user.attributes.x` is a missing key: no match."""
+    found = await user_store.attributes(repo, (e.user_id for e in batch))
+    return [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]
+
+
+async def with_zones(
+    repo: Repository, rules: engine.RuleSet, batch: Sequence[Event], matched: batch_.Matched
+) -> tuple[Sequence[Event], batch_.Matched]:
+    """The batch's events that name no zone carrying their users' profile zones (one read),
+    and the matches of those events made again with them; as they were when no user of
+    such an event has a zone."""
+    unzoned = {e.user_id for e in batch if not e.time_zone and not e.user_time_zone}
+    zones = await user_store.time_zones(repo, unzoned) if unzoned else {}
+    if not zones:
+        return batch, matched
+    events = list(batch)
+    changed = []
+    for i, e in enumerate(events):
+        if not e.time_zone and not e.user_time_zone and e.user_id in zones:
+            events[i] = replace(e, user_time_zone=zones[e.user_id])
+            changed.append(i)
+    if matched.rules is rules:  # else `process` matches the whole batch again anyway
+        matches, affected = dict(matched.matches), dict(matched.affected)
+        for i in changed:
+            if i in matches:
+                matches[i] = engine.match(events[i], rules)
+                affected[i] = rules.affected(matches[i])
+        matched = batch_.Matched(rules, matches, affected)
+    return events, matched
