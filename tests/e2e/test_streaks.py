@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
+import httpx
 import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
 
@@ -266,3 +267,37 @@ async def test_progress_stored_before_day_sets_continues_its_run(server: Running
     assert (p.current, p.current_streak) == (6, 6)
     await server.tracker.TrackEvent(workout("dee", noon(6), "d6"))
     assert (await progress_of(server, "dee", "old")).current == 7
+
+
+async def test_over_connect_json_the_zone_counts_and_a_bad_one_names_the_field(
+    server: Running,
+) -> None:
+    await define(server, streak("s", 2, max_event_lateness_days=0))
+    at = datetime.now(UTC) - timedelta(days=3)
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        bad = await http.post(
+            "/accolade.v1.BadgeTracker/TrackEvent",
+            json={"eventId": "c0", "userId": "u", "type": "workout", "timeZone": "Mars/Olympus"},
+        )
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_argument"
+        assert bad.json()["message"].startswith("time_zone: ")
+        for n, ago in enumerate((0, 1)):
+            ok = await http.post(
+                "/accolade.v1.BadgeTracker/TrackEvent",
+                json={
+                    "eventId": f"c{n + 1}",
+                    "userId": "u",
+                    "type": "workout",
+                    "occurredAt": (at - timedelta(days=ago)).isoformat(),
+                    "timeZone": "Pacific/Kiritimati",
+                },
+            )
+            assert ok.status_code == 200, ok.text
+        late = ok.json()
+        assert late["tracked"] is True
+        assert [n["achievementId"] for n in late["notCounted"]] == ["s"]
+        progress = await http.post(
+            "/accolade.v1.BadgeTracker/GetProgress", json={"userId": "u", "achievementIds": ["s"]}
+        )
+        [p] = progress.json()["progress"]
+        assert p["lastCountedDay"] == (at + timedelta(hours=14)).date().isoformat()
