@@ -32,8 +32,14 @@ MAX_FREEZES = 6
 
 @lru_cache(maxsize=4096)
 def zone(name: str) -> tzinfo:
-    """The zone of an IANA name ("" for UTC); names are validated where they come in."""
-    return zoneinfo.ZoneInfo(name) if name and name != "UTC" else UTC
+    """The zone of an IANA name ("" for UTC). Names are validated where they come in; one
+    this server's time zone database does not know (a replica with older data) is UTC."""
+    if not name or name == "UTC":
+        return UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def local_day(moment: datetime, zone_name: str, start_hour: int = 0) -> int:

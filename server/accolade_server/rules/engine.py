@@ -404,6 +404,8 @@ def _late_reason(state: ProgressState, rule: Rule, day: int) -> str:
     when = days_.day_date(day).isoformat()
     if latest is None:
         return f"day {when} is too late to count"
+    if day >= latest - rule.lateness:  # settled while max_event_lateness_days was lower
+        return f"day {when} was settled before max_event_lateness_days was raised"
     return (
         f"day {when} is more than {rule.lateness} days before the latest day counted "
         f"({days_.day_date(latest).isoformat()}; max_event_lateness_days)"
