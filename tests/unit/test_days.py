@@ -380,3 +380,8 @@ def test_the_achievement_time_zone_is_validated() -> None:
         validate_achievement(Achievement("fit", "Fit", rule, time_zone="Mars/Olympus"))
     assert exc.value.field == "achievement.time_zone"
     validate_achievement(Achievement("fit", "Fit", rule, time_zone="Pacific/Kiritimati"))
+
+
+def test_only_rule_sets_with_a_streak_read_the_users_zones() -> None:
+    plain = RuleSet([Achievement("n", "N", Rule(("workout",), target=3))])
+    assert not plain.reads_zone and streak().reads_zone
