@@ -65,7 +65,7 @@ async def test_a_hundred_day_streak_sent_shuffled_awards_golden_fit_once(server:
     await define(server, streak("golden-fit", 100, max_event_lateness_days=120))
     events = [workout("ada", noon(d), f"w{d}") for d in range(100)]
     random.Random(100).shuffle(events)
-    awarded = []
+    awarded: list[str] = []
     for start in range(0, 100, 10):  # batches, and events of one batch out of order too
         response = await server.tracker.TrackEvents(
             tpb.TrackEventsRequest(events=events[start : start + 10])
@@ -133,7 +133,7 @@ async def test_a_utc_minus_8_users_three_local_days_are_a_three_day_streak(
         datetime.combine(wednesday + timedelta(days=1), time(10), la),
         datetime.combine(wednesday + timedelta(days=2), time(17), la),
     ]
-    awarded = []
+    awarded: list[str] = []
     for n, at in enumerate(local):
         response = await server.tracker.TrackEvent(workout("la", at.astimezone(UTC), f"la{n}"))
         awarded.extend(a.achievement_id for a in response.awards)
@@ -190,8 +190,8 @@ async def test_freezes_bridge_missed_days_and_show_in_progress(server: Running) 
     assert plain.current == 3
     assert (frozen.streak_alive, frozen.current_streak) == (False, 0)  # two weeks ago
     # Today and the day before yesterday: yesterday is bridged, and the streak is alive.
-    for d, ago in (("a", 2), ("b", 0)):
-        await server.tracker.TrackEvent(workout("cy", noon(ago), f"cy-{d}"))
+    for name, ago in (("a", 2), ("b", 0)):
+        await server.tracker.TrackEvent(workout("cy", noon(ago), f"cy-{name}"))
     now = await progress_of(server, "cy", "frozen")
     assert (now.streak_alive, now.current_streak, now.freezes_used) == (True, 2, 1)
 
