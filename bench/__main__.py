@@ -48,6 +48,7 @@ from bench.harness import (
 #: Further sections, each a module of `bench/` with `figures(opts) -> dict` that runs its own
 #: servers (see `bench/harness.py`); named like the built-in ones for `--only`.
 SECTIONS: dict[str, str] = {
+    "streaks": "bench.streaks",
     "tracing": "bench.tracing",
 }
 

@@ -6,6 +6,9 @@ Modes:
   watch TARGET STREAMS AWARDS RATE                per-user streams, award latency
   idle TARGET STREAMS SECONDS                     hold idle streams open
   progress TARGET CONCURRENCY SECONDS USERS       GetProgress over gRPC
+  streaks TARGET CONCURRENCY SECONDS USERS        TrackEvent, half of them `checkin` events
+                                                  on the users' successive days, a tenth
+                                                  of all of them late (see `streak_event`)
   http URL KIND CONCURRENCY SECONDS USERS         over HTTP/1.1 keep-alive: KIND `progress`
                                                   (GetProgress as Connect JSON) or `svg`
                                                   (a user's progress bar picture)
@@ -57,7 +60,42 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def unary(target: str, method: str, concurrency: int, seconds: float, users: int) -> None:
+#: Per user, the latest day (days before now) of their `checkin` events (see streak_event).
+_checkin_days: dict[int, int] = {}
+
+
+def streak_event(users: int) -> pb.TrackEventRequest:
+    """Four in ten a `checkin` on the user's next day (a day skipped now and then), one in
+    ten a `checkin` 1-20 days before the user's latest (late, out of order), the rest
+    `event`; half the checkins name a time zone, the others take the user's."""
+    r = random.random()
+    if r >= 0.5:
+        return event(users)
+    u = random.randrange(users)
+    latest = _checkin_days.get(u, 400)
+    if r < 0.4:
+        latest = _checkin_days[u] = max(latest - random.choice((1, 1, 1, 2)), 0)
+        ago = latest
+    else:
+        ago = latest + random.randint(1, 20)
+    request = pb.TrackEventRequest(
+        event_id=uuid.uuid4().hex,
+        user_id=f"user-{u}",
+        type="checkin",
+        time_zone="America/Los_Angeles" if random.random() < 0.5 else "",
+    )
+    request.occurred_at.FromSeconds(int(time.time()) - ago * 86_400 - 600)
+    return request
+
+
+async def unary(
+    target: str,
+    method: str,
+    concurrency: int,
+    seconds: float,
+    users: int,
+    make: Callable[[int], pb.TrackEventRequest] = event,
+) -> None:
     channels = [grpc.aio.insecure_channel(target) for _ in range(CHANNELS)]
     calls = [
         c.unary_unary(
@@ -79,7 +117,7 @@ async def unary(target: str, method: str, concurrency: int, seconds: float, user
         call = calls[i % len(calls)]
         while (now := time.perf_counter()) < stop:
             try:
-                await call(event(users), timeout=10)
+                await call(make(users), timeout=10)
             except grpc.aio.AioRpcError:
                 errors += 1
                 continue
@@ -305,6 +343,9 @@ def main() -> None:
         asyncio.run(watch(target, int(rest[0]), int(rest[1]), float(rest[2])))
     elif mode == "idle":
         asyncio.run(idle(target, int(rest[0]), float(rest[1])))
+    elif mode == "streaks":
+        method = "/accolade.v1.BadgeTracker/TrackEvent"
+        asyncio.run(unary(target, method, int(rest[0]), float(rest[1]), int(rest[2]), streak_event))
     elif mode == "progress":
         asyncio.run(progress(target, int(rest[0]), float(rest[1]), int(rest[2])))
     elif mode == "http":

@@ -120,14 +120,17 @@ class AsyncClient:
         event_id: str | None = None,
         occurred_at: datetime | None = None,
         properties: Mapping[str, Any] | None = None,
+        time_zone: str | None = None,
         timeout: float | None = None,
         **props: Any,
     ) -> tracker_pb2.TrackEventResponse:
         """Record that `user_id` did `type`; keyword arguments become event properties.
 
         ``client.track_event("purchase_completed", user_id="u1", amount=42)``. Properties
-        named like a parameter go in `properties`. Returns the awards this event earned and
-        the progress it changed; `duplicate` is true when `event_id` was seen before.
+        named like a parameter go in `properties`. `time_zone` (an IANA name) is the zone
+        the user was in, which decides the local day of streaks. Returns the awards this
+        event earned, the progress it changed and the achievements it did not count for
+        (`not_counted`); `duplicate` is true when `event_id` was seen before.
         """
         request = _common.track_request(
             type,
@@ -136,6 +139,7 @@ class AsyncClient:
             occurred_at=occurred_at,
             properties=properties,
             extra=props,
+            time_zone=time_zone,
         )
         return await self._call(self.tracker.TrackEvent, request, idempotent=True, timeout=timeout)
 
@@ -148,8 +152,9 @@ class AsyncClient:
         """Record many events: one result per event, in order (see `accolade.event_error`).
 
         Each event is a `TrackEventRequest` or a mapping with `type`, `user_id` and optional
-        `event_id`, `occurred_at`, `properties` and further properties. Large lists are sent
-        in several calls; events that fail transiently are re-sent with their `event_id`.
+        `event_id`, `occurred_at`, `time_zone`, `properties` and further properties. Large
+        lists are sent in several calls; events that fail transiently are re-sent with their
+        `event_id`.
         """
         batch = Batch([_common.event_request(e) for e in events])
         attempt = 1

@@ -116,6 +116,7 @@ def track_request(
     occurred_at: datetime | None,
     properties: Mapping[str, Any] | None,
     extra: Mapping[str, Any],
+    time_zone: str | None = None,
 ) -> tracker_pb2.TrackEventRequest:
     merged = {**(properties or {}), **extra}
     request = tracker_pb2.TrackEventRequest(
@@ -123,6 +124,7 @@ def track_request(
         user_id=user_id,
         type=type,
         properties=_struct(merged) if merged else None,
+        time_zone=time_zone or "",
     )
     if occurred_at is not None:
         stamp = timestamp_pb2.Timestamp()
@@ -154,6 +156,7 @@ def event_request(
         occurred_at=fields.pop("occurred_at", None),
         properties=fields.pop("properties", None),
         extra=fields,
+        time_zone=fields.pop("time_zone", None),
     )
 
 

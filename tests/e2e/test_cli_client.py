@@ -124,6 +124,8 @@ async def test_grant_revoke_and_create_from_flags(server: Running) -> None:
         "aggregate": "AGGREGATE_COUNT",
         "field": "",
         "target": 3,
+        "day_start_hour": 0,
+        "freezes_per_week": 0,
     }
     assert got["points"] == "7"
 
@@ -224,7 +226,7 @@ async def test_progress_table_and_json_show_the_next_tier_step_and_streaks(
     rows = {line.split()[0]: line for line in table.splitlines()[1:-1]}
     assert sorted(rows) == ["big-spender", "regular"]  # the hidden one is not shown
     assert "bronze at 50" in rows["big-spender"] and "0.0%" in rows["big-spender"]
-    assert "at 7" in rows["regular"] and "1 (best 1)" in rows["regular"]
+    assert "at 7" in rows["regular"] and "1 (best 1, last " in rows["regular"]
 
     as_json = json.loads(ok(await client(server, "progress", "u1", "--json")).out)
     big = next(p for p in as_json["progress"] if p["achievement_id"] == "big-spender")

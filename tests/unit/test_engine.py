@@ -39,7 +39,6 @@ from accolade_server.rules.engine import (
     distinct_key,
     levels_of,
     match,
-    utc_day,
 )
 from accolade_server.rules.engine import Grant as EngineGrant
 from accolade_server.rules.engine import Revoke as EngineRevoke
@@ -378,13 +377,17 @@ def test_several_events_on_one_day_count_once() -> None:
     assert (replayed.value("regular"), replayed.progress("regular").streak_current) == (1, 1)
 
 
-def test_late_event_from_an_earlier_day_changes_nothing() -> None:
+def test_late_event_fills_its_day_and_a_day_already_counted_changes_nothing() -> None:
     rules = streak_rules()
     before = fold(rules, logins(0, 1, 2, 4))
-    for late_day in (3, 1, -5):
-        assert fold(rules, logins(late_day), start=before).state == before.state
-        [late] = logins(late_day)
-        assert apply(match(late, rules), before.state, rules) == Outcome()  # nothing to store
+    for seen in (2, 1, 0):
+        assert fold(rules, logins(seen), start=before).state == before.state
+        [again] = logins(seen)
+        assert apply(match(again, rules), before.state, rules) == Outcome()  # nothing to store
+    filled = fold(rules, logins(3), start=before)
+    assert (filled.value("regular"), filled.progress("regular").streak_current) == (5, 5)
+    earlier = fold(rules, logins(-5), start=before)
+    assert (earlier.value("regular"), earlier.progress("regular").streak_current) == (3, 1)
 
 
 def test_events_on_different_local_dates_but_the_same_utc_day_count_once() -> None:
@@ -757,7 +760,7 @@ def view_of(rules: RuleSet, replayed: Replayed, aid: str) -> Any:
         replayed.state.progress.get(aid),
         replayed.holdings(aid),
         replayed.state.held,
-        today=utc_day(T0),
+        now=T0,
     )
 
 
@@ -793,7 +796,7 @@ def test_view_tier_is_the_highest_held_tier_whatever_the_holding_order() -> None
     rules = RuleSet([achievement("buyer", "purchase", tiers=TIERS)])
     compiled = rules.by_id["buyer"]
     holdings = [Holding("buyer", "gold", 2, 0, T0), Holding("buyer", "bronze", 1, 0, T0 - DAY)]
-    v = view(compiled.achievement, compiled.levels, None, holdings, {"buyer"}, today=utc_day(T0))
+    v = view(compiled.achievement, compiled.levels, None, holdings, {"buyer"}, now=T0)
     assert (v.tier, v.status, v.earned_time) == ("gold", Status.UNLOCKED, T0 - DAY)
 
 
@@ -848,7 +851,7 @@ def test_view_of_a_streak_gives_the_current_streak_while_alive() -> None:
     compiled = rules.by_id["streak"]
     state = replayed.state.progress["streak"]
     for today, current in ((6, 2), (7, 2), (8, 0), (30, 0)):
-        v = view(compiled.achievement, compiled.levels, state, [], set(), today=utc_day(T0) + today)
+        v = view(compiled.achievement, compiled.levels, state, [], set(), now=T0 + today * DAY)
         assert (v.current, v.best_streak, v.current_streak) == (4, 4, current), today
         assert (v.aggregate, v.step_percent, v.next_threshold) == (Aggregate.STREAK_DAYS, 40, 10)
 

@@ -32,6 +32,9 @@ FULL = ProgressView(
     aggregate=Aggregate.STREAK_DAYS,
     current_streak=3,
     best_streak=8,
+    last_counted_day="2026-01-02",
+    streak_alive=True,
+    freezes_used=1,
 )
 
 

@@ -123,6 +123,10 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     )
     track.add_argument("--event-id", help="idempotency key (default: a new random id)")
     track.add_argument(
+        "--time-zone",
+        help="the IANA zone the user was in (e.g. Europe/Berlin), for streaks' local days",
+    )
+    track.add_argument(
         "--strict",
         action="store_true",
         help=f"exit with status {verbs.NOT_TRACKED} when the server does not track the type",

@@ -63,7 +63,14 @@ def next_level(p: types_pb2.Progress) -> str:
 def streak(p: types_pb2.Progress) -> str:
     if p.aggregate != types_pb2.AGGREGATE_STREAK_DAYS:
         return "-"
-    return f"{p.current_streak} (best {p.best_streak})"
+    details = [f"best {p.best_streak}"]
+    if p.last_counted_day:
+        details.append(f"last {p.last_counted_day}")
+    if p.freezes_used:
+        details.append(count(p.freezes_used, "freeze"))
+    if p.last_counted_day and not p.streak_alive:
+        details.append("ended")
+    return f"{p.current_streak} ({', '.join(details)})"
 
 
 def progress_rows(items: Sequence[types_pb2.Progress]) -> list[tuple[str, ...]]:

@@ -86,6 +86,7 @@ def track(args: argparse.Namespace) -> int:
             args.user,
             event_id=args.event_id,
             properties=dict(args.prop or []),
+            time_zone=args.time_zone,
         )
     status = NOT_TRACKED if args.strict and not result.tracked else 0
     if args.json:
@@ -97,6 +98,8 @@ def track(args: argparse.Namespace) -> int:
     print(f"{args.type} for {args.user}: {state}")
     for award in result.awards:
         print(f"  earned {render.award_name(award)}")
+    for skipped in result.not_counted:
+        print(f"  not counted for {skipped.achievement_id}: {skipped.reason}")
     if result.progress:
         render.table(
             ("  " + render.PROGRESS_HEADER[0], *render.PROGRESS_HEADER[1:]),

@@ -30,6 +30,7 @@ class TrackEventRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     PROPERTIES_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Idempotency key chosen by the producer (required, at most 128 characters).
     Sending the same id again counts nothing and returns the first outcome.
@@ -38,6 +39,11 @@ class TrackEventRequest(_message.Message):
     """The user who did it (required, at most 128 characters)."""
     type: _builtins.str
     """What happened, e.g. "purchase_completed" (required)."""
+    time_zone: _builtins.str
+    """The IANA time zone the user was in (e.g. "America/Los_Angeles"), which
+    decides the local day of STREAK_DAYS rules; empty means the user's
+    `User.time_zone`, else the achievement's `time_zone`, else UTC.
+    """
     @_builtins.property
     def properties(self) -> _struct_pb2.Struct:
         """Event details readable by rule conditions as `event.properties`."""
@@ -54,10 +60,11 @@ class TrackEventRequest(_message.Message):
         type: _builtins.str = ...,
         properties: _struct_pb2.Struct | None = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "properties", b"properties"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occurred_at", b"occurred_at", "properties", b"properties", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occurred_at", b"occurred_at", "properties", b"properties", "time_zone", b"time_zone", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -72,6 +79,7 @@ class TrackEventResponse(_message.Message):
     AWARDS_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     UNTRACKED_REASON_FIELD_NUMBER: _builtins.int
+    NOT_COUNTED_FIELD_NUMBER: _builtins.int
     duplicate: _builtins.bool
     """True when this `event_id` had been received before; the outcome is the
     one recorded then.
@@ -93,6 +101,13 @@ class TrackEventResponse(_message.Message):
     def progress(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Progress]:
         """Progress the event changed (hidden achievements only once earned)."""
 
+    @_builtins.property
+    def not_counted(self) -> _containers.RepeatedCompositeFieldContainer[Global___NotCounted]:
+        """Achievements the event matched but did not count for, each with why (a
+        STREAK_DAYS day earlier than `max_event_lateness_days` allows). `tracked`
+        stays true: the event is recorded and may count for other achievements.
+        """
+
     def __init__(
         self,
         *,
@@ -101,14 +116,42 @@ class TrackEventResponse(_message.Message):
         awards: _abc.Iterable[_types_pb2.Award] | None = ...,
         progress: _abc.Iterable[_types_pb2.Progress] | None = ...,
         untracked_reason: _builtins.str = ...,
+        not_counted: _abc.Iterable[Global___NotCounted] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["awards", b"awards", "duplicate", b"duplicate", "progress", b"progress", "tracked", b"tracked", "untracked_reason", b"untracked_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awards", b"awards", "duplicate", b"duplicate", "not_counted", b"not_counted", "progress", b"progress", "tracked", b"tracked", "untracked_reason", b"untracked_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrackEventResponse: _TypeAlias = TrackEventResponse  # noqa: Y015
+
+@_typing.final
+class NotCounted(_message.Message):
+    """An achievement an event matched but did not count for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACHIEVEMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    achievement_id: _builtins.str
+    reason: _builtins.str
+    """Why, e.g. "day 2026-01-02 is more than 30 days before the latest day
+    counted (2026-03-01; max_event_lateness_days)".
+    """
+    def __init__(
+        self,
+        *,
+        achievement_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotCounted: _TypeAlias = NotCounted  # noqa: Y015
 
 @_typing.final
 class TrackEventsRequest(_message.Message):

@@ -37,8 +37,15 @@ class _AggregateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Aggregate.V
     AGGREGATE_DISTINCT: _Aggregate.ValueType  # 4
     """Number of different values seen of the property `Rule.field` (e.g. 5 different courses)."""
     AGGREGATE_STREAK_DAYS: _Aggregate.ValueType  # 5
-    """Consecutive UTC days with at least one matching event; a missed day resets
-    the current streak, and the best streak is kept as the progress value.
+    """Consecutive local days with at least one matching event; the best streak
+    is kept as the progress value. A day is the local date of the event's time
+    in its zone, less `Rule.day_start_hour`. The zone is the first set of:
+    `TrackEventRequest.time_zone`, the user's `User.time_zone`,
+    `Achievement.time_zone`, else UTC. Streaks are computed from the set of
+    days seen, so late and out-of-order events (up to
+    `Rule.max_event_lateness_days`) count and any arrival order gives the
+    same streak and awards. A missed day ends the current streak unless a
+    freeze (`Rule.freezes_per_week`) bridges it.
     """
 
 class Aggregate(_Aggregate, metaclass=_AggregateEnumTypeWrapper):
@@ -55,8 +62,15 @@ AGGREGATE_MAX: Aggregate.ValueType  # 3
 AGGREGATE_DISTINCT: Aggregate.ValueType  # 4
 """Number of different values seen of the property `Rule.field` (e.g. 5 different courses)."""
 AGGREGATE_STREAK_DAYS: Aggregate.ValueType  # 5
-"""Consecutive UTC days with at least one matching event; a missed day resets
-the current streak, and the best streak is kept as the progress value.
+"""Consecutive local days with at least one matching event; the best streak
+is kept as the progress value. A day is the local date of the event's time
+in its zone, less `Rule.day_start_hour`. The zone is the first set of:
+`TrackEventRequest.time_zone`, the user's `User.time_zone`,
+`Achievement.time_zone`, else UTC. Streaks are computed from the set of
+days seen, so late and out-of-order events (up to
+`Rule.max_event_lateness_days`) count and any arrival order gives the
+same streak and awards. A missed day ends the current streak unless a
+freeze (`Rule.freezes_per_week`) bridges it.
 """
 Global___Aggregate: _TypeAlias = Aggregate  # noqa: Y015
 
@@ -169,6 +183,9 @@ class Rule(_message.Message):
     AGGREGATE_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
+    DAY_START_HOUR_FIELD_NUMBER: _builtins.int
+    MAX_EVENT_LATENESS_DAYS_FIELD_NUMBER: _builtins.int
+    FREEZES_PER_WEEK_FIELD_NUMBER: _builtins.int
     condition: _builtins.str
     """A CEL expression over `event` that must be true for an event to count,
     e.g. `event.properties.amount >= 100`. Variables: `event.type` (string),
@@ -190,6 +207,26 @@ class Rule(_message.Message):
     """Progress value at which a single-level achievement is earned. 0 means 1.
     Ignored when the achievement has tiers.
     """
+    day_start_hour: _builtins.int
+    """STREAK_DAYS only: the local hour (0-23) at which a day starts, e.g. 4 for a
+    day from 04:00 to 03:59 (an event at 03:30 counts for the day before).
+    """
+    max_event_lateness_days: _builtins.int
+    """STREAK_DAYS only: how many days before the latest day already counted (for
+    this user and achievement; not the wall clock) an event may still fill its
+    day, 0-366. Unset means 30. An event for an earlier day is acknowledged and
+    not counted for this achievement (`TrackEventResponse.not_counted` says
+    why). Measured from the latest day counted, so importing history in time
+    order always works.
+    """
+    freezes_per_week: _builtins.int
+    """STREAK_DAYS only, 0-6: missed days bridged automatically in each calendar
+    week (Monday to Sunday, in local days). Days are taken in date order; a
+    gap between two days seen is bridged when each of its missed days fits in
+    the allowance left in its week (using it up), otherwise the streak ends
+    and the gap uses nothing. Bridged days keep a streak alive but do not add
+    to it: a streak counts the days seen.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Event types that feed this rule (e.g. "purchase_completed"). At least one."""
@@ -202,12 +239,17 @@ class Rule(_message.Message):
         aggregate: Global___Aggregate.ValueType = ...,
         field: _builtins.str = ...,
         target: _builtins.float = ...,
+        day_start_hour: _builtins.int = ...,
+        max_event_lateness_days: _builtins.int | None = ...,
+        freezes_per_week: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days", "max_event_lateness_days", b"max_event_lateness_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "condition", b"condition", "event_types", b"event_types", "field", b"field", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days", "aggregate", b"aggregate", "condition", b"condition", "day_start_hour", b"day_start_hour", "event_types", b"event_types", "field", b"field", "freezes_per_week", b"freezes_per_week", "max_event_lateness_days", b"max_event_lateness_days", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_event_lateness_days: _TypeAlias = _typing.Literal["max_event_lateness_days"]  # noqa: Y015
+    _WhichOneofArgType__max_event_lateness_days: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_event_lateness_days) -> _WhichOneofReturnType__max_event_lateness_days | None: ...
 
 Global___Rule: _TypeAlias = Rule  # noqa: Y015
 
@@ -270,6 +312,7 @@ class Achievement(_message.Message):
     CONDITION_ERROR_COUNT_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Client-chosen slug, `^[a-z0-9][a-z0-9_-]{0,63}$` (e.g. "welcome-badge").
     Immutable.
@@ -315,6 +358,10 @@ class Achievement(_message.Message):
     last_condition_error: _builtins.str
     """Output only. The most recent of those errors, e.g. `event has no property
     'amount'`; empty if none.
+    """
+    time_zone: _builtins.str
+    """The IANA time zone (e.g. "Europe/Berlin") of STREAK_DAYS days for events
+    that name no zone of users whose profile names none; empty means UTC.
     """
     @_builtins.property
     def rule(self) -> Global___Rule:
@@ -372,10 +419,11 @@ class Achievement(_message.Message):
         condition_error_count: _builtins.int = ...,
         last_condition_error: _builtins.str = ...,
         last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "end_time", b"end_time", "last_condition_error_time", b"last_condition_error_time", "rule", b"rule", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "time_zone", b"time_zone", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -423,6 +471,9 @@ class Progress(_message.Message):
     AGGREGATE_FIELD_NUMBER: _builtins.int
     CURRENT_STREAK_FIELD_NUMBER: _builtins.int
     BEST_STREAK_FIELD_NUMBER: _builtins.int
+    LAST_COUNTED_DAY_FIELD_NUMBER: _builtins.int
+    STREAK_ALIVE_FIELD_NUMBER: _builtins.int
+    FREEZES_USED_FIELD_NUMBER: _builtins.int
     achievement_id: _builtins.str
     status: Global___ProgressStatus.ValueType
     current: _builtins.float
@@ -479,12 +530,25 @@ class Progress(_message.Message):
     without this field.
     """
     current_streak: _builtins.int
-    """STREAK_DAYS only, else 0: the consecutive UTC days ending at the last day
-    counted, if that day is today or yesterday (UTC); 0 once a day was missed.
+    """STREAK_DAYS only, else 0: the days seen in the streak ending at the last
+    day counted, while that streak is alive (`streak_alive`); else 0.
     """
     best_streak: _builtins.int
-    """STREAK_DAYS only, else 0: the longest run of consecutive days (the same as
+    """STREAK_DAYS only, else 0: the longest streak so far (the same as
     `current`).
+    """
+    last_counted_day: _builtins.str
+    """STREAK_DAYS only: the latest local day counted, as YYYY-MM-DD; empty if
+    none.
+    """
+    streak_alive: _builtins.bool
+    """STREAK_DAYS only: whether the streak is alive today in the user's zone
+    (the achievement's zone for a user without one): the last day counted is
+    today or yesterday, or the days missed since fit in the freezes left.
+    """
+    freezes_used: _builtins.int
+    """STREAK_DAYS only: missed days bridged by freezes in the current streak,
+    including those needed to keep it alive today; 0 when it is not alive.
     """
     @_builtins.property
     def earned_time(self) -> _timestamp_pb2.Timestamp:
@@ -515,10 +579,13 @@ class Progress(_message.Message):
         aggregate: Global___Aggregate.ValueType = ...,
         current_streak: _builtins.int = ...,
         best_streak: _builtins.int = ...,
+        last_counted_day: _builtins.str = ...,
+        streak_alive: _builtins.bool = ...,
+        freezes_used: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["earned_time", b"earned_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "aggregate", b"aggregate", "best_streak", b"best_streak", "category", b"category", "current", b"current", "current_streak", b"current_streak", "description", b"description", "earned_time", b"earned_time", "hidden", b"hidden", "icon_url", b"icon_url", "levels_earned", b"levels_earned", "levels_total", b"levels_total", "next_threshold", b"next_threshold", "next_tier", b"next_tier", "overall_percent", b"overall_percent", "percent", b"percent", "previous_threshold", b"previous_threshold", "status", b"status", "step_percent", b"step_percent", "target", b"target", "tier", b"tier", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "aggregate", b"aggregate", "best_streak", b"best_streak", "category", b"category", "current", b"current", "current_streak", b"current_streak", "description", b"description", "earned_time", b"earned_time", "freezes_used", b"freezes_used", "hidden", b"hidden", "icon_url", b"icon_url", "last_counted_day", b"last_counted_day", "levels_earned", b"levels_earned", "levels_total", b"levels_total", "next_threshold", b"next_threshold", "next_tier", b"next_tier", "overall_percent", b"overall_percent", "percent", b"percent", "previous_threshold", b"previous_threshold", "status", b"status", "step_percent", b"step_percent", "streak_alive", b"streak_alive", "target", b"target", "tier", b"tier", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -53,6 +53,11 @@ class FormValues:
     start_time: str = ""
     end_time: str = ""
     etag: str = ""
+    # STREAK_DAYS options.
+    time_zone: str = ""
+    day_start_hour: str = "0"
+    max_event_lateness_days: str = ""  # empty: the default
+    freezes_per_week: str = "0"
 
 
 def _time_text(value: datetime | None) -> str:
@@ -80,6 +85,12 @@ def from_achievement(a: Achievement) -> FormValues:
         start_time=_time_text(a.start_time),
         end_time=_time_text(a.end_time),
         etag=a.etag,
+        time_zone=a.time_zone,
+        day_start_hour=str(a.rule.day_start_hour),
+        max_event_lateness_days=""
+        if a.rule.max_event_lateness_days is None
+        else str(a.rule.max_event_lateness_days),
+        freezes_per_week=str(a.rule.freezes_per_week),
     )
 
 
@@ -123,6 +134,10 @@ def from_form(form: FormData) -> FormValues:
         start_time=_text(form, "start_time").strip(),
         end_time=_text(form, "end_time").strip(),
         etag=_text(form, "etag"),
+        time_zone=_text(form, "time_zone").strip(),
+        day_start_hour=_text(form, "day_start_hour").strip() or "0",
+        max_event_lateness_days=_text(form, "max_event_lateness_days").strip(),
+        freezes_per_week=_text(form, "freezes_per_week").strip() or "0",
     )
 
 
@@ -200,12 +215,20 @@ def to_achievement(v: FormValues) -> Achievement:
             aggregate=aggregate,
             field=v.field,
             target=_float(v.target, "achievement.rule.target"),
+            day_start_hour=_int(v.day_start_hour, "achievement.rule.day_start_hour"),
+            max_event_lateness_days=_int(
+                v.max_event_lateness_days, "achievement.rule.max_event_lateness_days"
+            )
+            if v.max_event_lateness_days
+            else None,
+            freezes_per_week=_int(v.freezes_per_week, "achievement.rule.freezes_per_week"),
         ),
         tiers=tiers,
         prerequisites=split_list(v.prerequisites),
         start_time=_time(v.start_time, "achievement.start_time"),
         end_time=_time(v.end_time, "achievement.end_time"),
         use_level_thresholds=v.use_level_thresholds,
+        time_zone=v.time_zone,
     )
 
 
@@ -230,6 +253,10 @@ SLOTS = (
     "prerequisites",
     "start_time",
     "end_time",
+    "time_zone",
+    "rule-day_start_hour",
+    "rule-max_event_lateness_days",
+    "rule-freezes_per_week",
 )
 TIER_PARTS = ("name", "threshold", "points")
 _TIER_FIELD = re.compile(r"^tiers\[(\d+)\]\.(name|threshold|points)$")

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from accolade_server.domain.days import DEFAULT_LATENESS
+
 
 class Aggregate(enum.StrEnum):
     COUNT = "count"
@@ -26,6 +28,18 @@ class Rule:
     aggregate: Aggregate = Aggregate.COUNT
     field: str = ""
     target: float = 1.0
+    #: STREAK_DAYS: the local hour (0-23) at which a day starts.
+    day_start_hour: int = 0
+    #: STREAK_DAYS: how many days before the latest day counted an event may still fill;
+    #: None means `days.DEFAULT_LATENESS`.
+    max_event_lateness_days: int | None = None
+    #: STREAK_DAYS: missed days per calendar week bridged automatically (see domain/days.py).
+    freezes_per_week: int = 0
+
+    @property
+    def lateness(self) -> int:
+        days = self.max_event_lateness_days
+        return DEFAULT_LATENESS if days is None else days
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +65,8 @@ class Achievement:
     start_time: datetime | None = None
     end_time: datetime | None = None
     use_level_thresholds: bool = False
+    #: IANA zone of STREAK_DAYS days for users whose events and profile name none ("": UTC).
+    time_zone: str = ""
     # Set by the store.
     create_time: datetime | None = field(default=None, compare=False)
     update_time: datetime | None = field(default=None, compare=False)
@@ -114,8 +130,18 @@ MUTABLE_FIELDS = (
     "start_time",
     "end_time",
     "use_level_thresholds",
+    "time_zone",
 )
-RULE_FIELDS = ("event_types", "condition", "aggregate", "field", "target")
+RULE_FIELDS = (
+    "event_types",
+    "condition",
+    "aggregate",
+    "field",
+    "target",
+    "day_start_hour",
+    "max_event_lateness_days",
+    "freezes_per_week",
+)
 
 
 class AwardSource(enum.StrEnum):

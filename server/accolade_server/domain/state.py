@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from accolade_server.domain.days import Days
 from accolade_server.domain.model import Holding
 
 #: (user_id, achievement_id): the key of a user's state for one achievement.
@@ -25,6 +26,11 @@ class Event:
     #: The user's profile attributes (`user.attributes` in conditions), filled in before
     #: matching only when a rule's condition reads `user`; empty for a user without one.
     user_attributes: Mapping[str, Any] | None = None
+    #: The event's own IANA zone ("" when it names none).
+    time_zone: str = ""
+    #: The user's profile zone, filled in before matching only when a STREAK_DAYS rule needs
+    #: it and the event names no zone ("" for none).
+    user_time_zone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +39,17 @@ class ProgressState:
 
     `level` counts the levels already decided (awarded by the rule, reached while awards
     were off, or below a granted or revoked tier): the rule never decides them again.
+    STREAK_DAYS: `value` is the best streak, `streak_day` the latest day counted and
+    `streak_current` the run ending at it.
     """
 
     value: float = 0.0
     level: int = 0
     streak_day: int | None = None
     streak_current: int = 0
+    #: STREAK_DAYS: the days counted (None for other aggregates, and in rows stored before
+    #: day sets, which read as the run of `streak_current` days ending at `streak_day`).
+    days: Days | None = None
 
 
 @dataclass(slots=True)

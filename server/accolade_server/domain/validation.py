@@ -7,8 +7,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from accolade_server.domain import days
 from accolade_server.domain.errors import InvalidArgument
-from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate
+from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate, Rule
+from accolade_server.domain.users import check_time_zone
 from accolade_server.rules.cel import compile_condition
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -61,7 +63,10 @@ def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
         raise InvalidArgument(f"must be between 0 and {MAX_POINTS}", field=f"{prefix}.points")
     if a.start_time and a.end_time and a.start_time >= a.end_time:
         raise InvalidArgument("must be after start_time", field=f"{prefix}.end_time")
+    if a.time_zone:
+        check_time_zone(a.time_zone, f"{prefix}.time_zone")
     _validate_rule(a, f"{prefix}.rule")
+    _validate_streak(a.rule, f"{prefix}.rule")
     _validate_tiers(a, prefix)
     _validate_prerequisite_list(a, f"{prefix}.prerequisites")
 
@@ -125,6 +130,24 @@ def _validate_rule(a: Achievement, prefix: str) -> None:
         raise InvalidArgument(
             f"must be a whole number for {rule.aggregate.name}", field=f"{prefix}.target"
         )
+
+
+def _validate_streak(rule: Rule, prefix: str) -> None:
+    """The STREAK_DAYS options: in range, and set only on a STREAK_DAYS rule."""
+    for name, value, low, high, unset in (
+        ("day_start_hour", rule.day_start_hour, 0, 23, 0),
+        ("max_event_lateness_days", rule.max_event_lateness_days, 0, days.MAX_LATENESS, None),
+        ("freezes_per_week", rule.freezes_per_week, 0, days.MAX_FREEZES, 0),
+    ):
+        if value == unset:
+            continue
+        if rule.aggregate is not Aggregate.STREAK_DAYS:
+            raise InvalidArgument(
+                f"applies only to STREAK_DAYS, not {rule.aggregate.name}", field=f"{prefix}.{name}"
+            )
+        assert value is not None
+        if not low <= value <= high:
+            raise InvalidArgument(f"must be between {low} and {high}", field=f"{prefix}.{name}")
 
 
 def _validate_tiers(a: Achievement, prefix: str) -> None:

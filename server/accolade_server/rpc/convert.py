@@ -80,6 +80,11 @@ def rule_from_proto(rule: pb.Rule, field: str) -> Rule:
         aggregate=aggregate,
         field=rule.field,
         target=rule.target or 1.0,
+        day_start_hour=rule.day_start_hour,
+        max_event_lateness_days=rule.max_event_lateness_days
+        if rule.HasField("max_event_lateness_days")
+        else None,
+        freezes_per_week=rule.freezes_per_week,
     )
 
 
@@ -101,17 +106,23 @@ def achievement_from_proto(a: pb.Achievement, field: str = "achievement") -> Ach
         start_time=_optional_time(a, "start_time", f"{field}.start_time"),
         end_time=_optional_time(a, "end_time", f"{field}.end_time"),
         use_level_thresholds=a.use_level_thresholds,
+        time_zone=a.time_zone,
     )
 
 
 def rule_to_proto(rule: Rule) -> pb.Rule:
-    return pb.Rule(
+    msg = pb.Rule(
         event_types=rule.event_types,
         condition=rule.condition,
         aggregate=_AGGREGATE_TO_PROTO[rule.aggregate],
         field=rule.field,
         target=rule.target,
+        day_start_hour=rule.day_start_hour,
+        freezes_per_week=rule.freezes_per_week,
     )
+    if rule.max_event_lateness_days is not None:
+        msg.max_event_lateness_days = rule.max_event_lateness_days
+    return msg
 
 
 def achievement_to_proto(a: Achievement, status: DefinitionStatus | None = None) -> pb.Achievement:
@@ -129,6 +140,7 @@ def achievement_to_proto(a: Achievement, status: DefinitionStatus | None = None)
         prerequisites=a.prerequisites,
         etag=a.etag,
         use_level_thresholds=a.use_level_thresholds,
+        time_zone=a.time_zone,
     )
     for name in ("start_time", "end_time", "create_time", "update_time"):
         value = getattr(a, name)
@@ -251,6 +263,9 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
         aggregate=_AGGREGATE_TO_PROTO[v.aggregate] if v.aggregate else pb.AGGREGATE_UNSPECIFIED,
         current_streak=v.current_streak,
         best_streak=v.best_streak,
+        last_counted_day=v.last_counted_day,
+        streak_alive=v.streak_alive,
+        freezes_used=v.freezes_used,
     )
     if v.earned_time is not None:
         msg.earned_time.FromDatetime(v.earned_time)

@@ -33,6 +33,7 @@ def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
         occurred_at=convert.timestamp_to_datetime(request.occurred_at, f"{prefix}occurred_at")
         if request.HasField("occurred_at")
         else None,
+        time_zone=request.time_zone,
     )
 
 
@@ -45,6 +46,9 @@ def result_to_proto(
         awards=convert.awards_to_proto(result.awards, definition),
         progress=[convert.progress_to_proto(p) for p in result.progress],
         untracked_reason=result.untracked_reason,
+        not_counted=[
+            pb.NotCounted(achievement_id=aid, reason=reason) for aid, reason in result.not_counted
+        ],
     )
 
 

@@ -20,6 +20,9 @@ Semantics (documented in README.md):
 - With awards disabled (`enable_achievements = false`) progress still counts and levels reached
   are consumed without an award, so turning awards back on never awards retroactively.
 - `level` counts the levels decided: a level is decided once, by the rule or by hand.
+- STREAK_DAYS counts local days (`domain/days.py`) from a bounded set of days, so late and
+  out-of-order events fill their days; a day before the lateness window is not counted and
+  reported (`Outcome.late`, `StepOutcome.late`).
 - Tiers: a rule never awards (or notifies) a tier at or below one the user holds; granting a
   tier decides every lower tier too (they are not awarded later); revoking without a tier
   revokes the highest tier held, with a tier that tier and every higher one held, or with
@@ -32,13 +35,21 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import cel
 
+from accolade_server.domain import days as days_
 from accolade_server.domain.errors import InvalidArgument
-from accolade_server.domain.model import Achievement, Aggregate, AwardKind, AwardSource, Holding
+from accolade_server.domain.model import (
+    Achievement,
+    Aggregate,
+    AwardKind,
+    AwardSource,
+    Holding,
+    Rule,
+)
 from accolade_server.domain.state import DistinctKey, UserKey
 from accolade_server.domain.state import Event as Event  # re-exported for the engine's callers
 from accolade_server.domain.state import ProgressState as ProgressState
@@ -78,7 +89,7 @@ class Contribution:
     achievement_id: str
     amount: float = 1.0  # COUNT: 1, SUM/MAX: the field's value
     distinct_key: str | None = None  # DISTINCT: a hash of the field's value
-    day: int | None = None  # STREAK_DAYS: the event's UTC day number
+    day: int | None = None  # STREAK_DAYS: the event's local day (see domain/days.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,8 @@ class Outcome:
     #: DISTINCT keys to record.
     distinct_new: tuple[tuple[str, str], ...] = ()
     awards: tuple[AwardDecision, ...] = ()
+    #: (achievement id, reason) of contributions not counted (a STREAK_DAYS day too late).
+    late: tuple[tuple[str, str], ...] = ()
 
 
 def levels_of(
@@ -188,6 +201,9 @@ class RuleSet:
         #: Whether some enabled condition reads `user`: then events are matched with their
         #: users' attributes (`Event.user_attributes`), read once per batch.
         self.reads_user = False
+        #: Whether some enabled rule counts local days (STREAK_DAYS): then events that name
+        #: no zone are matched with their users' profile zones (`Event.user_time_zone`).
+        self.reads_zone = False
         for a in achievements:
             if not a.enabled:
                 continue
@@ -197,6 +213,9 @@ class RuleSet:
                 self.broken[a.id] = (a, str(exc))
                 continue
             self.reads_user = self.reads_user or (program is not None and reads_user(program))
+            self.reads_zone = self.reads_zone or (
+                a.rule.aggregate is Aggregate.STREAK_DAYS and bool(a.rule.event_types)
+            )
             compiled = Compiled(a, levels_of(a, level_thresholds, points_per_badge), program)
             self.by_id[a.id] = compiled
             for event_type in a.rule.event_types:
@@ -224,10 +243,6 @@ class RuleSet:
             seen.add(aid)
             todo.extend(self.dependents.get(aid, ()))
         return seen
-
-
-def utc_day(moment: datetime) -> int:
-    return moment.astimezone(UTC).date().toordinal()
 
 
 def _lookup(properties: Mapping[str, Any], path: str) -> Any:
@@ -333,7 +348,8 @@ def _contribution(compiled: Compiled, event: Event) -> Contribution | ConditionE
     if rule.aggregate is Aggregate.COUNT:
         return Contribution(aid)
     if rule.aggregate is Aggregate.STREAK_DAYS:
-        return Contribution(aid, day=utc_day(event.occurred_at))
+        zone = event.time_zone or event.user_time_zone or compiled.achievement.time_zone
+        return Contribution(aid, day=days_.local_day(event.occurred_at, zone, rule.day_start_hour))
     try:
         value = _lookup(event.properties, rule.field)
     except KeyError:
@@ -345,9 +361,9 @@ def _contribution(compiled: Compiled, event: Event) -> Contribution | ConditionE
     return Contribution(aid, amount=float(value))
 
 
-def _fold(
-    state: ProgressState, aggregate: Aggregate, c: Contribution, is_new: bool
-) -> ProgressState:
+def _fold(state: ProgressState, rule: Rule, c: Contribution, is_new: bool) -> ProgressState:
+    """The state with one contribution; raises days.Late for a STREAK_DAYS day too late."""
+    aggregate = rule.aggregate
     # ProgressState(...) rather than dataclasses.replace: this runs for every contribution.
     if aggregate is Aggregate.COUNT:
         return ProgressState(state.value + 1, state.level, state.streak_day, state.streak_current)
@@ -363,13 +379,37 @@ def _fold(
         if not is_new:
             return state
         return ProgressState(state.value + 1, state.level, state.streak_day, state.streak_current)
-    # STREAK_DAYS: the value is the best streak; late (out-of-order) days are ignored.
+    # STREAK_DAYS: a set of days (late and out-of-order days fill theirs); the value is the
+    # best streak, which never goes down.
     assert c.day is not None
-    last = state.streak_day
-    if last is not None and c.day <= last:
+    before = stored_days(state, rule.lateness)
+    after = days_.add(before, c.day, rule.lateness, rule.freezes_per_week)
+    if after is before:
         return state
-    current = state.streak_current + 1 if last is not None and c.day == last + 1 else 1
-    return ProgressState(max(state.value, float(current)), state.level, c.day, current)
+    streak = after.summary(rule.freezes_per_week)
+    return ProgressState(
+        max(state.value, float(streak.best)), state.level, after.latest, streak.current, after
+    )
+
+
+def stored_days(state: ProgressState, lateness: int) -> days_.Days | None:
+    """The days of a STREAK_DAYS state, also of one stored before day sets."""
+    if state.days is not None or state.streak_day is None:
+        return state.days
+    return days_.Days.legacy(state.streak_day, state.streak_current, state.value, lateness)
+
+
+def _late_reason(state: ProgressState, rule: Rule, day: int) -> str:
+    latest = state.streak_day
+    when = days_.day_date(day).isoformat()
+    if latest is None:
+        return f"day {when} is too late to count"
+    if day >= latest - rule.lateness:  # settled while max_event_lateness_days was lower
+        return f"day {when} was settled before max_event_lateness_days was raised"
+    return (
+        f"day {when} is more than {rule.lateness} days before the latest day counted "
+        f"({days_.day_date(latest).isoformat()}; max_event_lateness_days)"
+    )
 
 
 def apply(
@@ -386,6 +426,7 @@ def apply(
     """
     progress: dict[str, ProgressState] = {}
     distinct_new: list[tuple[str, str]] = []
+    late: list[tuple[str, str]] = []
     seen_keys = set(state.distinct_seen)
 
     known = state.progress
@@ -403,8 +444,14 @@ def apply(
                 seen_keys.add(pair)
                 distinct_new.append(pair)
         before = progress.get(c.achievement_id) or known.get(c.achievement_id) or _EMPTY
-        after = _fold(before, compiled.achievement.rule.aggregate, c, is_new)
-        if after != before:
+        rule = compiled.achievement.rule
+        try:
+            after = _fold(before, rule, c, is_new)
+        except days_.Late:
+            assert c.day is not None
+            late.append((c.achievement_id, _late_reason(before, rule, c.day)))
+            continue
+        if after is not before and after != before:
             progress[c.achievement_id] = after
 
     held = set(state.held)
@@ -433,9 +480,11 @@ def apply(
                 if aid not in held:
                     held.add(aid)
                     newly_held.append(aid)
-            progress[aid] = ProgressState(st.value, reached, st.streak_day, st.streak_current)
+            progress[aid] = ProgressState(
+                st.value, reached, st.streak_day, st.streak_current, st.days
+            )
         todo = sorted({d for aid in newly_held for d in rules.dependents.get(aid, ())})
-    return Outcome(progress, tuple(distinct_new), tuple(awards))
+    return Outcome(progress, tuple(distinct_new), tuple(awards), tuple(late))
 
 
 _EMPTY = ProgressState()
@@ -495,6 +544,8 @@ class StepOutcome:
     changed: tuple[str, ...]
     states: Mapping[str, ProgressState]
     holdings: tuple[Holding, ...]
+    #: (achievement id, reason) of the event's contributions not counted (see Outcome.late).
+    late: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,8 +607,9 @@ def fold(
 
     def cascade(
         user: str, mine: list[Holding], matched: Match, also: Sequence[str]
-    ) -> tuple[list[AwardDecision], list[str]]:
-        """`apply` for one user; the awards kept and the achievements changed."""
+    ) -> tuple[list[AwardDecision], list[str], tuple[tuple[str, str], ...]]:
+        """`apply` for one user; the awards kept, the achievements changed and the
+        contributions not counted."""
         ids = rules.affected(matched) | rules.closure(also)
         state = UserState(
             progress={aid: progress[(user, aid)] for aid in ids if (user, aid) in progress},
@@ -573,23 +625,24 @@ def fold(
                 mine_seen.add((aid, h))
                 distinct_new.append((user, aid, h))
         kept = decide(mine, out.awards) if out.awards else []
-        return kept, [*out.progress, *(d.achievement_id for d in kept)]
+        return kept, [*out.progress, *(d.achievement_id for d in kept)], out.late
 
     def raise_level(user: str, aid: str, level: int) -> bool:
         st = progress.get((user, aid), _EMPTY)
         if st.level >= level:
             return False
-        new = ProgressState(st.value, level, st.streak_day, st.streak_current)
+        new = ProgressState(st.value, level, st.streak_day, st.streak_current, st.days)
         progress[(user, aid)] = dirty[(user, aid)] = new
         return True
 
     for step in steps:
         kept: list[AwardDecision] = []
         changed: list[str] = []
+        late: tuple[tuple[str, str], ...] = ()
         if isinstance(step, Tracked):
             user = step.event.user_id
             mine = holdings.setdefault(user, [])
-            kept, changed = cascade(user, mine, step.match, ())
+            kept, changed, late = cascade(user, mine, step.match, ())
         elif isinstance(step, Grant):
             user, aid = step.user_id, step.achievement_id
             mine = holdings.setdefault(user, [])
@@ -600,7 +653,7 @@ def fold(
                 )
                 mine.append(Holding(aid, level.name, 0, level.points, now))
                 raise_level(user, aid, step.index + 1)
-                more, changed = cascade(user, mine, Match(()), (aid,))
+                more, changed, _ = cascade(user, mine, Match(()), (aid,))
                 kept.extend(more)
                 changed.insert(0, aid)
         else:
@@ -626,7 +679,7 @@ def fold(
                     raise_level(user, aid, top + 1)
                 changed = [aid]
         states = {aid: progress[(user, aid)] for aid in changed if (user, aid) in progress}
-        outcomes.append(StepOutcome(user, tuple(kept), tuple(changed), states, tuple(mine)))
+        outcomes.append(StepOutcome(user, tuple(kept), tuple(changed), states, tuple(mine), late))
     return Folded(tuple(outcomes), dirty, tuple(distinct_new))
 
 

@@ -10,8 +10,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from accolade_server.domain import days
 from accolade_server.domain.model import Achievement, Aggregate, Holding
-from accolade_server.rules.engine import Level, ProgressState
+from accolade_server.rules.engine import Level, ProgressState, stored_days
 
 
 class Status(enum.StrEnum):
@@ -48,6 +49,9 @@ class ProgressView:
     aggregate: Aggregate | None = None
     current_streak: int = 0
     best_streak: int = 0
+    last_counted_day: str = ""
+    streak_alive: bool = False
+    freezes_used: int = 0
 
 
 def visible(a: Achievement, held: Sequence[Holding]) -> bool:
@@ -68,12 +72,14 @@ def view(
     held: Sequence[Holding],
     held_ids: Collection[str],
     *,
-    today: int,
+    now: datetime,
+    zone: str = "",
 ) -> ProgressView:
     """The view of `a`, given its levels, the user's state and what the user holds.
 
     `held` are the user's holdings of `a`; `held_ids` every achievement id the user holds;
-    `today` the UTC day number (`engine.utc_day`) that decides whether a streak is alive.
+    `now` and the user's zone (`zone`; "" for the achievement's) decide which local day is
+    today, and so whether a streak is alive.
     """
     if held:
         names = [level.name for level in levels]
@@ -109,12 +115,17 @@ def view(
     else:
         status = Status.IN_PROGRESS
     streak = a.rule.aggregate is Aggregate.STREAK_DAYS and not meta
-    alive = (
-        streak
-        and state is not None
-        and state.streak_day is not None
-        and today - state.streak_day <= 1
-    )
+    run = freezes = 0
+    alive = False
+    last_day = ""
+    rule = a.rule
+    counted = stored_days(state, rule.lateness) if streak and state is not None else None
+    if counted is not None:
+        local_today = days.local_day(now, zone or a.time_zone, rule.day_start_hour)
+        as_of = days.today(counted, local_today, rule.freezes_per_week)
+        last_day = days.day_date(counted.latest).isoformat()
+        alive = as_of.current > 0
+        run, freezes = as_of.current, as_of.freezes
     return ProgressView(
         achievement_id=a.id,
         status=status,
@@ -136,6 +147,9 @@ def view(
         step_percent=100.0 if done else _percent(current - previous, target - previous),
         overall_percent=100.0 if done else _percent(current, final),
         aggregate=a.rule.aggregate,
-        current_streak=state.streak_current if alive and state is not None else 0,
+        current_streak=run,
         best_streak=int(current) if streak else 0,
+        last_counted_day=last_day,
+        streak_alive=alive,
+        freezes_used=freezes,
     )

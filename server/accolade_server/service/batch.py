@@ -38,6 +38,8 @@ class TrackResult:
     progress: list[ProgressView] = field(default_factory=list)
     #: Why the event was not tracked; empty when it was (set by the tracking service).
     untracked_reason: str = ""
+    #: (achievement id, reason) of achievements the event matched but did not count for.
+    not_counted: list[tuple[str, str]] = field(default_factory=list)
 
 
 # A stored outcome is {"awards": [cursor, …], "views": [view, …]}, each view a list of the
@@ -70,6 +72,9 @@ _VIEW_FIELDS = (
     "aggregate",
     "current_streak",
     "best_streak",
+    "last_counted_day",
+    "streak_alive",
+    "freezes_used",
 )
 _REQUIRED = 12
 _DEFAULTS = tuple(f.default for f in fields(ProgressView))[_REQUIRED:]
@@ -100,6 +105,9 @@ def view_to_json(v: ProgressView) -> list[Any]:
         v.aggregate.value if v.aggregate else None,
         v.current_streak,
         v.best_streak,
+        v.last_counted_day,
+        v.streak_alive,
+        v.freezes_used,
     ]
     while len(stored) > _REQUIRED and stored[-1] == _DEFAULTS[len(stored) - 1 - _REQUIRED]:
         stored.pop()
@@ -123,8 +131,18 @@ def view_from_json(stored: list[Any] | dict[str, Any]) -> ProgressView:
     )
 
 
-def outcome_to_json(records: Sequence[AwardRecord], views: Sequence[ProgressView]) -> Any:
-    return {"awards": [r.cursor for r in records], "views": [view_to_json(v) for v in views]}
+def outcome_to_json(
+    records: Sequence[AwardRecord],
+    views: Sequence[ProgressView],
+    not_counted: Sequence[tuple[str, str]] = (),
+) -> Any:
+    out: dict[str, Any] = {
+        "awards": [r.cursor for r in records],
+        "views": [view_to_json(v) for v in views],
+    }
+    if not_counted:
+        out["not_counted"] = [list(pair) for pair in not_counted]
+    return out
 
 
 def views_of_outcome(out: dict[str, Any]) -> list[ProgressView]:
@@ -132,6 +150,16 @@ def views_of_outcome(out: dict[str, Any]) -> list[ProgressView]:
     versions stored, redacted)."""
     views = (view_from_json(v) for v in out.get("views", out.get("progress", ())))
     return [v for v in views if not v.hidden or v.status is Status.UNLOCKED]
+
+
+def _visible_late(rules: engine.RuleSet, step: engine.StepOutcome) -> list[tuple[str, str]]:
+    """The step's contributions not counted, less those of hidden achievements not held."""
+    held = {h.achievement_id for h in step.holdings}
+    return [
+        (aid, reason)
+        for aid, reason in step.late
+        if aid in held or not rules.by_id[aid].achievement.hidden
+    ]
 
 
 class Raced(Exception):
@@ -225,9 +253,14 @@ async def process(
     rows = {i: EventRow(batch[i], settings.tracks(batch[i].type)) for i in fresh}
     for i, step in zip(work, folded.steps, strict=True):
         mine = [next(each) for _ in step.decisions]
-        views = ledger.views_for(rules, step.changed, step.states, step.holdings, now=now)
-        results[i] = TrackResult(False, True, mine, views)
-        rows[i] = EventRow(batch[i], True, outcome_to_json(mine, views))
+        ev = batch[i]
+        zone = ev.time_zone or ev.user_time_zone
+        views = ledger.views_for(
+            rules, step.changed, step.states, step.holdings, now=now, zone=zone
+        )
+        late = _visible_late(rules, step) if step.late else []
+        results[i] = TrackResult(False, True, mine, views, not_counted=late)
+        rows[i] = EventRow(batch[i], True, outcome_to_json(mine, views, late))
     # An id another transaction recorded after the snapshot (another user's event, so not
     # behind our locks) sends the batch round again, when it is seen as a duplicate.
     changes = Changes(list(rows.values()), folded.progress, folded.distinct_new)
@@ -257,6 +290,7 @@ async def _replayed(
                 tracked=was_tracked,
                 awards=[by_cursor[c] for c in out["awards"] if c in by_cursor] if out else [],
                 progress=views_of_outcome(out) if out else [],
+                not_counted=[(a, r) for a, r in out.get("not_counted", ())] if out else [],
             )
     return results
 
@@ -273,6 +307,8 @@ def _in_order(
         i = first[ev.event_id]
         result = results.get(i) or TrackResult(duplicate=False, tracked=rows[i].tracked)
         if i != n:
-            result = TrackResult(True, result.tracked, result.awards, result.progress)
+            result = TrackResult(
+                True, result.tracked, result.awards, result.progress, not_counted=result.not_counted
+            )
         final.append(result)
     return final

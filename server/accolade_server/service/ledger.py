@@ -94,10 +94,11 @@ def views_for(
     holdings: Sequence[Holding],
     *,
     now: datetime,
+    zone: str = "",
 ) -> list[ProgressView]:
-    """Progress views of the given (active) achievements the user may see."""
+    """Progress views of the given (active) achievements the user may see; `zone` is the
+    user's ("" for each achievement's own)."""
     held_ids = {h.achievement_id for h in holdings}
-    today = engine.utc_day(now)
     out = []
     for aid in sorted(set(ids)):
         compiled = rules.by_id.get(aid)
@@ -113,7 +114,8 @@ def views_for(
                 states.get(aid),
                 mine,
                 held_ids,
-                today=today,
+                now=now,
+                zone=zone,
             )
         )
     return out

@@ -13,8 +13,9 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
-from accolade_server.domain.model import Holding
+from accolade_server.domain.model import Aggregate, Holding
 from accolade_server.domain.state import Event
+from accolade_server.domain.users import check_time_zone
 from accolade_server.domain.validation import EVENT_TYPE, check_properties, check_slug
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
@@ -53,6 +54,7 @@ class EventInput:
     type: str
     properties: dict[str, Any]
     occurred_at: datetime | None
+    time_zone: str = ""
 
 
 def check_id(value: str, name: str) -> None:
@@ -119,7 +121,16 @@ class TrackingService:
                 "minutes in the future",
                 field=f"{prefix}occurred_at",
             )
-        return Event(item.event_id, item.user_id, item.type, item.properties, occurred)
+        if item.time_zone:
+            check_time_zone(item.time_zone, f"{prefix}time_zone")
+        return Event(
+            item.event_id,
+            item.user_id,
+            item.type,
+            item.properties,
+            occurred,
+            time_zone=item.time_zone,
+        )
 
     def _check_properties(self, properties: dict[str, Any], field: str) -> None:
         check_properties(
@@ -206,6 +217,8 @@ class TrackingService:
                         # matches again with the new rule set.
                         batch = await with_attributes(repo, batch)
                         cached = rules
+                    if rules.reads_zone:  # one small read, before the users' locks
+                        batch, matched = await with_zones(repo, rules, batch, matched)
                     results = await batch_.process(
                         repo, rules, self.settings, errors, batch, now, matched
                     )
@@ -267,9 +280,12 @@ class TrackingService:
             snapshot = await repo.batch.read(Keys(progress=[(user_id, a) for a in compiled]))
             states = {aid: st for (_, aid), st in snapshot.progress.items()}
             points = await repo.points(user_id)
-        today = engine.utc_day(self.clock())
+            zone = ""
+            if any(a.rule.aggregate is Aggregate.STREAK_DAYS for a, _ in compiled.values()):
+                zone = (await user_store.time_zones(repo, [user_id])).get(user_id, "")
+        now = self.clock()
         views = [
-            view(a, levels, states.get(aid), mine[aid], held_ids, today=today)
+            view(a, levels, states.get(aid), mine[aid], held_ids, now=now, zone=zone)
             for aid, (a, levels) in sorted(compiled.items())
             if not category or a.category == category
         ]
@@ -281,3 +297,29 @@ async def with_attributes(repo: Repository, batch: Sequence[Event]) -> list[Even
     for a user without a profile, so `user.attributes.x` is a missing key: no match."""
     found = await user_store.attributes(repo, (e.user_id for e in batch))
     return [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]
+
+
+async def with_zones(
+    repo: Repository, rules: engine.RuleSet, batch: Sequence[Event], matched: batch_.Matched
+) -> tuple[Sequence[Event], batch_.Matched]:
+    """The batch's events that name no zone carrying their users' profile zones (one read),
+    and the matches of those events made again with them; as they were when no user of
+    such an event has a zone."""
+    unzoned = {e.user_id for e in batch if not e.time_zone and not e.user_time_zone}
+    zones = await user_store.time_zones(repo, unzoned) if unzoned else {}
+    if not zones:
+        return batch, matched
+    events = list(batch)
+    changed = []
+    for i, e in enumerate(events):
+        if not e.time_zone and not e.user_time_zone and e.user_id in zones:
+            events[i] = replace(e, user_time_zone=zones[e.user_id])
+            changed.append(i)
+    if matched.rules is rules:  # else `process` matches the whole batch again anyway
+        matches, affected = dict(matched.matches), dict(matched.affected)
+        for i in changed:
+            if i in matches:
+                matches[i] = engine.match(events[i], rules)
+                affected[i] = rules.affected(matches[i])
+        matched = batch_.Matched(rules, matches, affected)
+    return events, matched

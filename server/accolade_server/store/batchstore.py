@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from accolade_server.domain.days import Days
 from accolade_server.domain.model import AwardRecord, Holding
 from accolade_server.domain.state import ProgressState, Snapshot
 from accolade_server.store import columns as C
@@ -33,6 +34,10 @@ from accolade_server.store.tables import (
 
 def _user(u: str) -> str:
     return u
+
+
+def _window(kv: tuple[Any, ProgressState]) -> str | None:
+    return kv[1].days.encode() if kv[1].days is not None else None
 
 
 def _erase(table: sa.Table) -> Write:
@@ -73,6 +78,7 @@ PROGRESS = Write(
         Col("streak_day", "int4", lambda kv: kv[1].streak_day),
         Col("streak_current", "int4", lambda kv: kv[1].streak_current),
         Col("update_time", "timestamptz"),
+        Col("streak_window", "text", _window, nullable=True),
     ),
     key=("user_id", "achievement_id"),
     on_conflict="update",
@@ -162,6 +168,7 @@ STATES = Read(
         Col("level", "int4"),
         Col("streak_day", "int4"),
         Col("streak_current", "int4"),
+        Col("streak_window", "text"),
     ),
 )
 HOLDINGS = Read(
@@ -202,7 +209,8 @@ def _add_row(snap: Snapshot, spec: Read, row: Sequence[Any]) -> None:
     if spec is OUTCOMES:
         snap.outcomes[row[0]] = (bool(row[1]), row[2])
     elif spec is STATES:
-        snap.progress[(row[0], row[1])] = ProgressState(row[2], row[3], row[4], row[5])
+        window = Days.decode(row[6]) if row[6] else None
+        snap.progress[(row[0], row[1])] = ProgressState(row[2], row[3], row[4], row[5], window)
     elif spec is HOLDINGS:
         earned = utc(row[5])
         assert earned is not None

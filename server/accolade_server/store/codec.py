@@ -16,8 +16,23 @@ def _parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _streak_json(a: Achievement) -> dict[str, Any]:
+    """The STREAK_DAYS options that differ from their defaults (older rows have none)."""
+    r = a.rule
+    out: dict[str, Any] = {}
+    if r.day_start_hour:
+        out["day_start_hour"] = r.day_start_hour
+    if r.max_event_lateness_days is not None:
+        out["max_event_lateness_days"] = r.max_event_lateness_days
+    if r.freezes_per_week:
+        out["freezes_per_week"] = r.freezes_per_week
+    return out
+
+
 def to_json(a: Achievement) -> dict[str, Any]:
+    extra: dict[str, Any] = {"time_zone": a.time_zone} if a.time_zone else {}
     return {
+        **extra,
         "title": a.title,
         "description": a.description,
         "icon_url": a.icon_url,
@@ -29,6 +44,7 @@ def to_json(a: Achievement) -> dict[str, Any]:
             "aggregate": a.rule.aggregate.value,
             "field": a.rule.field,
             "target": a.rule.target,
+            **_streak_json(a),
         },
         "tiers": [{"name": t.name, "threshold": t.threshold, "points": t.points} for t in a.tiers],
         "prerequisites": list(a.prerequisites),
@@ -56,12 +72,16 @@ def from_row(row: Any) -> Achievement:
             aggregate=Aggregate(r["aggregate"]),
             field=r["field"],
             target=float(r["target"]),
+            day_start_hour=r.get("day_start_hour", 0),
+            max_event_lateness_days=r.get("max_event_lateness_days"),
+            freezes_per_week=r.get("freezes_per_week", 0),
         ),
         tiers=tuple(Tier(t["name"], float(t["threshold"]), t["points"]) for t in d["tiers"]),
         prerequisites=tuple(d["prerequisites"]),
         start_time=_parse_ts(d["start_time"]),
         end_time=_parse_ts(d["end_time"]),
         use_level_thresholds=d["use_level_thresholds"],
+        time_zone=d.get("time_zone", ""),
         create_time=_utc(row.create_time),
         update_time=_utc(row.update_time),
         revision=row.revision,

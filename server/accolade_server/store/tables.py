@@ -69,6 +69,9 @@ progress = sa.Table(
     sa.Column("streak_day", sa.Integer, nullable=True),
     sa.Column("streak_current", sa.Integer, nullable=False, server_default="0"),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+    # STREAK_DAYS: the days counted (domain/days.py `Days.encode`); NULL in rows written
+    # before day sets, which read as the run of `streak_current` days ending at `streak_day`.
+    sa.Column("streak_window", sa.Text, nullable=True),
 )
 
 # DISTINCT aggregates: one row per value seen, so concurrent inserts count exactly.

@@ -110,6 +110,19 @@ async def attributes(repo: Repository, user_ids: Iterable[str]) -> dict[str, Map
     return {row.user_id: row.attributes or {} for row in rows}
 
 
+async def time_zones(repo: Repository, user_ids: Iterable[str]) -> dict[str, str]:
+    """id → time zone of the users among `user_ids` whose profile names one (one query)."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    rows = await repo.conn.execute(
+        sa.select(users.c.user_id, users.c.time_zone).where(
+            users.c.user_id.in_(ids), users.c.time_zone != ""
+        )
+    )
+    return {row.user_id: row.time_zone for row in rows}
+
+
 async def delete(repo: Repository, user_id: str) -> bool:
     """Remove the user's profile; True when there was one."""
     result = await repo.conn.execute(sa.delete(users).where(users.c.user_id == user_id))
