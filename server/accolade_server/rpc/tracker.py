@@ -43,7 +43,7 @@ def result_to_proto(
         duplicate=result.duplicate,
         tracked=result.tracked,
         awards=convert.awards_to_proto(result.awards, definition),
-        progress=[convert.progress_to_proto(p) for p in result.progress],
+        progress=result.progress,
         untracked_reason=result.untracked_reason,
     )
 
