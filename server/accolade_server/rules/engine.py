@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,8 +99,8 @@ class UserState:
     progress: Mapping[str, ProgressState]
     #: Achievements the user holds at least one level of (prerequisites are met by these).
     held: frozenset[str]
-    #: (achievement id, distinct key) pairs already counted among this event's contributions.
-    distinct_seen: frozenset[tuple[str, str]] = frozenset()
+    #: (achievement id, distinct key) pairs already counted (read, not changed, by `apply`).
+    distinct_seen: AbstractSet[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,14 +380,16 @@ def apply(
     *,
     awards_enabled: bool = True,
     also: Iterable[str] = (),
+    affected: AbstractSet[str] | None = None,
 ) -> Outcome:
     """Fold the contributions into the state and decide the awards.
 
-    `also` names further achievements to re-check, e.g. the dependents of a manual grant.
+    `also` names further achievements to re-check, e.g. the dependents of a manual grant;
+    `affected`, when the caller has it, is `rules.affected(matched) | rules.closure(also)`.
     """
     progress: dict[str, ProgressState] = {}
     distinct_new: list[tuple[str, str]] = []
-    seen_keys = set(state.distinct_seen)
+    seen_keys = state.distinct_seen
 
     known = state.progress
 
@@ -398,9 +401,8 @@ def apply(
         is_new = False
         if c.distinct_key is not None:
             pair = (c.achievement_id, c.distinct_key)
-            is_new = pair not in seen_keys
+            is_new = pair not in seen_keys and pair not in distinct_new
             if is_new:
-                seen_keys.add(pair)
                 distinct_new.append(pair)
         before = progress.get(c.achievement_id) or known.get(c.achievement_id) or _EMPTY
         after = _fold(before, compiled.achievement.rule.aggregate, c, is_new)
@@ -409,7 +411,9 @@ def apply(
 
     held = set(state.held)
     awards: list[AwardDecision] = []
-    todo = sorted(rules.affected(matched) | rules.closure(also))
+    if affected is None:
+        affected = rules.affected(matched) | rules.closure(also)
+    todo = sorted(affected)
     while todo:
         newly_held: list[str] = []
         for aid in todo:
@@ -434,7 +438,12 @@ def apply(
                     held.add(aid)
                     newly_held.append(aid)
             progress[aid] = ProgressState(st.value, reached, st.streak_day, st.streak_current)
-        todo = sorted({d for aid in newly_held for d in rules.dependents.get(aid, ())})
+        # Only what requires a newly held achievement is re-checked (nothing, mostly).
+        todo = (
+            sorted({d for aid in newly_held for d in rules.dependents.get(aid, ())})
+            if newly_held and rules.dependents
+            else []
+        )
     return Outcome(progress, tuple(distinct_new), tuple(awards))
 
 
@@ -558,13 +567,14 @@ def fold(
         user: str, mine: list[Holding], matched: Match, also: Sequence[str]
     ) -> tuple[list[AwardDecision], list[str]]:
         """`apply` for one user; the awards kept and the achievements changed."""
-        ids = rules.affected(matched) | rules.closure(also)
+        ids = rules.affected(matched) | rules.closure(also) if also else rules.affected(matched)
         state = UserState(
             progress={aid: progress[(user, aid)] for aid in ids if (user, aid) in progress},
             held=frozenset(h.achievement_id for h in mine),
-            distinct_seen=frozenset(seen.get(user, ())),
+            # Not copied: `apply` only reads it (the batch's own set, updated below).
+            distinct_seen=seen.get(user, frozenset()),
         )
-        out = apply(matched, state, rules, awards_enabled=awards_enabled, also=also)
+        out = apply(matched, state, rules, awards_enabled=awards_enabled, also=also, affected=ids)
         for aid, st in out.progress.items():
             progress[(user, aid)] = dirty[(user, aid)] = st
         if out.distinct_new:
