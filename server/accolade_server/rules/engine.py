@@ -284,15 +284,16 @@ def match(event: Event, rules: RuleSet) -> Match:
         program = compiled.program
         if program is not None:
             if context is None:  # built once per event, only if a condition needs it
+                # The mappings as they are (the library converts them; nothing changes them).
                 context = cel.Context(
                     {
                         "event": {
                             "type": event.type,
                             "user_id": event.user_id,
-                            "properties": dict(event.properties),
+                            "properties": _as_dict(event.properties),
                             "occurred_at": event.occurred_at,
                         },
-                        "user": {"attributes": dict(event.user_attributes or {})},
+                        "user": {"attributes": _as_dict(event.user_attributes or {})},
                     }
                 )
             key = id(program)
@@ -319,6 +320,10 @@ def match(event: Event, rules: RuleSet) -> Match:
         else:
             contributions.append(contribution)
     return Match(tuple(contributions), tuple(errors))
+
+
+def _as_dict(m: Mapping[str, Any]) -> dict[str, Any]:
+    return m if type(m) is dict else dict(m)
 
 
 def _describe(exc: Exception) -> str:
