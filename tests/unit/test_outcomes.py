@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from accolade.v1 import types_pb2 as pb
 from accolade_server.domain.model import Aggregate, AwardRecord, AwardSource
+from accolade_server.rpc.convert import set_timestamp
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service import outcomes
 
@@ -115,3 +118,17 @@ def test_an_outcome_stored_by_the_previous_release_reads_as_the_same_messages() 
 def test_a_hidden_view_not_earned_is_not_replayed_from_the_previous_format() -> None:
     hidden = ["h", "in_progress", 1.0, 2.0, 50.0, "", None, "H", "", "", "", True]
     assert outcomes.decode_progress({"awards": [], "views": [hidden]}) == []
+
+
+def test_times_are_encoded_as_from_datetime_encodes_them() -> None:
+    base = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    for value in (
+        base,
+        base.astimezone(timezone(timedelta(hours=-7))),
+        base.replace(tzinfo=None),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+    ):
+        expected, ts = Timestamp(), Timestamp()
+        expected.FromDatetime(value)
+        set_timestamp(ts, value)
+        assert ts == expected, value

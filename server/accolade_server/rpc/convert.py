@@ -58,9 +58,21 @@ def timestamp_to_datetime(ts: Timestamp, field: str) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+def set_timestamp(ts: Timestamp, value: datetime) -> None:
+    """`ts.FromDatetime(value)` (a naive value is UTC) without its time-tuple round trip,
+    which cost more than the rest of a Progress message."""
+    delta = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
+    ts.seconds = delta.days * 86_400 + delta.seconds
+    ts.nanos = value.microsecond * 1000
+
+
 def datetime_to_timestamp(value: datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(value)
+    set_timestamp(ts, value)
     return ts
 
 
@@ -254,7 +266,7 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
         best_streak=v.best_streak,
     )
     if v.earned_time is not None:
-        msg.earned_time.FromDatetime(v.earned_time)
+        set_timestamp(msg.earned_time, v.earned_time)
     return msg
 
 
