@@ -124,31 +124,16 @@ async def test_a_retried_event_returns_the_same_progress_with_every_field(
 
 
 async def test_outcomes_stored_before_the_new_fields_are_still_returned(server: Running) -> None:
-    """Outcomes written by earlier versions (12 positional fields, or objects under
-    "progress"; hidden views redacted) read with the new fields at their defaults."""
+    """Outcomes written by earlier versions (12 positional fields under "views"; hidden
+    views redacted) read with the new fields at their defaults."""
     await define(server, TIERED)
     old_view = ["big-spender", "unlocked", 120.0, 250.0, 48.0, "bronze", None]
     old_view += ["Big Spender", "", "", "", False]
     redacted = ["secret", "in_progress", 1.0, 2.0, 50.0, "", None]
     redacted += ["Hidden achievement", "", "", "", True]
-    as_object = dict(
-        zip(
-            ["achievement_id", "status", "current", "target", "percent", "tier", "earned_time"],
-            ["big-spender", "in_progress", 20.0, 100.0, 20.0, "", None],
-            strict=True,
-        ),
-        title="Big Spender",
-        description="",
-        icon_url="",
-        category="",
-        hidden=False,
-    )
     now = datetime.now(UTC)
     async with server.db.engine.begin() as conn:
-        for event_id, outcome in (
-            ("old-1", {"awards": [], "views": [old_view, redacted]}),
-            ("old-2", {"awards": [], "progress": [as_object]}),
-        ):
+        for event_id, outcome in (("old-1", {"awards": [], "views": [old_view, redacted]}),):
             await conn.execute(
                 sa.insert(events).values(
                     event_id=event_id,
@@ -178,10 +163,6 @@ async def test_outcomes_stored_before_the_new_fields_are_still_returned(server: 
         0,
         pb.AGGREGATE_UNSPECIFIED,
     )
-    second = await server.tracker.TrackEvent(event(user="u1", event_id="old-2", amount=20))
-    assert [(p.achievement_id, p.current, p.next_threshold) for p in second.progress] == [
-        ("big-spender", 20, 0)
-    ]
 
 
 # -- award entries --------------------------------------------------------------------------

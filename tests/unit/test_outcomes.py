@@ -1,13 +1,16 @@
-"""Stored outcomes of events: what a retry answers, across versions of the view."""
+"""Stored outcomes of events: what a retry answers, in this format and the previous one."""
 
 from __future__ import annotations
 
-from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
-from accolade_server.domain.model import Aggregate
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from accolade.v1 import types_pb2 as pb
+from accolade_server.domain.model import Aggregate, AwardRecord, AwardSource
+from accolade_server.rpc.convert import set_timestamp
 from accolade_server.rules.progress import ProgressView, Status
-from accolade_server.service.batch import _VIEW_FIELDS, view_from_json, view_to_json
+from accolade_server.service import outcomes
 
 FULL = ProgressView(
     "streak",
@@ -36,30 +39,99 @@ FULL = ProgressView(
     streak_alive=True,
     freezes_used=1,
 )
+PLAIN = ProgressView("a", Status.IN_PROGRESS, 1.0, 2.0, 50.0, "", None, "A", "", "", "", False)
+RECORD = AwardRecord(
+    cursor=41,
+    user_id="u1",
+    achievement_id="streak",
+    tier="bronze",
+    points=5,
+    source=AwardSource.RULE,
+    award_time=datetime(2026, 1, 2, tzinfo=UTC),
+)
+
+#: The stored form of an outcome with one award and the views FULL and PLAIN. Pinned: a
+#: stored outcome must read back after an upgrade, so this format changes only with a reader
+#: for the old one (see outcomes.py).
+GOLDEN = {
+    "awards": [41],
+    "wire": (
+        "IqsBCgZzdHJlYWsQAxkAAAAAAAAgQCEAAAAAAAAsQClSuB6F65FMQDIGYnJvbnplOgYIgJXcygZCB1JlZ3Vs"
+        "YXJKClNldmVuIGRheXNSGWh0dHBzOi8vZXhhbXBsZS5jb20vcy5wbmdaB2ZpdG5lc3NqBnNpbHZlcnEAAAAA"
+        "AAAsQHkAAAAAAAAcQIEBFK5H4XqULECJAVK4HoXrkUxAkAECmAEBoAEFqAEDsAEIIiMKAWEQAhkAAAAAAADw"
+        "PyEAAAAAAAAAQCkAAAAAAABJQEIBQQ=="
+    ),
+}
 
 
-def test_the_stored_order_is_the_order_of_the_view_fields() -> None:
-    assert tuple(f.name for f in fields(ProgressView)) == _VIEW_FIELDS
+def test_the_stored_format_is_pinned() -> None:
+    assert outcomes.encode([RECORD], outcomes.messages([FULL, PLAIN])) == GOLDEN
 
 
-def test_every_field_round_trips() -> None:
-    assert view_from_json(view_to_json(FULL)) == FULL
+def test_a_stored_outcome_reads_back_as_the_messages_sent() -> None:
+    sent = outcomes.messages([FULL, PLAIN])
+    assert outcomes.decode_progress(GOLDEN) == sent
+    assert outcomes.award_cursors(GOLDEN) == [41]
+    assert sent[0].status == pb.PROGRESS_STATUS_UNLOCKED and sent[0].best_streak == 8
+    assert sent[0].earned_time.ToDatetime(tzinfo=UTC) == datetime(2026, 1, 2, tzinfo=UTC)
 
 
-def test_trailing_defaults_are_left_out_and_read_back() -> None:
-    plain = ProgressView("a", Status.IN_PROGRESS, 1.0, 2.0, 50.0, "", None, "A", "", "", "", False)
-    assert len(view_to_json(plain)) == 12  # every added field is at its default
-    assert len(view_to_json(FULL)) == len(_VIEW_FIELDS)
-    assert view_from_json(view_to_json(plain)) == plain
+def test_an_outcome_without_progress_has_no_wire_text() -> None:
+    stored = outcomes.encode([], [])
+    assert stored == {"awards": []}
+    assert outcomes.decode_progress(stored) == []
 
 
-def test_a_view_stored_by_an_earlier_version_reads_with_defaults() -> None:
-    old = ["a", "unlocked", 1.0, 1.0, 100.0, "", None, "A", "", "", "", False]
-    v = view_from_json(old)
-    assert (v.status, v.current, v.levels_total, v.next_tier, v.aggregate) == (
-        Status.UNLOCKED,
-        1.0,
-        0,
-        "",
-        None,
-    )
+def test_an_outcome_stored_by_the_previous_release_reads_as_the_same_messages() -> None:
+    previous = {
+        "awards": [41],
+        "views": [
+            [
+                "streak",
+                "unlocked",
+                8.0,
+                14.0,
+                57.14,
+                "bronze",
+                "2026-01-02T00:00:00+00:00",
+                "Regular",
+                "Seven days",
+                "https://example.com/s.png",
+                "fitness",
+                False,
+                1,
+                2,
+                "silver",
+                14.0,
+                7.0,
+                14.29,
+                57.14,
+                "streak_days",
+                3,
+                8,
+            ],
+            # Trailing defaults were left out; a list of the first 12 fields reads as them.
+            ["a", "in_progress", 1.0, 2.0, 50.0, "", None, "A", "", "", "", False],
+        ],
+    }
+    assert outcomes.decode_progress(previous) == outcomes.messages([FULL, PLAIN])
+    assert outcomes.award_cursors(previous) == [41]
+
+
+def test_a_hidden_view_not_earned_is_not_replayed_from_the_previous_format() -> None:
+    hidden = ["h", "in_progress", 1.0, 2.0, 50.0, "", None, "H", "", "", "", True]
+    assert outcomes.decode_progress({"awards": [], "views": [hidden]}) == []
+
+
+def test_times_are_encoded_as_from_datetime_encodes_them() -> None:
+    base = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    for value in (
+        base,
+        base.astimezone(timezone(timedelta(hours=-7))),
+        base.replace(tzinfo=None),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+    ):
+        expected, ts = Timestamp(), Timestamp()
+        expected.FromDatetime(value)
+        set_timestamp(ts, value)
+        assert ts == expected, value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from accolade_server.domain import days
@@ -262,6 +263,39 @@ def check_properties(
         else:
             size += 8
         if size > max_bytes:
+            raise InvalidArgument(
+                f"larger than {max_bytes} bytes (max_properties_bytes)", field=field
+            )
+
+
+@dataclass(slots=True)
+class PropertyStats:
+    """What `check_properties` bounds, gathered while converting the properties (see
+    `rpc/convert.py` `struct_to_dict`), so they are not walked a second time."""
+
+    size: int = 0  # as check_properties counts it: key and string lengths, 8 per other value
+    depth: int = 0  # of the deepest object or list (the properties themselves: 1)
+    longest_list: int = 0
+    nul_key: bool = False
+    nul_string: bool = False
+
+    def check(self, field: str, *, max_bytes: int, max_depth: int, max_items: int) -> None:
+        """The errors of `check_properties` for the same limits."""
+        if self.depth > max_depth:
+            raise InvalidArgument(
+                f"nested deeper than {max_depth} levels (max_properties_depth)", field=field
+            )
+        if self.longest_list > max_items:
+            raise InvalidArgument(
+                f"has a list of {self.longest_list} items; at most {max_items} "
+                "(max_property_list_items)",
+                field=field,
+            )
+        if self.nul_key:
+            raise InvalidArgument("keys must not contain NUL", field=field)
+        if self.nul_string:
+            raise InvalidArgument("strings must not contain NUL characters", field=field)
+        if self.size > max_bytes:
             raise InvalidArgument(
                 f"larger than {max_bytes} bytes (max_properties_bytes)", field=field
             )

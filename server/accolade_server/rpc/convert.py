@@ -28,6 +28,7 @@ from accolade_server.domain.model import (
     Rule,
     Tier,
 )
+from accolade_server.domain.validation import PropertyStats
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service.achievements import ApplyResult
 
@@ -57,9 +58,21 @@ def timestamp_to_datetime(ts: Timestamp, field: str) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+def set_timestamp(ts: Timestamp, value: datetime) -> None:
+    """`ts.FromDatetime(value)` (a naive value is UTC) without its time-tuple round trip,
+    which cost more than the rest of a Progress message."""
+    delta = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
+    ts.seconds = delta.days * 86_400 + delta.seconds
+    ts.nanos = value.microsecond * 1000
+
+
 def datetime_to_timestamp(value: datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(value)
+    set_timestamp(ts, value)
     return ts
 
 
@@ -268,7 +281,7 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
         freezes_used=v.freezes_used,
     )
     if v.earned_time is not None:
-        msg.earned_time.FromDatetime(v.earned_time)
+        set_timestamp(msg.earned_time, v.earned_time)
     return msg
 
 
@@ -282,25 +295,55 @@ def source_from_proto(value: int) -> AwardSource | None:
     raise InvalidArgument(f"unknown award source {value}", field="source")
 
 
-def struct_to_dict(struct: Struct, field: str) -> dict[str, Any]:
-    """A Struct as plain Python values; non-finite numbers are refused (JSON has none)."""
-    return {key: _value(v, field) for key, v in struct.fields.items()}
+def struct_to_dict(
+    struct: Struct, field: str, stats: PropertyStats | None = None
+) -> dict[str, Any]:
+    """A Struct as plain Python values; non-finite numbers are refused (JSON has none).
+
+    With `stats`, what `check_properties` bounds (size, depth, list length, NUL) is gathered
+    in the same walk, for `PropertyStats.check`.
+    """
+    return _struct(struct, field, PropertyStats() if stats is None else stats, 1)
 
 
-def _value(v: Value, field: str) -> Any:
+def _struct(struct: Struct, field: str, stats: PropertyStats, depth: int) -> dict[str, Any]:
+    if depth > stats.depth:
+        stats.depth = depth
+    out = {}
+    for key, v in struct.fields.items():
+        stats.size += len(key)
+        if "\x00" in key:
+            stats.nul_key = True
+        out[key] = _value(v, field, stats, depth + 1)
+    return out
+
+
+def _value(v: Value, field: str, stats: PropertyStats, depth: int) -> Any:
     kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        s = v.string_value
+        stats.size += len(s)
+        if "\x00" in s:
+            stats.nul_string = True
+        return s
     if kind == "number_value":
+        stats.size += 8
         if not math.isfinite(v.number_value):
             raise InvalidArgument("numbers must be finite (no NaN or Infinity)", field=field)
         return v.number_value
-    if kind == "string_value":
-        return v.string_value
     if kind == "bool_value":
+        stats.size += 8
         return v.bool_value
     if kind == "struct_value":
-        return struct_to_dict(v.struct_value, field)
+        return _struct(v.struct_value, field, stats, depth)
     if kind == "list_value":
-        return [_value(item, field) for item in v.list_value.values]
+        if depth > stats.depth:
+            stats.depth = depth
+        values = v.list_value.values
+        if len(values) > stats.longest_list:
+            stats.longest_list = len(values)
+        return [_value(item, field, stats, depth + 1) for item in values]
+    stats.size += 8
     return None
 
 

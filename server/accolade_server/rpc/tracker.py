@@ -9,6 +9,7 @@ from accolade.v1 import tracker_pb2 as pb
 from accolade.v1 import tracker_pb2_grpc
 from accolade_server.domain.errors import AccoladeError
 from accolade_server.domain.model import Achievement
+from accolade_server.domain.validation import PropertyStats
 from accolade_server.rpc import convert
 from accolade_server.rpc.errors import status_and_message
 from accolade_server.service.awards import AwardService
@@ -25,15 +26,17 @@ Context = Any  # grpc.aio.ServicerContext
 
 
 def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
+    stats = PropertyStats()  # checked against the limits by TrackingService.validate
     return EventInput(
         event_id=request.event_id,
         user_id=request.user_id,
         type=request.type,
-        properties=convert.struct_to_dict(request.properties, f"{prefix}properties"),
+        properties=convert.struct_to_dict(request.properties, f"{prefix}properties", stats),
         occurred_at=convert.timestamp_to_datetime(request.occurred_at, f"{prefix}occurred_at")
         if request.HasField("occurred_at")
         else None,
         time_zone=request.time_zone,
+        property_stats=stats,
     )
 
 
@@ -44,7 +47,7 @@ def result_to_proto(
         duplicate=result.duplicate,
         tracked=result.tracked,
         awards=convert.awards_to_proto(result.awards, definition),
-        progress=[convert.progress_to_proto(p) for p in result.progress],
+        progress=result.progress,
         untracked_reason=result.untracked_reason,
         not_counted=[
             pb.NotCounted(achievement_id=aid, reason=reason) for aid, reason in result.not_counted

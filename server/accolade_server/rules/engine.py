@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -109,8 +110,8 @@ class UserState:
     progress: Mapping[str, ProgressState]
     #: Achievements the user holds at least one level of (prerequisites are met by these).
     held: frozenset[str]
-    #: (achievement id, distinct key) pairs already counted among this event's contributions.
-    distinct_seen: frozenset[tuple[str, str]] = frozenset()
+    #: (achievement id, distinct key) pairs already counted (read, not changed, by `apply`).
+    distinct_seen: AbstractSet[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,15 +299,16 @@ def match(event: Event, rules: RuleSet) -> Match:
         program = compiled.program
         if program is not None:
             if context is None:  # built once per event, only if a condition needs it
+                # The mappings as they are (the library converts them; nothing changes them).
                 context = cel.Context(
                     {
                         "event": {
                             "type": event.type,
                             "user_id": event.user_id,
-                            "properties": dict(event.properties),
+                            "properties": _as_dict(event.properties),
                             "occurred_at": event.occurred_at,
                         },
-                        "user": {"attributes": dict(event.user_attributes or {})},
+                        "user": {"attributes": _as_dict(event.user_attributes or {})},
                     }
                 )
             key = id(program)
@@ -333,6 +335,10 @@ def match(event: Event, rules: RuleSet) -> Match:
         else:
             contributions.append(contribution)
     return Match(tuple(contributions), tuple(errors))
+
+
+def _as_dict(m: Mapping[str, Any]) -> dict[str, Any]:
+    return m if type(m) is dict else dict(m)
 
 
 def _describe(exc: Exception) -> str:
@@ -419,15 +425,17 @@ def apply(
     *,
     awards_enabled: bool = True,
     also: Iterable[str] = (),
+    affected: AbstractSet[str] | None = None,
 ) -> Outcome:
     """Fold the contributions into the state and decide the awards.
 
-    `also` names further achievements to re-check, e.g. the dependents of a manual grant.
+    `also` names further achievements to re-check, e.g. the dependents of a manual grant;
+    `affected`, when the caller has it, is `rules.affected(matched) | rules.closure(also)`.
     """
     progress: dict[str, ProgressState] = {}
     distinct_new: list[tuple[str, str]] = []
     late: list[tuple[str, str]] = []
-    seen_keys = set(state.distinct_seen)
+    seen_keys = state.distinct_seen
 
     known = state.progress
 
@@ -439,9 +447,8 @@ def apply(
         is_new = False
         if c.distinct_key is not None:
             pair = (c.achievement_id, c.distinct_key)
-            is_new = pair not in seen_keys
+            is_new = pair not in seen_keys and pair not in distinct_new
             if is_new:
-                seen_keys.add(pair)
                 distinct_new.append(pair)
         before = progress.get(c.achievement_id) or known.get(c.achievement_id) or _EMPTY
         rule = compiled.achievement.rule
@@ -456,7 +463,9 @@ def apply(
 
     held = set(state.held)
     awards: list[AwardDecision] = []
-    todo = sorted(rules.affected(matched) | rules.closure(also))
+    if affected is None:
+        affected = rules.affected(matched) | rules.closure(also)
+    todo = sorted(affected)
     while todo:
         newly_held: list[str] = []
         for aid in todo:
@@ -483,7 +492,12 @@ def apply(
             progress[aid] = ProgressState(
                 st.value, reached, st.streak_day, st.streak_current, st.days
             )
-        todo = sorted({d for aid in newly_held for d in rules.dependents.get(aid, ())})
+        # Only what requires a newly held achievement is re-checked (nothing, mostly).
+        todo = (
+            sorted({d for aid in newly_held for d in rules.dependents.get(aid, ())})
+            if newly_held and rules.dependents
+            else []
+        )
     return Outcome(progress, tuple(distinct_new), tuple(awards), tuple(late))
 
 
@@ -610,13 +624,14 @@ def fold(
     ) -> tuple[list[AwardDecision], list[str], tuple[tuple[str, str], ...]]:
         """`apply` for one user; the awards kept, the achievements changed and the
         contributions not counted."""
-        ids = rules.affected(matched) | rules.closure(also)
+        ids = rules.affected(matched) | rules.closure(also) if also else rules.affected(matched)
         state = UserState(
             progress={aid: progress[(user, aid)] for aid in ids if (user, aid) in progress},
             held=frozenset(h.achievement_id for h in mine),
-            distinct_seen=frozenset(seen.get(user, ())),
+            # Not copied: `apply` only reads it (the batch's own set, updated below).
+            distinct_seen=seen.get(user, frozenset()),
         )
-        out = apply(matched, state, rules, awards_enabled=awards_enabled, also=also)
+        out = apply(matched, state, rules, awards_enabled=awards_enabled, also=also, affected=ids)
         for aid, st in out.progress.items():
             progress[(user, aid)] = dirty[(user, aid)] = st
         if out.distinct_new:

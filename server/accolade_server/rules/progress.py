@@ -62,7 +62,13 @@ def visible(a: Achievement, held: Sequence[Holding]) -> bool:
 def _percent(part: float, whole: float) -> float:
     if whole <= 0:
         return 100.0 if part >= whole else 0.0
-    return round(max(0.0, min(100.0, 100.0 * part / whole)), 2)
+    # round(max(0.0, min(100.0, p)), 2) without the builtin calls (three per view).
+    p = 100.0 * part / whole
+    if p <= 0.0:
+        return 0.0
+    if not p < 100.0:
+        return 100.0
+    return round(p, 2)
 
 
 def view(

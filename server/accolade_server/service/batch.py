@@ -12,18 +12,18 @@ stays locked only for it and the commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from accolade.v1 import types_pb2 as pb
 from accolade_server.config import Settings
-from accolade_server.domain.model import Aggregate, AwardRecord
+from accolade_server.domain.model import AwardRecord
 from accolade_server.domain.state import Event
 from accolade_server.rules import engine
-from accolade_server.rules.progress import ProgressView, Status
-from accolade_server.service import ledger
+from accolade_server.service import ledger, outcomes
 from accolade_server.store.port import Changes, EventRow, Keys
 from accolade_server.store.repository import Repository
 
@@ -35,121 +35,12 @@ class TrackResult:
     duplicate: bool
     tracked: bool
     awards: list[AwardRecord] = field(default_factory=list)
-    progress: list[ProgressView] = field(default_factory=list)
+    #: The progress messages of the response, built once from the state (see outcomes.py).
+    progress: list[pb.Progress] = field(default_factory=list)
     #: Why the event was not tracked; empty when it was (set by the tracking service).
     untracked_reason: str = ""
     #: (achievement id, reason) of achievements the event matched but did not count for.
     not_counted: list[tuple[str, str]] = field(default_factory=list)
-
-
-# A stored outcome is {"awards": [cursor, …], "views": [view, …]}, each view a list of the
-# ProgressView fields in this order (positional: about half the size of an object per view,
-# which keeps most outcomes small enough for PostgreSQL to store inline, uncompressed).
-# Trailing default values are left out, and a shorter list (from an earlier version, with
-# fewer fields) reads as the defaults. Outcomes stored by earlier versions may have
-# "progress": [object, …] instead; both are read.
-_VIEW_FIELDS = (
-    "achievement_id",
-    "status",
-    "current",
-    "target",
-    "percent",
-    "tier",
-    "earned_time",
-    "title",
-    "description",
-    "icon_url",
-    "category",
-    "hidden",
-    # Added later: optional on read.
-    "levels_earned",
-    "levels_total",
-    "next_tier",
-    "next_threshold",
-    "previous_threshold",
-    "step_percent",
-    "overall_percent",
-    "aggregate",
-    "current_streak",
-    "best_streak",
-    "last_counted_day",
-    "streak_alive",
-    "freezes_used",
-)
-_REQUIRED = 12
-_DEFAULTS = tuple(f.default for f in fields(ProgressView))[_REQUIRED:]
-_STATUS_VALUE = {s: s.value for s in Status}
-
-
-def view_to_json(v: ProgressView) -> list[Any]:
-    stored = [
-        v.achievement_id,
-        _STATUS_VALUE[v.status],
-        v.current,
-        v.target,
-        v.percent,
-        v.tier,
-        v.earned_time.isoformat() if v.earned_time else None,
-        v.title,
-        v.description,
-        v.icon_url,
-        v.category,
-        v.hidden,
-        v.levels_earned,
-        v.levels_total,
-        v.next_tier,
-        v.next_threshold,
-        v.previous_threshold,
-        v.step_percent,
-        v.overall_percent,
-        v.aggregate.value if v.aggregate else None,
-        v.current_streak,
-        v.best_streak,
-        v.last_counted_day,
-        v.streak_alive,
-        v.freezes_used,
-    ]
-    while len(stored) > _REQUIRED and stored[-1] == _DEFAULTS[len(stored) - 1 - _REQUIRED]:
-        stored.pop()
-    return stored
-
-
-def view_from_json(stored: list[Any] | dict[str, Any]) -> ProgressView:
-    if isinstance(stored, dict):
-        d = {k: v for k, v in stored.items() if k in _VIEW_FIELDS}
-    else:
-        d = dict(zip(_VIEW_FIELDS, stored[: len(_VIEW_FIELDS)], strict=False))
-    earned = d["earned_time"]
-    aggregate = d.get("aggregate")
-    return ProgressView(
-        **{
-            **d,
-            "status": Status(d["status"]),
-            "earned_time": datetime.fromisoformat(earned) if earned else None,
-            "aggregate": Aggregate(aggregate) if aggregate else None,
-        }
-    )
-
-
-def outcome_to_json(
-    records: Sequence[AwardRecord],
-    views: Sequence[ProgressView],
-    not_counted: Sequence[tuple[str, str]] = (),
-) -> Any:
-    out: dict[str, Any] = {
-        "awards": [r.cursor for r in records],
-        "views": [view_to_json(v) for v in views],
-    }
-    if not_counted:
-        out["not_counted"] = [list(pair) for pair in not_counted]
-    return out
-
-
-def views_of_outcome(out: dict[str, Any]) -> list[ProgressView]:
-    """The stored views, less those of hidden achievements not earned (which earlier
-    versions stored, redacted)."""
-    views = (view_from_json(v) for v in out.get("views", out.get("progress", ())))
-    return [v for v in views if not v.hidden or v.status is Status.UNLOCKED]
 
 
 def _visible_late(rules: engine.RuleSet, step: engine.StepOutcome) -> list[tuple[str, str]]:
@@ -258,9 +149,10 @@ async def process(
         views = ledger.views_for(
             rules, step.changed, step.states, step.holdings, now=now, zone=zone
         )
+        progress = outcomes.messages(views)
         late = _visible_late(rules, step) if step.late else []
-        results[i] = TrackResult(False, True, mine, views, not_counted=late)
-        rows[i] = EventRow(batch[i], True, outcome_to_json(mine, views, late))
+        results[i] = TrackResult(False, True, mine, progress, not_counted=late)
+        rows[i] = EventRow(batch[i], True, outcomes.encode(mine, progress, late))
     # An id another transaction recorded after the snapshot (another user's event, so not
     # behind our locks) sends the batch round again, when it is seen as a duplicate.
     changes = Changes(list(rows.values()), folded.progress, folded.distinct_new)
@@ -279,7 +171,7 @@ async def _replayed(
     """Event ids recorded by earlier transactions: answered with their first outcome."""
     if not stored:
         return {}
-    cursors = [c for _, out in stored.values() if out for c in out["awards"]]
+    cursors = [c for _, out in stored.values() if out for c in outcomes.award_cursors(out)]
     by_cursor = {r.cursor: r for r in await repo.awards_by_cursor(cursors)}
     results = {}
     for i in fresh:
@@ -288,9 +180,11 @@ async def _replayed(
             results[i] = TrackResult(
                 duplicate=True,
                 tracked=was_tracked,
-                awards=[by_cursor[c] for c in out["awards"] if c in by_cursor] if out else [],
-                progress=views_of_outcome(out) if out else [],
-                not_counted=[(a, r) for a, r in out.get("not_counted", ())] if out else [],
+                awards=[by_cursor[c] for c in outcomes.award_cursors(out) if c in by_cursor]
+                if out
+                else [],
+                progress=outcomes.decode_progress(out) if out else [],
+                not_counted=outcomes.not_counted(out) if out else [],
             )
     return results
 

@@ -98,13 +98,16 @@ def views_for(
 ) -> list[ProgressView]:
     """Progress views of the given (active) achievements the user may see; `zone` is the
     user's ("" for each achievement's own)."""
-    held_ids = {h.achievement_id for h in holdings}
+    by_id: dict[str, list[Holding]] = {}  # the holdings of each achievement, in order
+    for h in holdings:
+        by_id.setdefault(h.achievement_id, []).append(h)
+    held_ids = by_id.keys()
     out = []
     for aid in sorted(set(ids)):
         compiled = rules.by_id.get(aid)
         if compiled is None:
             continue
-        mine = [h for h in holdings if h.achievement_id == aid]
+        mine = by_id.get(aid, [])
         if not visible(compiled.achievement, mine):
             continue
         out.append(

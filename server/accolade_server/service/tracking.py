@@ -16,7 +16,12 @@ from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFou
 from accolade_server.domain.model import Aggregate, Holding
 from accolade_server.domain.state import Event
 from accolade_server.domain.users import check_time_zone
-from accolade_server.domain.validation import EVENT_TYPE, check_properties, check_slug
+from accolade_server.domain.validation import (
+    EVENT_TYPE,
+    PropertyStats,
+    check_properties,
+    check_slug,
+)
 from accolade_server.metrics import Metrics
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, view, visible
@@ -55,6 +60,8 @@ class EventInput:
     properties: dict[str, Any]
     occurred_at: datetime | None
     time_zone: str = ""
+    #: Gathered while converting `properties` (rpc/convert.py); None: walk them to check.
+    property_stats: PropertyStats | None = None
 
 
 def check_id(value: str, name: str) -> None:
@@ -113,7 +120,15 @@ class TrackingService:
             raise InvalidArgument(
                 "must be 1-128 characters of letters, digits and _ . : -", field=f"{prefix}type"
             )
-        self._check_properties(item.properties, f"{prefix}properties")
+        if item.property_stats is None:
+            self._check_properties(item.properties, f"{prefix}properties")
+        else:
+            item.property_stats.check(
+                f"{prefix}properties",
+                max_bytes=self.settings.max_properties_bytes,
+                max_depth=self.settings.max_properties_depth,
+                max_items=self.settings.max_property_list_items,
+            )
         occurred = item.occurred_at or now
         if occurred > now + MAX_FUTURE:
             raise InvalidArgument(
