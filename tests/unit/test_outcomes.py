@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -50,28 +51,36 @@ RECORD = AwardRecord(
     award_time=datetime(2026, 1, 2, tzinfo=UTC),
 )
 
-#: The stored form of an outcome with one award and the views FULL and PLAIN. Pinned: a
+LATE_REASON = "day 2026-01-01 is 31 days before the latest day counted"
+
+#: The stored form of an outcome with one award, the views FULL and PLAIN and one
+#: achievement that did not count the event. Pinned: a
 #: stored outcome must read back after an upgrade, so this format changes only with a reader
 #: for the old one (see outcomes.py).
 GOLDEN = {
     "awards": [41],
     "wire": (
-        "IqsBCgZzdHJlYWsQAxkAAAAAAAAgQCEAAAAAAAAsQClSuB6F65FMQDIGYnJvbnplOgYIgJXcygZCB1JlZ3Vs"
+        "Ir4BCgZzdHJlYWsQAxkAAAAAAAAgQCEAAAAAAAAsQClSuB6F65FMQDIGYnJvbnplOgYIgJXcygZCB1JlZ3Vs"
         "YXJKClNldmVuIGRheXNSGWh0dHBzOi8vZXhhbXBsZS5jb20vcy5wbmdaB2ZpdG5lc3NqBnNpbHZlcnEAAAAA"
-        "AAAsQHkAAAAAAAAcQIEBFK5H4XqULECJAVK4HoXrkUxAkAECmAEBoAEFqAEDsAEIIiMKAWEQAhkAAAAAAADw"
-        "PyEAAAAAAAAAQCkAAAAAAABJQEIBQQ=="
+        "AAAsQHkAAAAAAAAcQIEBFK5H4XqULECJAVK4HoXrkUxAkAECmAEBoAEFqAEDsAEIugEKMjAyNi0wMS0wMsAB"
+        "AcgBASIjCgFhEAIZAAAAAAAA8D8hAAAAAAAAAEApAAAAAAAASUBCAUE="
     ),
+    "not_counted": [["late-one", LATE_REASON]],
 }
 
 
 def test_the_stored_format_is_pinned() -> None:
-    assert outcomes.encode([RECORD], outcomes.messages([FULL, PLAIN])) == GOLDEN
+    stored = outcomes.encode(
+        [RECORD], outcomes.messages([FULL, PLAIN]), [("late-one", LATE_REASON)]
+    )
+    assert stored == GOLDEN
 
 
 def test_a_stored_outcome_reads_back_as_the_messages_sent() -> None:
     sent = outcomes.messages([FULL, PLAIN])
     assert outcomes.decode_progress(GOLDEN) == sent
     assert outcomes.award_cursors(GOLDEN) == [41]
+    assert outcomes.not_counted(GOLDEN) == [("late-one", LATE_REASON)]
     assert sent[0].status == pb.PROGRESS_STATUS_UNLOCKED and sent[0].best_streak == 8
     assert sent[0].earned_time.ToDatetime(tzinfo=UTC) == datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -114,7 +123,9 @@ def test_an_outcome_stored_by_the_previous_release_reads_as_the_same_messages() 
             ["a", "in_progress", 1.0, 2.0, 50.0, "", None, "A", "", "", "", False],
         ],
     }
-    assert outcomes.decode_progress(previous) == outcomes.messages([FULL, PLAIN])
+    # That release knew no local-day streak fields: they read as their defaults.
+    before_days = dataclasses.replace(FULL, last_counted_day="", streak_alive=False, freezes_used=0)
+    assert outcomes.decode_progress(previous) == outcomes.messages([before_days, PLAIN])
     assert outcomes.award_cursors(previous) == [41]
 
 
