@@ -140,6 +140,27 @@ class _AwardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AwardKind.V
     should erase what they keep of the user. It passes achievement and source
     filters of WatchAwards; only a user filter applies.
     """
+    AWARD_KIND_LEVEL: _AwardKind.ValueType  # 4
+    """The user's lifetime points reached one of the server's `point_levels` for
+    the first time; `tier` is the level's name, `points` 0. Written in the same
+    transaction as the award that crossed the threshold, right after it, with
+    that award's `source`, `event_id`, `reason` and `actor`; `achievement_id`
+    is empty. One entry per level crossed; a revocation that drops the user
+    below a level writes nothing (the current level is computed from lifetime
+    points), and reaching the level again writes no second entry. A level
+    with threshold 0 is never "reached". It passes achievement filters of
+    WatchAwards only when none is given.
+    """
+    AWARD_KIND_REDEMPTION: _AwardKind.ValueType  # 5
+    """Points were spent (PointsLedger.RedeemPoints): `points` is the negative
+    change of spendable points (lifetime points do not change), with
+    `redemption_id`, `reward_id`, `reason` and `actor`; `achievement_id` is
+    empty and `source` manual.
+    """
+    AWARD_KIND_REFUND: _AwardKind.ValueType  # 6
+    """A redemption was refunded (PointsLedger.RefundRedemption): `points` is the
+    positive change of spendable points, as for AWARD_KIND_REDEMPTION.
+    """
 
 class AwardKind(_AwardKind, metaclass=_AwardKindEnumTypeWrapper):
     """What an award-log entry records."""
@@ -155,6 +176,27 @@ progress, holdings, points and every earlier log entry. The entry carries
 only `cursor`, `user_id`, `award_time` and `source` (manual); consumers
 should erase what they keep of the user. It passes achievement and source
 filters of WatchAwards; only a user filter applies.
+"""
+AWARD_KIND_LEVEL: AwardKind.ValueType  # 4
+"""The user's lifetime points reached one of the server's `point_levels` for
+the first time; `tier` is the level's name, `points` 0. Written in the same
+transaction as the award that crossed the threshold, right after it, with
+that award's `source`, `event_id`, `reason` and `actor`; `achievement_id`
+is empty. One entry per level crossed; a revocation that drops the user
+below a level writes nothing (the current level is computed from lifetime
+points), and reaching the level again writes no second entry. A level
+with threshold 0 is never "reached". It passes achievement filters of
+WatchAwards only when none is given.
+"""
+AWARD_KIND_REDEMPTION: AwardKind.ValueType  # 5
+"""Points were spent (PointsLedger.RedeemPoints): `points` is the negative
+change of spendable points (lifetime points do not change), with
+`redemption_id`, `reward_id`, `reason` and `actor`; `achievement_id` is
+empty and `source` manual.
+"""
+AWARD_KIND_REFUND: AwardKind.ValueType  # 6
+"""A redemption was refunded (PointsLedger.RefundRedemption): `points` is the
+positive change of spendable points, as for AWARD_KIND_REDEMPTION.
 """
 Global___AwardKind: _TypeAlias = AwardKind  # noqa: Y015
 
@@ -549,6 +591,8 @@ class Award(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     HIDDEN_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    REWARD_ID_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the award log; strictly increasing in commit order. Resume a
     stream from it.
@@ -582,6 +626,11 @@ class Award(_message.Message):
     """What the entry records. Entries written before kinds existed read as
     awards or revocations, as `revoked` says.
     """
+    redemption_id: _builtins.str
+    """AWARD_KIND_REDEMPTION and AWARD_KIND_REFUND: the redemption's id and
+    reward (see accolade.v1.PointsLedger); empty otherwise.
+    """
+    reward_id: _builtins.str
     @_builtins.property
     def award_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -604,10 +653,12 @@ class Award(_message.Message):
         category: _builtins.str = ...,
         hidden: _builtins.bool = ...,
         kind: Global___AwardKind.ValueType = ...,
+        redemption_id: _builtins.str = ...,
+        reward_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["award_time", b"award_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "points", b"points", "reason", b"reason", "revoked", b"revoked", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "points", b"points", "reason", b"reason", "redemption_id", b"redemption_id", "revoked", b"revoked", "reward_id", b"reward_id", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -130,6 +130,12 @@ class AwardKind(enum.StrEnum):
     REVOCATION = "revocation"
     #: Every other entry of the user was erased (DeleteUserData); no achievement, no points.
     ERASURE = "erasure"
+    #: The user's lifetime points reached a level (`tier`) for the first time; no points.
+    LEVEL = "level"
+    #: Spendable points spent (`points` negative) or given back (positive); lifetime points
+    #: are unchanged. `event_id` holds the redemption id, `tier` the reward id.
+    REDEMPTION = "redemption"
+    REFUND = "refund"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,19 @@ class AwardRecord:
     @property
     def revoked(self) -> bool:
         return self.kind is AwardKind.REVOCATION
+
+    @property
+    def redemption_id(self) -> str:
+        """The redemption of a redemption or refund entry; "" for other kinds."""
+        return (self.event_id or "") if self.kind in SPENDING else ""
+
+    @property
+    def reward_id(self) -> str:
+        return self.tier if self.kind in SPENDING else ""
+
+
+#: Entries that change spendable points only.
+SPENDING = frozenset({AwardKind.REDEMPTION, AwardKind.REFUND})
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import points_pb2
 from accolade.v1 import types_pb2 as pb
 from accolade_server.domain import shapes
 from accolade_server.domain.changes import Kind, ProgressPolicy
@@ -18,6 +19,7 @@ from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import (
     MUTABLE_FIELDS,
     RULE_FIELDS,
+    SPENDING,
     Achievement,
     Aggregate,
     AwardKind,
@@ -28,6 +30,7 @@ from accolade_server.domain.model import (
     Rule,
     Tier,
 )
+from accolade_server.domain.points import Balance
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service.achievements import ApplyResult
 
@@ -193,6 +196,9 @@ _KIND_TO_PROTO = {
     AwardKind.AWARD: pb.AWARD_KIND_AWARD,
     AwardKind.REVOCATION: pb.AWARD_KIND_REVOCATION,
     AwardKind.ERASURE: pb.AWARD_KIND_ERASURE,
+    AwardKind.LEVEL: pb.AWARD_KIND_LEVEL,
+    AwardKind.REDEMPTION: pb.AWARD_KIND_REDEMPTION,
+    AwardKind.REFUND: pb.AWARD_KIND_REFUND,
 }
 
 
@@ -211,13 +217,26 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
         actor=r.actor,
         award_time=datetime_to_timestamp(r.award_time),
         revoked=r.revoked,
-        event_id=r.event_id or "",
+        event_id="" if r.kind in SPENDING else r.event_id or "",
         title=shown.title,
         description=shown.description,
         icon_url=shown.icon_url,
         category=shown.category,
         hidden=shown.hidden,
         kind=_KIND_TO_PROTO[r.kind],
+        redemption_id=r.redemption_id,
+        reward_id=r.reward_id,
+    )
+
+
+def balance_to_proto(b: Balance) -> points_pb2.PointsBalance:
+    return points_pb2.PointsBalance(
+        lifetime_points=b.lifetime,
+        spendable_points=b.spendable,
+        level=b.level,
+        next_level=b.next_level,
+        next_level_threshold=b.next_threshold,
+        points_to_next_level=b.to_next_level,
     )
 
 

@@ -25,8 +25,10 @@ from accolade_server.store.tables import (
     awards,
     events,
     holdings,
+    point_balances,
     progress,
     progress_distinct,
+    redemptions,
     user_points,
 )
 
@@ -43,8 +45,8 @@ def _erase(table: sa.Table) -> Write:
 
 #: What erasing a user removes besides the award log: events, progress, DISTINCT values …
 ERASE_STATE = tuple(_erase(t) for t in (events, progress, progress_distinct))
-#: … what its erasure entry removes: holdings and earlier log entries …
-ERASE_LOG = tuple(_erase(t) for t in (holdings, awards))
+#: … what its erasure entry removes: holdings, earlier log entries, redemptions …
+ERASE_LOG = tuple(_erase(t) for t in (holdings, awards, redemptions, point_balances))
 #: … and, for both, the user's row (points, and the lock).
 ERASE_USER = _erase(user_points)
 EVENTS = Write(
@@ -129,6 +131,16 @@ POINTS = Write(
     (
         Col("user_id", "varchar", lambda kv: kv[0]),
         Col("points", "int8", lambda kv: kv[1]),
+        Col("update_time", "timestamptz"),
+    ),
+    op="add",
+    key=("user_id",),
+)
+SPENT = Write(
+    point_balances,
+    (
+        Col("user_id", "varchar", lambda kv: kv[0]),
+        Col("redeemed", "int8", lambda kv: kv[1]),
         Col("update_time", "timestamptz"),
     ),
     op="add",
@@ -226,6 +238,7 @@ def _parts(changes: Changes, records: Sequence[AwardRecord]) -> list[tuple[Write
         (LOG, records),
         (HELD, fx.held),
         (POINTS, sorted(fx.points.items())),
+        (SPENT, sorted(fx.spent.items())),
     ]
     return [(spec, r) for spec, r in rows if r]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from accolade_server.domain.model import AwardKind, AwardRecord
+from accolade_server.domain.model import SPENDING, AwardKind, AwardRecord
 from accolade_server.domain.state import DistinctKey, Event, ProgressState, Snapshot, UserKey
 
 
@@ -58,6 +58,8 @@ class Effects:
     unheld: list[AwardRecord]  # holdings removed by revocations
     erased: list[str]  # users whose holdings, points and earlier log entries go
     points: dict[str, int]  # user -> points added (non-zero)
+    #: user -> points redeemed (redemptions minus refunds, non-zero); lifetime points as is.
+    spent: dict[str, int] = field(default_factory=dict)
 
 
 def effects(records: Sequence[AwardRecord]) -> Effects:
@@ -68,12 +70,18 @@ def effects(records: Sequence[AwardRecord]) -> Effects:
             out.held.append(r)
         elif r.kind is AwardKind.REVOCATION:
             out.unheld.append(r)
+        elif r.kind in SPENDING:
+            out.spent[r.user_id] = out.spent.get(r.user_id, 0) - r.points
+            continue
+        elif r.kind is AwardKind.LEVEL:
+            continue
         else:
             out.erased.append(r.user_id)
             continue
         if r.points:
             out.points[r.user_id] = out.points.get(r.user_id, 0) + r.points
     out.points = {u: d for u, d in out.points.items() if d}
+    out.spent = {u: d for u, d in out.spent.items() if d}
     return out
 
 
