@@ -1,0 +1,76 @@
+"""Balances and levels (pure), and the `point_levels` option's validation."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from accolade_server.config import PointLevel, Settings
+from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource
+from accolade_server.domain.points import balance, crossed
+from accolade_server.store.port import effects
+
+LEVELS = [PointLevel(name="Novice", threshold=0), PointLevel(name="Regular", threshold=100)]
+
+
+def test_the_level_is_the_highest_threshold_reached_and_the_next_is_counted_down() -> None:
+    assert balance(0, 0, []) == balance(0, 0, [])
+    assert (balance(0, 0, []).level, balance(0, 0, []).to_next_level) == ("", 0)
+    b = balance(99, 9, LEVELS)
+    assert (b.lifetime, b.spendable, b.level, b.next_level, b.to_next_level) == (
+        99,
+        90,
+        "Novice",
+        "Regular",
+        1,
+    )
+    top = balance(100, 0, LEVELS)
+    assert (top.level, top.next_level, top.next_threshold, top.to_next_level) == (
+        "Regular",
+        "",
+        0,
+        0,
+    )
+    above_none = balance(5, 0, [PointLevel(name="Gold", threshold=10)])
+    assert (above_none.level, above_none.next_level) == ("", "Gold")
+
+
+def test_a_level_is_crossed_going_from_below_to_at_or_above_its_threshold() -> None:
+    assert [lv.name for lv in crossed(LEVELS, 0, 100)] == ["Regular"]  # 0 is never crossed
+    assert crossed(LEVELS, 100, 150) == []
+    assert crossed(LEVELS, 150, 40) == []
+
+
+@pytest.mark.parametrize(
+    ("levels", "fragment"),
+    [
+        ([{"name": "A", "threshold": 10}, {"name": "B", "threshold": 10}], "strictly increasing"),
+        ([{"name": "A", "threshold": 10}, {"name": "B", "threshold": 5}], "'B'"),
+        ([{"name": "A", "threshold": 0}, {"name": "A", "threshold": 5}], "unique"),
+        ([{"name": "", "threshold": 0}], "1-64 letters"),
+        ([{"name": "A", "threshold": -1}], "greater than or equal to 0"),
+        ([{"name": "A"}], "threshold"),
+    ],
+)
+def test_bad_point_levels_are_refused_at_startup_saying_why(
+    levels: list[dict[str, object]], fragment: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(point_levels=levels)  # type: ignore[arg-type]
+    assert "point_levels" in str(info.value) and fragment in str(info.value)
+
+
+def _entry(kind: AwardKind, points: int) -> AwardRecord:
+    return AwardRecord(1, "u", "", "", points, AwardSource.MANUAL, None, kind)  # type: ignore[arg-type]
+
+
+def test_redemptions_change_what_was_spent_and_levels_change_nothing() -> None:
+    fx = effects(
+        [
+            _entry(AwardKind.REDEMPTION, -30),
+            _entry(AwardKind.REFUND, 10),
+            _entry(AwardKind.LEVEL, 0),
+        ]
+    )
+    assert fx.spent == {"u": 20}
+    assert (fx.points, fx.held, fx.unheld, fx.erased) == ({}, [], [], [])
