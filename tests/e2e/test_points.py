@@ -9,7 +9,9 @@ from typing import Any
 
 import grpc
 import httpx
+import pytest
 
+from accolade import AsyncClient, FailedPreconditionError
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import points_pb2 as ppb
 from accolade.v1 import points_pb2_grpc
@@ -18,6 +20,7 @@ from accolade.v1 import types_pb2 as pb
 from tests.conftest import Database, Running, start_server, stop_server
 from tests.connect import ConnectFailure, unary
 from tests.e2e.test_auth import auth, make_key
+from tests.e2e.test_cli import client, ok
 from tests.helpers import achievement, expect_error
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -419,3 +422,29 @@ async def test_redeem_points_over_connect_json(server: Running) -> None:
             ppb.ListPointsLedgerResponse,
         )
         assert [e.redemption_id for e in page.entries] == ["j1", ""]
+
+
+async def test_the_sdk_and_the_cli_redeem_refund_and_list_the_ledger(server: Running) -> None:
+    await earn(server, "u1", 100)
+    async with AsyncClient(server.target) as c:
+        done = await c.redeem_points("s1", "u1", 40, reason="sdk", reward_id="mug")
+        assert done.balance.spendable_points == 60 and not done.replayed
+        assert (await c.redeem_points("s1", "u1", 40, reason="sdk", reward_id="mug")).replayed
+        with pytest.raises(FailedPreconditionError):
+            await c.redeem_points("s2", "u1", 61)
+        progress = await c.get_progress("u1")
+        assert progress.balance.spendable_points == 60
+    redeemed = ok(await client(server, "points", "redeem", "c1", "u1", "10", "--reason", "cli"))
+    assert "redeemed 10 points of u1 as c1" in redeemed.out
+    assert "lifetime points: 100 · spendable points: 50" in redeemed.out
+    refunded = ok(await client(server, "points", "refund", "s1", "--reason", "oops"))
+    assert "refunded 40 points to u1" in refunded.out and "spendable points: 90" in refunded.out
+    table = ok(await client(server, "points", "ledger", "u1"))
+    rows = [line.split()[1] for line in table.out.splitlines()[1:] if line.strip()]
+    assert rows == ["refund", "redemption", "redemption", "award"]
+    as_json = json.loads(ok(await client(server, "points", "ledger", "u1", "--json")).out)
+    assert [e["points"] for e in as_json["entries"]] == [40, -10, -40, 100]
+    refused = await client(server, "points", "redeem", "c2", "u1", "1000")
+    assert refused.code != 0 and "spendable points" in refused.err
+    progress_out = ok(await client(server, "progress", "u1"))
+    assert "spendable points: 90" in progress_out.out

@@ -56,7 +56,7 @@ def test_bad_point_levels_are_refused_at_startup_saying_why(
     levels: list[dict[str, object]], fragment: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        Settings(point_levels=levels)  # type: ignore[arg-type]
+        Settings(point_levels=levels)
     assert "point_levels" in str(info.value) and fragment in str(info.value)
 
 
