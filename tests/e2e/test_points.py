@@ -443,7 +443,7 @@ async def test_the_sdk_and_the_cli_redeem_refund_and_list_the_ledger(server: Run
     rows = [line.split()[1] for line in table.out.splitlines()[1:] if line.strip()]
     assert rows == ["refund", "redemption", "redemption", "award"]
     as_json = json.loads(ok(await client(server, "points", "ledger", "u1", "--json")).out)
-    assert [e["points"] for e in as_json["entries"]] == [40, -10, -40, 100]
+    assert [int(e["points"]) for e in as_json["entries"]] == [40, -10, -40, 100]  # int64: text
     refused = await client(server, "points", "redeem", "c2", "u1", "1000")
     assert refused.code != 0 and "spendable points" in refused.err
     progress_out = ok(await client(server, "progress", "u1"))
