@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61\x63\x63olade/v1/points.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\rPointsBalance\x12\x17\n\x0flifetime_points\x18\x01 \x01(\x03\x12\x18\n\x10spendable_points\x18\x02 \x01(\x03\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nnext_level\x18\x04 \x01(\t\x12\x1c\n\x14next_level_threshold\x18\x05 \x01(\x03\x12\x1c\n\x14points_to_next_level\x18\x06 \x01(\x03\"\xac\x02\n\nRedemption\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\treward_id\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\x03\x12/\n\x0brefund_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefund_reason\x18\n \x01(\t\x12\x14\n\x0crefund_actor\x18\x0b \x01(\t\x12\x15\n\rrefund_cursor\x18\x0c \x01(\x03\"p\n\x13RedeemPointsRequest\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\treward_id\x18\x05 \x01(\t\"\x82\x01\n\x14RedeemPointsResponse\x12+\n\nredemption\x18\x01 \x01(\x0b\x32\x17.accolade.v1.Redemption\x12+\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"@\n\x17RefundRedemptionRequest\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x86\x01\n\x18RefundRedemptionResponse\x12+\n\nredemption\x18\x01 \x01(\x0b\x32\x17.accolade.v1.Redemption\x12+\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\xf7\x01\n\x11PointsLedgerEntry\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.accolade.v1.PointsSource\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x16\n\x0e\x61\x63hievement_id\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x15\n\rredemption_id\x18\x06 \x01(\t\x12\x11\n\treward_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x17ListPointsLedgerRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x91\x01\n\x18ListPointsLedgerResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.accolade.v1.PointsLedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12+\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance*\x9c\x01\n\x0cPointsSource\x12\x1d\n\x19POINTS_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13POINTS_SOURCE_AWARD\x10\x01\x12\x1c\n\x18POINTS_SOURCE_REVOCATION\x10\x02\x12\x1c\n\x18POINTS_SOURCE_REDEMPTION\x10\x03\x12\x18\n\x14POINTS_SOURCE_REFUND\x10\x04\x32\xaa\x02\n\x0cPointsLedger\x12S\n\x0cRedeemPoints\x12 .accolade.v1.RedeemPointsRequest\x1a!.accolade.v1.RedeemPointsResponse\x12_\n\x10RefundRedemption\x12$.accolade.v1.RefundRedemptionRequest\x1a%.accolade.v1.RefundRedemptionResponse\x12\x64\n\x10ListPointsLedger\x12$.accolade.v1.ListPointsLedgerRequest\x1a%.accolade.v1.ListPointsLedgerResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61\x63\x63olade/v1/points.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x06Reward\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\tvalid_for\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb8\x01\n\x0b\x45ntitlement\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63hievement_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x14\n\x0c\x61ward_cursor\x18\x04 \x01(\x03\x12.\n\ngrant_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x16GetEntitlementsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"I\n\x17GetEntitlementsResponse\x12.\n\x0c\x65ntitlements\x18\x01 \x03(\x0b\x32\x18.accolade.v1.Entitlement\"\xa1\x01\n\rPointsBalance\x12\x17\n\x0flifetime_points\x18\x01 \x01(\x03\x12\x18\n\x10spendable_points\x18\x02 \x01(\x03\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nnext_level\x18\x04 \x01(\t\x12\x1c\n\x14next_level_threshold\x18\x05 \x01(\x03\x12\x1c\n\x14points_to_next_level\x18\x06 \x01(\x03\"\xac\x02\n\nRedemption\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\treward_id\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\x03\x12/\n\x0brefund_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefund_reason\x18\n \x01(\t\x12\x14\n\x0crefund_actor\x18\x0b \x01(\t\x12\x15\n\rrefund_cursor\x18\x0c \x01(\x03\"p\n\x13RedeemPointsRequest\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\treward_id\x18\x05 \x01(\t\"\x82\x01\n\x14RedeemPointsResponse\x12+\n\nredemption\x18\x01 \x01(\x0b\x32\x17.accolade.v1.Redemption\x12+\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"@\n\x17RefundRedemptionRequest\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x86\x01\n\x18RefundRedemptionResponse\x12+\n\nredemption\x18\x01 \x01(\x0b\x32\x17.accolade.v1.Redemption\x12+\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\xf7\x01\n\x11PointsLedgerEntry\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.accolade.v1.PointsSource\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x16\n\x0e\x61\x63hievement_id\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x15\n\rredemption_id\x18\x06 \x01(\t\x12\x11\n\treward_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x17ListPointsLedgerRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x91\x01\n\x18ListPointsLedgerResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.accolade.v1.PointsLedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12+\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance*\x9c\x01\n\x0cPointsSource\x12\x1d\n\x19POINTS_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13POINTS_SOURCE_AWARD\x10\x01\x12\x1c\n\x18POINTS_SOURCE_REVOCATION\x10\x02\x12\x1c\n\x18POINTS_SOURCE_REDEMPTION\x10\x03\x12\x18\n\x14POINTS_SOURCE_REFUND\x10\x04\x32\x8d\x03\n\x0cPointsLedger\x12S\n\x0cRedeemPoints\x12 .accolade.v1.RedeemPointsRequest\x1a!.accolade.v1.RedeemPointsResponse\x12_\n\x10RefundRedemption\x12$.accolade.v1.RefundRedemptionRequest\x1a%.accolade.v1.RefundRedemptionResponse\x12\x64\n\x10ListPointsLedger\x12$.accolade.v1.ListPointsLedgerRequest\x1a%.accolade.v1.ListPointsLedgerResponse\"\x03\x90\x02\x01\x12\x61\n\x0fGetEntitlements\x12#.accolade.v1.GetEntitlementsRequest\x1a$.accolade.v1.GetEntitlementsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POINTSLEDGER'].methods_by_name['ListPointsLedger']._loaded_options = None
   _globals['_POINTSLEDGER'].methods_by_name['ListPointsLedger']._serialized_options = b'\220\002\001'
-  _globals['_POINTSSOURCE']._serialized_start=1473
-  _globals['_POINTSSOURCE']._serialized_end=1629
-  _globals['_POINTSBALANCE']._serialized_start=75
-  _globals['_POINTSBALANCE']._serialized_end=236
-  _globals['_REDEMPTION']._serialized_start=239
-  _globals['_REDEMPTION']._serialized_end=539
-  _globals['_REDEEMPOINTSREQUEST']._serialized_start=541
-  _globals['_REDEEMPOINTSREQUEST']._serialized_end=653
-  _globals['_REDEEMPOINTSRESPONSE']._serialized_start=656
-  _globals['_REDEEMPOINTSRESPONSE']._serialized_end=786
-  _globals['_REFUNDREDEMPTIONREQUEST']._serialized_start=788
-  _globals['_REFUNDREDEMPTIONREQUEST']._serialized_end=852
-  _globals['_REFUNDREDEMPTIONRESPONSE']._serialized_start=855
-  _globals['_REFUNDREDEMPTIONRESPONSE']._serialized_end=989
-  _globals['_POINTSLEDGERENTRY']._serialized_start=992
-  _globals['_POINTSLEDGERENTRY']._serialized_end=1239
-  _globals['_LISTPOINTSLEDGERREQUEST']._serialized_start=1241
-  _globals['_LISTPOINTSLEDGERREQUEST']._serialized_end=1322
-  _globals['_LISTPOINTSLEDGERRESPONSE']._serialized_start=1325
-  _globals['_LISTPOINTSLEDGERRESPONSE']._serialized_end=1470
-  _globals['_POINTSLEDGER']._serialized_start=1632
-  _globals['_POINTSLEDGER']._serialized_end=1930
+  _globals['_POINTSLEDGER'].methods_by_name['GetEntitlements']._loaded_options = None
+  _globals['_POINTSLEDGER'].methods_by_name['GetEntitlements']._serialized_options = b'\220\002\001'
+  _globals['_POINTSSOURCE']._serialized_start=1880
+  _globals['_POINTSSOURCE']._serialized_end=2036
+  _globals['_REWARD']._serialized_start=106
+  _globals['_REWARD']._serialized_end=174
+  _globals['_ENTITLEMENT']._serialized_start=177
+  _globals['_ENTITLEMENT']._serialized_end=361
+  _globals['_GETENTITLEMENTSREQUEST']._serialized_start=363
+  _globals['_GETENTITLEMENTSREQUEST']._serialized_end=404
+  _globals['_GETENTITLEMENTSRESPONSE']._serialized_start=406
+  _globals['_GETENTITLEMENTSRESPONSE']._serialized_end=479
+  _globals['_POINTSBALANCE']._serialized_start=482
+  _globals['_POINTSBALANCE']._serialized_end=643
+  _globals['_REDEMPTION']._serialized_start=646
+  _globals['_REDEMPTION']._serialized_end=946
+  _globals['_REDEEMPOINTSREQUEST']._serialized_start=948
+  _globals['_REDEEMPOINTSREQUEST']._serialized_end=1060
+  _globals['_REDEEMPOINTSRESPONSE']._serialized_start=1063
+  _globals['_REDEEMPOINTSRESPONSE']._serialized_end=1193
+  _globals['_REFUNDREDEMPTIONREQUEST']._serialized_start=1195
+  _globals['_REFUNDREDEMPTIONREQUEST']._serialized_end=1259
+  _globals['_REFUNDREDEMPTIONRESPONSE']._serialized_start=1262
+  _globals['_REFUNDREDEMPTIONRESPONSE']._serialized_end=1396
+  _globals['_POINTSLEDGERENTRY']._serialized_start=1399
+  _globals['_POINTSLEDGERENTRY']._serialized_end=1646
+  _globals['_LISTPOINTSLEDGERREQUEST']._serialized_start=1648
+  _globals['_LISTPOINTSLEDGERREQUEST']._serialized_end=1729
+  _globals['_LISTPOINTSLEDGERRESPONSE']._serialized_start=1732
+  _globals['_LISTPOINTSLEDGERRESPONSE']._serialized_end=1877
+  _globals['_POINTSLEDGER']._serialized_start=2039
+  _globals['_POINTSLEDGER']._serialized_end=2436
 # @@protoc_insertion_point(module_scope)

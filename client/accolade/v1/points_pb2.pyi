@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -49,6 +50,129 @@ POINTS_SOURCE_REDEMPTION: PointsSource.ValueType  # 3
 POINTS_SOURCE_REFUND: PointsSource.ValueType  # 4
 """A refund gave a redemption's points back."""
 Global___PointsSource: _TypeAlias = PointsSource  # noqa: Y015
+
+@_typing.final
+class Reward(_message.Message):
+    """A named entitlement an award grants: `Achievement.rewards` with the
+    achievement's first level (a single-level achievement: its award),
+    `Tier.rewards` with that tier. A revocation of the level removes what its
+    award granted; DeleteUserData removes every entitlement of the user.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALID_FOR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`kind:value`, e.g. "feature:pro-workouts" or "coupon:SPRING10": a kind of
+    1-32 lower-case letters, digits, '_' or '-' starting with a letter, a
+    colon, and a value of letters, digits and "_.:-"; at most 128 characters
+    in all, unique within its list. At most 20 per achievement and per tier.
+    """
+    @_builtins.property
+    def valid_for(self) -> _duration_pb2.Duration:
+        """How long the entitlement lasts after the award (at least 1 second, at most
+        100 years); unset: until the award is revoked.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        valid_for: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_for", b"valid_for"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "valid_for", b"valid_for"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reward: _TypeAlias = Reward  # noqa: Y015
+
+@_typing.final
+class Entitlement(_message.Message):
+    """A reward granted to a user by an award."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ACHIEVEMENT_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    AWARD_CURSOR_FIELD_NUMBER: _builtins.int
+    GRANT_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The reward's name, e.g. "feature:pro-workouts"."""
+    achievement_id: _builtins.str
+    """The award that granted it."""
+    tier: _builtins.str
+    award_cursor: _builtins.int
+    @_builtins.property
+    def grant_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it ends (`grant_time` + `Reward.valid_for`); unset: until revoked."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        achievement_id: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        award_cursor: _builtins.int = ...,
+        grant_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "grant_time", b"grant_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "award_cursor", b"award_cursor", "expire_time", b"expire_time", "grant_time", b"grant_time", "name", b"name", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Entitlement: _TypeAlias = Entitlement  # noqa: Y015
+
+@_typing.final
+class GetEntitlementsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntitlementsRequest: _TypeAlias = GetEntitlementsRequest  # noqa: Y015
+
+@_typing.final
+class GetEntitlementsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITLEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entitlements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entitlement]:
+        """Active entitlements by name, then achievement and tier (a name granted by
+        two awards is listed twice).
+        """
+
+    def __init__(
+        self,
+        *,
+        entitlements: _abc.Iterable[Global___Entitlement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlements", b"entitlements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntitlementsResponse: _TypeAlias = GetEntitlementsResponse  # noqa: Y015
 
 @_typing.final
 class PointsBalance(_message.Message):

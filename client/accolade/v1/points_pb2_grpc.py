@@ -62,6 +62,11 @@ class PointsLedgerStub:
                 request_serializer=accolade_dot_v1_dot_points__pb2.ListPointsLedgerRequest.SerializeToString,
                 response_deserializer=accolade_dot_v1_dot_points__pb2.ListPointsLedgerResponse.FromString,
                 _registered_method=True)
+        self.GetEntitlements = channel.unary_unary(
+                '/accolade.v1.PointsLedger/GetEntitlements',
+                request_serializer=accolade_dot_v1_dot_points__pb2.GetEntitlementsRequest.SerializeToString,
+                response_deserializer=accolade_dot_v1_dot_points__pb2.GetEntitlementsResponse.FromString,
+                _registered_method=True)
 
 
 class PointsLedgerServicer:
@@ -112,6 +117,14 @@ class PointsLedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEntitlements(self, request, context):
+        """The user's active entitlements (rewards of the awards they hold that have
+        not expired at the time of the call), by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PointsLedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_PointsLedgerServicer_to_server(servicer, server):
                     servicer.ListPointsLedger,
                     request_deserializer=accolade_dot_v1_dot_points__pb2.ListPointsLedgerRequest.FromString,
                     response_serializer=accolade_dot_v1_dot_points__pb2.ListPointsLedgerResponse.SerializeToString,
+            ),
+            'GetEntitlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntitlements,
+                    request_deserializer=accolade_dot_v1_dot_points__pb2.GetEntitlementsRequest.FromString,
+                    response_serializer=accolade_dot_v1_dot_points__pb2.GetEntitlementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +243,33 @@ class PointsLedger:
             '/accolade.v1.PointsLedger/ListPointsLedger',
             accolade_dot_v1_dot_points__pb2.ListPointsLedgerRequest.SerializeToString,
             accolade_dot_v1_dot_points__pb2.ListPointsLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEntitlements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accolade.v1.PointsLedger/GetEntitlements',
+            accolade_dot_v1_dot_points__pb2.GetEntitlementsRequest.SerializeToString,
+            accolade_dot_v1_dot_points__pb2.GetEntitlementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,10 @@ class PointsLedgerStub:
     (lifetime and spendable points), redemptions and refunds (spendable
     points only).
     """
+    GetEntitlements: _grpc.UnaryUnaryMultiCallable[_points_pb2.GetEntitlementsRequest, _points_pb2.GetEntitlementsResponse]
+    """The user's active entitlements (rewards of the awards they hold that have
+    not expired at the time of the call), by name.
+    """
 
 @_typing.type_check_only
 class PointsLedgerAsyncStub(PointsLedgerStub):
@@ -104,6 +108,10 @@ class PointsLedgerAsyncStub(PointsLedgerStub):
     """Every change to the user's points, newest first: awards and revocations
     (lifetime and spendable points), redemptions and refunds (spendable
     points only).
+    """
+    GetEntitlements: _aio.UnaryUnaryMultiCallable[_points_pb2.GetEntitlementsRequest, _points_pb2.GetEntitlementsResponse]  # type: ignore[assignment]
+    """The user's active entitlements (rewards of the awards they hold that have
+    not expired at the time of the call), by name.
     """
 
 class PointsLedgerServicer(metaclass=_abc_1.ABCMeta):
@@ -158,6 +166,16 @@ class PointsLedgerServicer(metaclass=_abc_1.ABCMeta):
         """Every change to the user's points, newest first: awards and revocations
         (lifetime and spendable points), redemptions and refunds (spendable
         points only).
+        """
+
+    @_abc_1.abstractmethod
+    def GetEntitlements(
+        self,
+        request: _points_pb2.GetEntitlementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_points_pb2.GetEntitlementsResponse, _abc.Awaitable[_points_pb2.GetEntitlementsResponse]]:
+        """The user's active entitlements (rewards of the awards they hold that have
+        not expired at the time of the call), by name.
         """
 
 def add_PointsLedgerServicer_to_server(servicer: PointsLedgerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -53,6 +53,7 @@ METHOD_SCOPES = {
     "/accolade.v1.PointsLedger/RedeemPoints": "redeem",
     "/accolade.v1.PointsLedger/RefundRedemption": "redeem",
     "/accolade.v1.PointsLedger/ListPointsLedger": "read",
+    "/accolade.v1.PointsLedger/GetEntitlements": "read",
 }
 #: Scopes a key has through another one it has.
 IMPLIED_BY = {"redeem": "admin"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class Aggregate(enum.StrEnum):
@@ -29,10 +29,20 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Reward:
+    """A named entitlement an award grants (`feature:pro-workouts`), for `valid_for` after
+    the award or, None, until the award is revoked."""
+
+    name: str
+    valid_for: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tier:
     name: str
     threshold: float
     points: int = 0
+    rewards: tuple[Reward, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,8 @@ class Achievement:
     start_time: datetime | None = None
     end_time: datetime | None = None
     use_level_thresholds: bool = False
+    #: Granted with the first level; a tier's own are in `Tier.rewards`.
+    rewards: tuple[Reward, ...] = ()
     # Set by the store.
     create_time: datetime | None = field(default=None, compare=False)
     update_time: datetime | None = field(default=None, compare=False)
@@ -114,6 +126,7 @@ MUTABLE_FIELDS = (
     "start_time",
     "end_time",
     "use_level_thresholds",
+    "rewards",
 )
 RULE_FIELDS = ("event_types", "condition", "aggregate", "field", "target")
 
@@ -153,6 +166,9 @@ class AwardRecord:
     reason: str = ""
     actor: str = ""
     event_id: str | None = None
+    #: What the entry grants (an award) or removes (a revocation) besides the holding, from
+    #: the definition when it was written; known only to the transaction that writes it.
+    rewards: tuple[Reward, ...] = field(default=(), compare=False)
 
     @property
     def revoked(self) -> bool:
@@ -181,3 +197,13 @@ class Holding:
     award_cursor: int
     points: int
     earned_time: datetime
+
+
+def rewards_of(a: Achievement, tier: str, first_level: str) -> tuple[Reward, ...]:
+    """What the award of `tier` grants: the tier's rewards, and the achievement's own with
+    its first level (named `first_level`; "" for a single-level achievement). A name in both
+    is granted once, as the tier defines it."""
+    own = next((t.rewards for t in a.tiers if t.name == tier), ())
+    names = {r.name for r in own}
+    inherited = tuple(r for r in a.rewards if r.name not in names) if tier == first_level else ()
+    return (*inherited, *own)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from accolade_server.domain import rewards
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate
 from accolade_server.rules.cel import compile_condition
@@ -63,6 +64,7 @@ def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
         raise InvalidArgument("must be after start_time", field=f"{prefix}.end_time")
     _validate_rule(a, f"{prefix}.rule")
     _validate_tiers(a, prefix)
+    rewards.validate(a, prefix)
     _validate_prerequisite_list(a, f"{prefix}.prerequisites")
 
 

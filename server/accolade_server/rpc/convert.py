@@ -27,11 +27,14 @@ from accolade_server.domain.model import (
     AwardSource,
     DefinitionStatus,
     Presentation,
+    Reward,
     Rule,
     Tier,
 )
 from accolade_server.domain.points import Balance
+from accolade_server.domain.rewards import expiry
 from accolade_server.rules.progress import ProgressView, Status
+from accolade_server.service import rewards
 from accolade_server.service.achievements import ApplyResult
 
 _AGGREGATE_TO_DOMAIN = {
@@ -99,12 +102,34 @@ def achievement_from_proto(a: pb.Achievement, field: str = "achievement") -> Ach
         hidden=a.hidden,
         enabled=a.enabled if a.HasField("enabled") else True,
         rule=rule_from_proto(a.rule, f"{field}.rule"),
-        tiers=tuple(Tier(t.name, t.threshold, t.points) for t in a.tiers),
+        tiers=tuple(_tier(t) for t in a.tiers),
         prerequisites=tuple(a.prerequisites),
         start_time=_optional_time(a, "start_time", f"{field}.start_time"),
         end_time=_optional_time(a, "end_time", f"{field}.end_time"),
         use_level_thresholds=a.use_level_thresholds,
+        rewards=rewards_from_proto(a.rewards),
     )
+
+
+def _tier(t: pb.Tier) -> Tier:
+    return Tier(t.name, t.threshold, t.points, rewards_from_proto(t.rewards))
+
+
+def rewards_from_proto(rewards: Iterable[points_pb2.Reward]) -> tuple[Reward, ...]:
+    return tuple(
+        Reward(r.name, r.valid_for.ToTimedelta() if r.HasField("valid_for") else None)
+        for r in rewards
+    )
+
+
+def rewards_to_proto(rewards: Iterable[Reward]) -> list[points_pb2.Reward]:
+    out = []
+    for r in rewards:
+        message = points_pb2.Reward(name=r.name)
+        if r.valid_for is not None:
+            message.valid_for.FromTimedelta(r.valid_for)
+        out.append(message)
+    return out
 
 
 def rule_to_proto(rule: Rule) -> pb.Rule:
@@ -128,10 +153,19 @@ def achievement_to_proto(a: Achievement, status: DefinitionStatus | None = None)
         hidden=a.hidden,
         enabled=a.enabled,
         rule=rule_to_proto(a.rule),
-        tiers=[pb.Tier(name=t.name, threshold=t.threshold, points=t.points) for t in a.tiers],
+        tiers=[
+            pb.Tier(
+                name=t.name,
+                threshold=t.threshold,
+                points=t.points,
+                rewards=rewards_to_proto(t.rewards),
+            )
+            for t in a.tiers
+        ],
         prerequisites=a.prerequisites,
         etag=a.etag,
         use_level_thresholds=a.use_level_thresholds,
+        rewards=rewards_to_proto(a.rewards),
     )
     for name in ("start_time", "end_time", "create_time", "update_time"):
         value = getattr(a, name)
@@ -172,7 +206,9 @@ def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
             elif head == "enabled":
                 patch[head] = a.enabled
             elif head == "tiers":
-                patch[head] = tuple(Tier(t.name, t.threshold, t.points) for t in a.tiers)
+                patch[head] = tuple(_tier(t) for t in a.tiers)
+            elif head == "rewards":
+                patch[head] = rewards_from_proto(a.rewards)
             elif head == "prerequisites":
                 patch[head] = tuple(a.prerequisites)
             else:
@@ -226,7 +262,28 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
         kind=_KIND_TO_PROTO[r.kind],
         redemption_id=r.redemption_id,
         reward_id=r.reward_id,
+        rewards=_award_rewards(r, achievement),
     )
+
+
+def _award_rewards(r: AwardRecord, achievement: Achievement | None) -> list[points_pb2.Entitlement]:
+    """What an award grants (with expiry) or a revocation removes, as defined now."""
+    if r.kind not in (AwardKind.AWARD, AwardKind.REVOCATION):
+        return []
+    out = []
+    for w in rewards.granted(achievement, r.tier):
+        e = points_pb2.Entitlement(
+            name=w.name,
+            achievement_id=r.achievement_id,
+            tier=r.tier,
+            award_cursor=r.cursor,
+            grant_time=datetime_to_timestamp(r.award_time),
+        )
+        ends = expiry(w, r.award_time)
+        if ends is not None and r.kind is AwardKind.AWARD:
+            e.expire_time.CopyFrom(datetime_to_timestamp(ends))
+        out.append(e)
+    return out
 
 
 def balance_to_proto(b: Balance) -> points_pb2.PointsBalance:

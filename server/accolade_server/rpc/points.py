@@ -10,7 +10,7 @@ from accolade.v1 import points_pb2_grpc
 from accolade_server.domain.model import AwardKind, AwardRecord
 from accolade_server.domain.points import Redemption
 from accolade_server.rpc import convert
-from accolade_server.service.points import PointsService, Redeemed
+from accolade_server.service.points import Entitlement, PointsService, Redeemed
 
 Context = Any  # grpc.aio.ServicerContext
 
@@ -95,6 +95,25 @@ class PointsLedgerServicer(points_pb2_grpc.PointsLedgerServicer):
             next_page_token=page.next_page_token,
             balance=convert.balance_to_proto(page.balance),
         )
+
+    async def GetEntitlements(
+        self, request: pb.GetEntitlementsRequest, context: Context
+    ) -> pb.GetEntitlementsResponse:
+        found = await self.points.entitlements(request.user_id)
+        return pb.GetEntitlementsResponse(entitlements=[entitlement_to_proto(e) for e in found])
+
+
+def entitlement_to_proto(e: Entitlement) -> pb.Entitlement:
+    message = pb.Entitlement(
+        name=e.name,
+        achievement_id=e.achievement_id,
+        tier=e.tier,
+        award_cursor=e.award_cursor,
+        grant_time=convert.datetime_to_timestamp(e.grant_time),
+    )
+    if e.expire_time is not None:
+        message.expire_time.CopyFrom(convert.datetime_to_timestamp(e.expire_time))
+    return message
 
 
 def _redeemed(done: Redeemed) -> dict[str, Any]:

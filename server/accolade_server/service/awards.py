@@ -14,7 +14,7 @@ from accolade_server.domain.points import Balance, balance
 from accolade_server.domain.state import Snapshot
 from accolade_server.domain.validation import check_slug
 from accolade_server.rules import engine
-from accolade_server.service import ledger, levels
+from accolade_server.service import economy, ledger
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import check_id
 from accolade_server.service.watch import make_filter
@@ -197,7 +197,7 @@ async def _manual(
     pending = [
         ledger.Pending.of(user, d, reason=reason, actor=actor) for d in folded.steps[0].decisions
     ]
-    pending = await levels.with_levels(repo, settings.point_levels, pending)
+    pending = await economy.extend(repo, rules, settings, pending)  # rewards, levels
     records = await ledger.allocate(store, pending, now)
     if records or folded.progress:
         await store.write(Changes(progress=folded.progress), records, now)

@@ -23,7 +23,7 @@ from accolade_server.domain.model import Aggregate, AwardRecord
 from accolade_server.domain.state import Event
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, Status
-from accolade_server.service import ledger, levels
+from accolade_server.service import economy, ledger
 from accolade_server.store.port import Changes, EventRow, Keys
 from accolade_server.store.repository import Repository
 
@@ -220,7 +220,7 @@ async def process(
         for i, step in zip(work, folded.steps, strict=True)
         for d in step.decisions
     ]
-    pending = await levels.with_levels(repo, settings.point_levels, pending)  # after the rest
+    pending = await economy.extend(repo, rules, settings, pending)  # rewards, levels
     records = await ledger.allocate(store, pending, now)
     each = iter(records)
     rows = {i: EventRow(batch[i], settings.tracks(batch[i].type)) for i in fresh}

@@ -52,6 +52,16 @@ class Redeemed:
 
 
 @dataclass(frozen=True, slots=True)
+class Entitlement:
+    name: str
+    achievement_id: str
+    tier: str
+    award_cursor: int
+    grant_time: datetime
+    expire_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerPage:
     entries: list[AwardRecord]
     next_page_token: str
@@ -220,3 +230,11 @@ class PointsService:
             now = await self.balance_in(repo, user_id)
         token = paging.encode(items[size - 1].cursor, filters) if len(items) > size else ""
         return LedgerPage(items[:size], token, now)
+
+    async def entitlements(self, user_id: str) -> list[Entitlement]:
+        """The user's entitlements that have not expired now, by name."""
+        check_id(user_id, "user_id")
+        now = self.clock()
+        async with self.uow.transaction() as repo:
+            rows = await store.entitlements(repo, user_id, now)
+        return [Entitlement(*row) for row in rows]

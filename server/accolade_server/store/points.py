@@ -19,6 +19,7 @@ from accolade_server.domain.points import Redemption
 from accolade_server.store.db import utc
 from accolade_server.store.repository import Repository, _award
 from accolade_server.store.tables import awards, point_balances, redemptions, user_points
+from accolade_server.store.tables import entitlements as entitlements_table
 
 #: Entries that move points, as ListPointsLedger shows them.
 LEDGER_KINDS = (
@@ -160,3 +161,38 @@ async def ledger_page(
     if before_cursor is not None:
         query = query.where(awards.c.cursor < before_cursor)
     return [_award(row) for row in await repo.conn.execute(query)]
+
+
+async def entitlements(
+    repo: Repository, user_id: str, now: datetime
+) -> list[tuple[str, str, str, int, datetime, datetime | None]]:
+    """(name, achievement, tier, award cursor, grant time, expiry) of the user's entitlements
+    active at `now`, by name, achievement and tier."""
+    t = entitlements_table
+    rows = await repo.conn.execute(
+        sa.select(
+            t.c.name,
+            t.c.achievement_id,
+            t.c.tier,
+            t.c.award_cursor,
+            t.c.grant_time,
+            t.c.expire_time,
+        )
+        .where(t.c.user_id == user_id, sa.or_(t.c.expire_time.is_(None), t.c.expire_time > now))
+        .order_by(t.c.name, t.c.achievement_id, t.c.tier)
+    )
+    out = []
+    for row in rows:
+        granted = utc(row.grant_time)
+        assert granted is not None
+        out.append(
+            (
+                row.name,
+                row.achievement_id,
+                row.tier,
+                int(row.award_cursor),
+                granted,
+                utc(row.expire_time),
+            )
+        )
+    return out

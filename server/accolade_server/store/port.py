@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from accolade_server.domain.model import SPENDING, AwardKind, AwardRecord
+from accolade_server.domain.rewards import expiry
 from accolade_server.domain.state import DistinctKey, Event, ProgressState, Snapshot, UserKey
 
 
@@ -60,6 +61,9 @@ class Effects:
     points: dict[str, int]  # user -> points added (non-zero)
     #: user -> points redeemed (redemptions minus refunds, non-zero); lifetime points as is.
     spent: dict[str, int] = field(default_factory=dict)
+    #: (award, reward name, expiry) of the entitlements new awards grant; revocations
+    #: remove those of their (achievement, tier), as `unheld` lists them.
+    entitled: list[tuple[AwardRecord, str, datetime | None]] = field(default_factory=list)
 
 
 def effects(records: Sequence[AwardRecord]) -> Effects:
@@ -68,6 +72,7 @@ def effects(records: Sequence[AwardRecord]) -> Effects:
     for r in records:
         if r.kind is AwardKind.AWARD:
             out.held.append(r)
+            out.entitled.extend((r, w.name, expiry(w, r.award_time)) for w in r.rewards)
         elif r.kind is AwardKind.REVOCATION:
             out.unheld.append(r)
         elif r.kind in SPENDING:

@@ -229,3 +229,19 @@ redemptions = sa.Table(
     sa.Column("refund_cursor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_redemptions_user_id", "user_id"),
 )
+
+# What users are entitled to by the awards they hold (Achievement.rewards, Tier.rewards),
+# kept from the award log by its one writer (see store/port.py `effects`): an award adds its
+# rewards, a revocation removes those of its (achievement, tier), erasure all of the user's.
+# Expired rows stay until then and are left out when read.
+entitlements = sa.Table(
+    "entitlements",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("tier", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("award_cursor", sa.BigInteger, nullable=False),
+    sa.Column("grant_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expire_time", sa.DateTime(timezone=True), nullable=True),
+)

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from accolade.v1.points_pb2 import ListPointsLedgerRequest, ListPointsLedgerResponse, RedeemPointsRequest, RedeemPointsResponse, RefundRedemptionRequest, RefundRedemptionResponse
+from accolade.v1.points_pb2 import GetEntitlementsRequest, GetEntitlementsResponse, ListPointsLedgerRequest, ListPointsLedgerResponse, RedeemPointsRequest, RedeemPointsResponse, RefundRedemptionRequest, RefundRedemptionResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -82,6 +82,13 @@ class PointsLedger(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def get_entitlements(self, request: GetEntitlementsRequest, ctx: RequestContext[GetEntitlementsRequest, GetEntitlementsResponse], /) -> GetEntitlementsResponse:
+        """
+        The user's active entitlements (rewards of the awards they hold that have
+        not expired at the time of the call), by name.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
 
 class PointsLedgerASGIApplication(ConnectASGIApplication[PointsLedger]):
     def __init__(
@@ -128,6 +135,17 @@ class PointsLedgerASGIApplication(ConnectASGIApplication[PointsLedger]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_points_ledger,
+                ),
+                "/accolade.v1.PointsLedger/GetEntitlements": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetEntitlements",
+                        service_name="accolade.v1.PointsLedger",
+                        input=GetEntitlementsRequest,
+                        output=GetEntitlementsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_entitlements,
                 ),
             },
             interceptors=interceptors,
@@ -264,6 +282,32 @@ class PointsLedgerClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def get_entitlements(
+        self,
+        request: GetEntitlementsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetEntitlementsResponse:
+        """
+        The user's active entitlements (rewards of the awards they hold that have
+        not expired at the time of the call), by name.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetEntitlements",
+                service_name="accolade.v1.PointsLedger",
+                input=GetEntitlementsRequest,
+                output=GetEntitlementsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class PointsLedgerSync(Protocol):
     """
@@ -307,6 +351,13 @@ class PointsLedgerSync(Protocol):
         Every change to the user's points, newest first: awards and revocations
         (lifetime and spendable points), redemptions and refunds (spendable
         points only).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_entitlements(self, request: GetEntitlementsRequest, ctx: RequestContext[GetEntitlementsRequest, GetEntitlementsResponse], /) -> GetEntitlementsResponse:
+        """
+        The user's active entitlements (rewards of the awards they hold that have
+        not expired at the time of the call), by name.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -354,6 +405,17 @@ class PointsLedgerWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_points_ledger,
+                ),
+                "/accolade.v1.PointsLedger/GetEntitlements": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetEntitlements",
+                        service_name="accolade.v1.PointsLedger",
+                        input=GetEntitlementsRequest,
+                        output=GetEntitlementsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_entitlements,
                 ),
             },
             interceptors=interceptors,
@@ -483,6 +545,32 @@ class PointsLedgerClientSync(ConnectClientSync):
                 service_name="accolade.v1.PointsLedger",
                 input=ListPointsLedgerRequest,
                 output=ListPointsLedgerResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def get_entitlements(
+        self,
+        request: GetEntitlementsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetEntitlementsResponse:
+        """
+        The user's active entitlements (rewards of the awards they hold that have
+        not expired at the time of the call), by name.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetEntitlements",
+                service_name="accolade.v1.PointsLedger",
+                input=GetEntitlementsRequest,
+                output=GetEntitlementsResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),

@@ -1,4 +1,4 @@
-"""Spendable points and redemptions.
+"""Spendable points, redemptions and entitlements.
 
 Revision ID: 0009_points
 Revises: 0007_users
@@ -39,9 +39,20 @@ def upgrade() -> None:
         sa.Column("refund_cursor", sa.BigInteger, nullable=False, server_default="0"),
     )
     op.create_index("ix_redemptions_user_id", "redemptions", ["user_id"])
+    op.create_table(
+        "entitlements",
+        sa.Column("user_id", sa.String(128), primary_key=True),
+        sa.Column("achievement_id", sa.String(64), primary_key=True),
+        sa.Column("tier", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("award_cursor", sa.BigInteger, nullable=False),
+        sa.Column("grant_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expire_time", sa.DateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("entitlements")
     op.drop_index("ix_redemptions_user_id", table_name="redemptions")
     op.drop_table("redemptions")
     op.drop_table("point_balances")

@@ -1,0 +1,45 @@
+"""Rewards: what an award grants (`Achievement.rewards`, `Tier.rewards`), attached to its
+award-log entry on the write path so that the one writer keeps the `entitlements` table
+(see `port.effects`), and the active entitlements of a user."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from accolade_server.domain.model import Achievement, AwardKind, Reward, rewards_of
+from accolade_server.rules import engine
+from accolade_server.service import ledger
+from accolade_server.store.repository import Repository
+
+
+def first_level(a: Achievement) -> str:
+    """The name of the achievement's first level ("" for a single level)."""
+    if a.tiers:
+        return a.tiers[0].name
+    return engine.LEVEL_NAMES[0] if a.use_level_thresholds else ""
+
+
+def granted(a: Achievement | None, tier: str) -> tuple[Reward, ...]:
+    """The rewards the award of `tier` of `a` grants (none for a deleted achievement)."""
+    return () if a is None else rewards_of(a, tier, first_level(a))
+
+
+async def attach(
+    repo: Repository, rules: engine.RuleSet, pending: Sequence[ledger.Pending]
+) -> list[ledger.Pending]:
+    """`pending` with each award carrying what it grants, from the definitions in force
+    (stored ones for achievements the rule set leaves out, e.g. disabled ones granted by
+    hand)."""
+    awarded = {p.achievement_id for p in pending if p.kind is AwardKind.AWARD}
+    if not awarded:
+        return list(pending)
+    defined = {aid: rules.by_id[aid].achievement for aid in awarded if aid in rules.by_id}
+    missing = sorted(awarded - set(defined))
+    if missing:
+        defined.update(await repo.get_achievements(missing))
+    out = []
+    for p in pending:
+        given = granted(defined.get(p.achievement_id), p.tier) if p.kind is AwardKind.AWARD else ()
+        out.append(replace(p, rewards=given) if given else p)
+    return out
