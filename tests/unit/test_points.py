@@ -74,3 +74,33 @@ def test_redemptions_change_what_was_spent_and_levels_change_nothing() -> None:
     )
     assert fx.spent == {"u": 20}
     assert (fx.points, fx.held, fx.unheld, fx.erased) == ({}, [], [], [])
+
+
+def test_webhooks_carry_the_rewards_of_an_award_and_name_the_new_kinds() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from accolade_server.domain.model import Achievement, Reward, Rule
+    from accolade_server.notify.sinks import award_payload
+
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    a = Achievement(
+        "pro",
+        "Pro",
+        Rule(("buy",)),
+        rewards=(Reward("feature:pro"), Reward("coupon:X1", timedelta(days=2))),
+    )
+    award = AwardRecord(7, "u", "pro", "", 10, AwardSource.RULE, when)
+    body = award_payload(award, a)
+    assert body["type"] == "award.granted"
+    assert body["award"]["rewards"] == [
+        {"name": "feature:pro", "expire_time": None},
+        {"name": "coupon:X1", "expire_time": "2026-12-03T00:00:00+00:00"},
+    ]
+    level = AwardRecord(8, "u", "", "Regular", 0, AwardSource.RULE, when, AwardKind.LEVEL)
+    assert award_payload(level, None)["type"] == "level.reached"
+    spent = AwardRecord(
+        9, "u", "", "mug", -5, AwardSource.MANUAL, when, AwardKind.REDEMPTION, event_id="r1"
+    )
+    body = award_payload(spent, None)
+    assert body["type"] == "points.redeemed"
+    assert (body["award"]["redemption_id"], body["award"]["reward_id"]) == ("r1", "mug")

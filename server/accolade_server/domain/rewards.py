@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from accolade_server.domain.errors import InvalidArgument
-from accolade_server.domain.model import Achievement, Reward
+from accolade_server.domain.model import Achievement, Reward, rewards_of
 
 MAX_REWARDS = 20
 MAX_NAME = 128
 MAX_VALID_FOR = timedelta(days=36525)
+#: The first of the server-wide levels (`use_level_thresholds`): rules.engine.LEVEL_NAMES[0]
+#: (a test checks), named here so that notifications need not import the engine.
+FIRST_SERVER_LEVEL = "bronze"
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.:-]+$")
 
 
@@ -48,3 +51,15 @@ def validate(a: Achievement, prefix: str) -> None:
 
 def expiry(r: Reward, granted: datetime) -> datetime | None:
     return None if r.valid_for is None else granted + r.valid_for
+
+
+def first_level(a: Achievement) -> str:
+    """The name of the achievement's first level ("" for a single level)."""
+    if a.tiers:
+        return a.tiers[0].name
+    return FIRST_SERVER_LEVEL if a.use_level_thresholds else ""
+
+
+def granted(a: Achievement | None, tier: str) -> tuple[Reward, ...]:
+    """The rewards the award of `tier` of `a` grants (none for a deleted achievement)."""
+    return () if a is None else rewards_of(a, tier, first_level(a))

@@ -22,6 +22,7 @@ from accolade_server.domain.model import (
     AwardSource,
     Presentation,
 )
+from accolade_server.domain.rewards import expiry, granted
 from accolade_server.notify.broker import AwardFilter
 
 log = structlog.get_logger("accolade.sinks")
@@ -48,6 +49,18 @@ _TYPES = {
     AwardKind.REDEMPTION: "points.redeemed",
     AwardKind.REFUND: "points.refunded",
 }
+
+
+def _rewards(record: AwardRecord, achievement: Achievement | None) -> list[dict[str, Any]]:
+    """What an award grants (with expiry) or a revocation removes, as the `Award.rewards`
+    of the gRPC API: from the definition as it is when sent."""
+    if record.kind not in (AwardKind.AWARD, AwardKind.REVOCATION):
+        return []
+    out = []
+    for w in granted(achievement, record.tier):
+        ends = expiry(w, record.award_time) if record.kind is AwardKind.AWARD else None
+        out.append({"name": w.name, "expire_time": ends.isoformat() if ends else None})
+    return out
 
 
 def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[str, Any]:
@@ -83,6 +96,7 @@ def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[
             "kind": record.kind.value,
             "redemption_id": record.redemption_id,
             "reward_id": record.reward_id,
+            "rewards": _rewards(record, achievement),
         },
         # The same presentation as the `Award` messages of the gRPC API (Presentation.of).
         "achievement": None

@@ -32,9 +32,8 @@ from accolade_server.domain.model import (
     Tier,
 )
 from accolade_server.domain.points import Balance
-from accolade_server.domain.rewards import expiry
+from accolade_server.domain.rewards import expiry, granted
 from accolade_server.rules.progress import ProgressView, Status
-from accolade_server.service import rewards
 from accolade_server.service.achievements import ApplyResult
 
 _AGGREGATE_TO_DOMAIN = {
@@ -271,7 +270,7 @@ def _award_rewards(r: AwardRecord, achievement: Achievement | None) -> list[poin
     if r.kind not in (AwardKind.AWARD, AwardKind.REVOCATION):
         return []
     out = []
-    for w in rewards.granted(achievement, r.tier):
+    for w in granted(achievement, r.tier):
         e = points_pb2.Entitlement(
             name=w.name,
             achievement_id=r.achievement_id,

@@ -7,22 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from accolade_server.domain.model import Achievement, AwardKind, Reward, rewards_of
+from accolade_server.domain.model import AwardKind
+from accolade_server.domain.rewards import granted
 from accolade_server.rules import engine
 from accolade_server.service import ledger
 from accolade_server.store.repository import Repository
-
-
-def first_level(a: Achievement) -> str:
-    """The name of the achievement's first level ("" for a single level)."""
-    if a.tiers:
-        return a.tiers[0].name
-    return engine.LEVEL_NAMES[0] if a.use_level_thresholds else ""
-
-
-def granted(a: Achievement | None, tier: str) -> tuple[Reward, ...]:
-    """The rewards the award of `tier` of `a` grants (none for a deleted achievement)."""
-    return () if a is None else rewards_of(a, tier, first_level(a))
 
 
 async def attach(
