@@ -555,6 +555,16 @@ class AsyncClient:
             self.points.RefundRedemption, request, idempotent=True, timeout=timeout
         )
 
+    async def get_entitlements(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> list[points_pb2.Entitlement]:
+        """The user's active entitlements (rewards of awards they hold, not expired now)."""
+        request = points_pb2.GetEntitlementsRequest(user_id=user_id)
+        response = await self._call(
+            self.points.GetEntitlements, request, idempotent=True, timeout=timeout
+        )
+        return list(response.entitlements)
+
     async def list_points_ledger(
         self, user_id: str, *, page_size: int = 100, timeout: float | None = None
     ) -> AsyncIterator[points_pb2.PointsLedgerEntry]:

@@ -550,6 +550,16 @@ class Client:
             self.points.RefundRedemption, request, idempotent=True, timeout=timeout
         )
 
+    def get_entitlements(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> list[points_pb2.Entitlement]:
+        """The user's active entitlements (rewards of awards they hold, not expired now)."""
+        request = points_pb2.GetEntitlementsRequest(user_id=user_id)
+        response = self._call(
+            self.points.GetEntitlements, request, idempotent=True, timeout=timeout
+        )
+        return list(response.entitlements)
+
     def list_points_ledger(
         self, user_id: str, *, page_size: int = 100, timeout: float | None = None
     ) -> Iterator[points_pb2.PointsLedgerEntry]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from accolade import AsyncClient
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import points_pb2 as ppb
 from accolade.v1 import tracker_pb2 as tpb
@@ -19,6 +20,7 @@ from accolade_server.service.points import PointsService
 from accolade_server.store import batchstore
 from accolade_server.store.uow import UnitOfWork
 from tests.conftest import Running
+from tests.e2e.test_cli import client, ok
 from tests.e2e.test_points import ledger, log_of
 from tests.helpers import achievement, expect_error
 
@@ -166,3 +168,17 @@ async def test_bad_rewards_are_refused_naming_the_field(server: Running) -> None
 
 def test_the_first_server_level_is_the_engines() -> None:
     assert LEVEL_NAMES[0] == FIRST_SERVER_LEVEL
+
+
+async def test_the_sdk_and_the_cli_list_entitlements(server: Running) -> None:
+    await define(server)
+    await server.tracker.TrackEvent(
+        tpb.TrackEventRequest(event_id="e1", user_id="u1", type="purchase_completed")
+    )
+    async with AsyncClient(server.target) as c:
+        found = await c.get_entitlements("u1")
+    assert [e.name for e in found] == ["coupon:SPRING10", "feature:pro-workouts"]
+    table = ok(await client(server, "entitlements", "u1"))
+    lines = table.out.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "ACHIEVEMENT", "TIER"]
+    assert lines[2].split()[0] == "feature:pro-workouts" and lines[2].split()[-1] == "never"

@@ -104,3 +104,38 @@ def test_webhooks_carry_the_rewards_of_an_award_and_name_the_new_kinds() -> None
     body = award_payload(spent, None)
     assert body["type"] == "points.redeemed"
     assert (body["award"]["redemption_id"], body["award"]["reward_id"]) == ("r1", "mug")
+
+
+def test_rewards_in_definition_files_take_durations_and_round_trip(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from accolade import definitions
+
+    path = Path(str(tmp_path)) / "defs.yaml"
+    path.write_text(
+        "achievements:\n"
+        "  - id: golden-fit\n"
+        "    title: Golden Fit\n"
+        "    rule: {event_types: [workout]}\n"
+        '    rewards: [{name: "feature:pro"}, {name: "coupon:X", valid_for: 30d}]\n'
+        '    tiers: [{name: b, threshold: 1, rewards: [{name: "frame:b", valid_for: 90}]}]\n'
+    )
+    [a] = definitions.load_file(path).achievements
+    assert [(r.name, r.valid_for.seconds) for r in a.rewards] == [
+        ("feature:pro", 0),
+        ("coupon:X", 30 * 86400),
+    ]
+    assert a.tiers[0].rewards[0].valid_for.seconds == 90
+    exported = definitions.to_data([a])["achievements"][0]
+    assert exported["rewards"][1] == {"name": "coupon:X", "valid_for": "2592000s"}
+    path.write_text(
+        "achievements:\n"
+        "  - id: g\n"
+        "    title: G\n"
+        "    rule: {event_types: [w]}\n"
+        '    rewards: [{name: "feature:pro", valid_for: soon}]\n'
+    )
+    with pytest.raises(
+        definitions.DefinitionError, match=r"rewards\[0\]\.valid_for: expected a dur"
+    ):
+        definitions.load_file(path)

@@ -223,6 +223,12 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     points_ledger.add_argument("user")
     points_ledger.set_defaults(func=verbs.points_ledger)
 
+    entitled = verbs_.add_parser(
+        "entitlements", parents=[common], help="a user's active entitlements (rewards)"
+    )
+    entitled.add_argument("user")
+    entitled.set_defaults(func=verbs.entitlements)
+
     rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")
     apply = rules_verbs.add_parser(

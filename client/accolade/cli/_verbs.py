@@ -326,6 +326,30 @@ def points_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def entitlements(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        found = c.get_entitlements(args.user)
+    if args.json:
+        render.print_json(points_pb2.GetEntitlementsResponse(entitlements=found))
+        return 0
+    render.table(
+        ("NAME", "ACHIEVEMENT", "TIER", "GRANTED", "EXPIRES"),
+        [
+            (
+                e.name,
+                e.achievement_id,
+                e.tier or "-",
+                e.grant_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z",
+                e.expire_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z"
+                if e.HasField("expire_time")
+                else "never",
+            )
+            for e in found
+        ],
+    )
+    return 0
+
+
 def rules_apply(args: argparse.Namespace) -> int:
     defs = definitions.load_file(args.file)
     args.origins = defs.origins
