@@ -139,3 +139,25 @@ def test_rewards_in_definition_files_take_durations_and_round_trip(tmp_path: obj
         definitions.DefinitionError, match=r"rewards\[0\]\.valid_for: expected a dur"
     ):
         definitions.load_file(path)
+
+
+def test_a_level_reached_is_emailed_with_its_own_template() -> None:
+    from datetime import UTC, datetime
+
+    from accolade_server.notify.sinks import EmailSink
+
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    level = AwardRecord(
+        8, "a@example.com", "", "Regular", 0, AwardSource.RULE, when, AwardKind.LEVEL
+    )
+    sink = EmailSink(Settings(email_to="{user_id}"))
+    msg = sink.message(level, None)
+    assert msg is not None and msg["Subject"] == "You reached Regular!"
+    custom = EmailSink(
+        Settings(
+            email_to="{user_id}",
+            email_templates={"level": {"subject": "Level {tier}", "body": "{title}"}},
+        )
+    )
+    again = custom.message(level, None)
+    assert again is not None and again["Subject"] == "Level Regular"
