@@ -161,3 +161,25 @@ def test_a_level_reached_is_emailed_with_its_own_template() -> None:
     )
     again = custom.message(level, None)
     assert again is not None and again["Subject"] == "Level Regular"
+
+
+def test_apply_reports_reward_changes_and_refuses_their_silent_removal() -> None:
+    from datetime import timedelta
+
+    from accolade_server.domain.changes import diff, removed_fields
+    from accolade_server.domain.model import Achievement, Reward, Rule, Tier
+
+    old = Achievement(
+        "a",
+        "A",
+        Rule(("buy",)),
+        rewards=(Reward("feature:x"),),
+        tiers=(Tier("b", 1, rewards=(Reward("frame:b", timedelta(days=1)),)), Tier("s", 2)),
+    )
+    new = Achievement("a", "A", Rule(("buy",)), tiers=(Tier("b", 1), Tier("s", 2)))
+    changed = {c.field: (c.old, c.new) for c in diff(old, new)}
+    assert changed == {
+        "rewards": ('[{"name":"feature:x"}]', "[]"),
+        "tiers[0].rewards": ('[{"name":"frame:b","valid_for":"86400s"}]', ""),
+    }
+    assert removed_fields(old, new, says_enabled=True) == ["rewards"]
