@@ -2,8 +2,9 @@
 
 One implementation per backend (`store/batchstore.py`), chosen once in `app.py`. `write` is
 the one writer of the award log: every entry — rule awards, grants, revocations, the
-prerequisite cascade, erasures — is written by it, and with each entry it updates holdings
-and points (see `effects`), NOTIFYs other replicas and keeps the entry for the local broker
+prerequisite cascade, erasures, levels reached, redemptions and refunds — is written by it,
+and with each entry it updates holdings, points, points spent and entitlements (see
+`effects`), NOTIFYs other replicas and keeps the entry for the local broker
 (`appended`, handed over by the unit of work once the transaction commits). Cursors come
 from `allocate_cursors` (see `service/ledger.py`, its only caller).
 """
