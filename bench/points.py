@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import random
 import statistics
@@ -71,16 +72,15 @@ def _track(env: dict[str, str], defs: list[pb.Achievement], secs: float) -> dict
     return {"eps": res["rps"], "server_us": server_us, "db_us": db_us, "p50_ms": res["p50_ms"]}
 
 
-async def _redeem(target: str, users: int, secs: float) -> dict[str, float]:
+async def _redeem(target: str, users: int, secs: float) -> dict[str, Any]:
     latencies: list[float] = []
-    refused = 0
+    refused: collections.Counter[str] = collections.Counter()
     async with grpc.aio.insecure_channel(target) as channel:
         points = points_pb2_grpc.PointsLedgerStub(channel)
         stop = time.perf_counter() + secs
         counter = iter(range(10**9))
 
         async def worker() -> None:
-            nonlocal refused
             while time.perf_counter() < stop:
                 request = ppb.RedeemPointsRequest(
                     redemption_id=f"b{next(counter)}",
@@ -90,8 +90,8 @@ async def _redeem(target: str, users: int, secs: float) -> dict[str, float]:
                 start = time.perf_counter()
                 try:
                     await points.RedeemPoints(request, timeout=30)
-                except grpc.aio.AioRpcError:
-                    refused += 1
+                except grpc.aio.AioRpcError as exc:
+                    refused[exc.code().name] += 1
                     continue
                 latencies.append(time.perf_counter() - start)
 
@@ -101,7 +101,7 @@ async def _redeem(target: str, users: int, secs: float) -> dict[str, float]:
         "per_s": len(latencies) / secs,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
-        "refused": refused,
+        "refused": ",".join(f"{k}:{v}" for k, v in sorted(refused.items())) or "none",
     }
 
 
