@@ -83,7 +83,7 @@ async def _redeem(target: str, users: int, secs: float) -> dict[str, Any]:
         async def worker() -> None:
             while time.perf_counter() < stop:
                 request = ppb.RedeemPointsRequest(
-                    redemption_id=f"b{next(counter)}",
+                    redemption_id=f"b{users}-{next(counter)}",  # fresh ids in each phase
                     user_id=f"ru{random.randrange(users)}",
                     points=1,
                 )
