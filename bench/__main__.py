@@ -50,6 +50,7 @@ from bench.harness import (
 SECTIONS: dict[str, str] = {
     "streaks": "bench.streaks",
     "tracing": "bench.tracing",
+    "points": "bench.points",
 }
 
 

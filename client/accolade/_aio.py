@@ -23,6 +23,8 @@ from accolade._streams import AsyncAwardStream
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    points_pb2,
+    points_pb2_grpc,
     tracker_pb2,
     tracker_pb2_grpc,
     types_pb2,
@@ -71,6 +73,7 @@ class AsyncClient:
         self.tracker = tracker_pb2_grpc.BadgeTrackerStub(self.channel)
         self.admin = admin_pb2_grpc.AchievementAdminStub(self.channel)
         self.users = users_pb2_grpc.UserDirectoryStub(self.channel)
+        self.points = points_pb2_grpc.PointsLedgerStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -182,7 +185,8 @@ class AsyncClient:
         category: str = "",
         timeout: float | None = None,
     ) -> tracker_pb2.GetProgressResponse:
-        """The user's progress on each visible achievement, and their total points."""
+        """The user's progress on each visible achievement, their total (lifetime) points,
+        and `balance`: lifetime and spendable points and their level."""
         request = tracker_pb2.GetProgressRequest(
             user_id=user_id, achievement_ids=list(achievement_ids), category=category
         )
@@ -518,6 +522,69 @@ class AsyncClient:
             page = await self._call(self.users.ListUsers, request, idempotent=True, timeout=timeout)
             for user in page.users:
                 yield user
+            token = page.next_page_token
+            if not token:
+                return
+
+    # Points ---------------------------------------------------------------------------------
+
+    async def redeem_points(
+        self,
+        redemption_id: str,
+        user_id: str,
+        points: int,
+        *,
+        reason: str = "",
+        reward_id: str = "",
+        timeout: float | None = None,
+    ) -> points_pb2.RedeemPointsResponse:
+        """Spend `points` of the user's spendable points (needs the `redeem` scope).
+        Idempotent by `redemption_id`: retried safely, a repeat answers the first result
+        (`replayed` true). `FailedPreconditionError` when the balance is too small,
+        `AlreadyExistsError` when the id was used with other content."""
+        request = points_pb2.RedeemPointsRequest(
+            redemption_id=redemption_id,
+            user_id=user_id,
+            points=points,
+            reason=reason,
+            reward_id=reward_id,
+        )
+        return await self._call(self.points.RedeemPoints, request, idempotent=True, timeout=timeout)
+
+    async def refund_redemption(
+        self, redemption_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> points_pb2.RefundRedemptionResponse:
+        """Give a redemption's points back, once (a repeat changes nothing)."""
+        request = points_pb2.RefundRedemptionRequest(redemption_id=redemption_id, reason=reason)
+        return await self._call(
+            self.points.RefundRedemption, request, idempotent=True, timeout=timeout
+        )
+
+    async def get_entitlements(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> list[points_pb2.Entitlement]:
+        """The user's active entitlements (rewards of awards they hold, not expired now)."""
+        request = points_pb2.GetEntitlementsRequest(user_id=user_id)
+        response = await self._call(
+            self.points.GetEntitlements, request, idempotent=True, timeout=timeout
+        )
+        return list(response.entitlements)
+
+    async def list_points_ledger(
+        self, user_id: str, *, page_size: int = 100, timeout: float | None = None
+    ) -> AsyncIterator[points_pb2.PointsLedgerEntry]:
+        """Every change to the user's points (awards, revocations, redemptions, refunds),
+        newest first, fetched page by page as you iterate."""
+        token = ""
+        while True:
+            request = points_pb2.ListPointsLedgerRequest(
+                user_id=user_id, page_size=page_size, page_token=token
+            )
+            page = await self._call(
+                self.points.ListPointsLedger, request, idempotent=True, timeout=timeout
+            )
+            for entry in page.entries:
+                yield entry
             token = page.next_page_token
             if not token:
                 return

@@ -22,6 +22,8 @@ from accolade._streams import AwardStream
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    points_pb2,
+    points_pb2_grpc,
     tracker_pb2,
     tracker_pb2_grpc,
     types_pb2,
@@ -70,6 +72,7 @@ class Client:
         self.tracker = tracker_pb2_grpc.BadgeTrackerStub(self.channel)
         self.admin = admin_pb2_grpc.AchievementAdminStub(self.channel)
         self.users = users_pb2_grpc.UserDirectoryStub(self.channel)
+        self.points = points_pb2_grpc.PointsLedgerStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -181,7 +184,8 @@ class Client:
         category: str = "",
         timeout: float | None = None,
     ) -> tracker_pb2.GetProgressResponse:
-        """The user's progress on each visible achievement, and their total points."""
+        """The user's progress on each visible achievement, their total (lifetime) points,
+        and `balance`: lifetime and spendable points and their level."""
         request = tracker_pb2.GetProgressRequest(
             user_id=user_id, achievement_ids=list(achievement_ids), category=category
         )
@@ -513,6 +517,68 @@ class Client:
             )
             page = self._call(self.users.ListUsers, request, idempotent=True, timeout=timeout)
             yield from page.users
+            token = page.next_page_token
+            if not token:
+                return
+
+    # Points ---------------------------------------------------------------------------------
+
+    def redeem_points(
+        self,
+        redemption_id: str,
+        user_id: str,
+        points: int,
+        *,
+        reason: str = "",
+        reward_id: str = "",
+        timeout: float | None = None,
+    ) -> points_pb2.RedeemPointsResponse:
+        """Spend `points` of the user's spendable points (needs the `redeem` scope).
+        Idempotent by `redemption_id`: retried safely, a repeat answers the first result
+        (`replayed` true). `FailedPreconditionError` when the balance is too small,
+        `AlreadyExistsError` when the id was used with other content."""
+        request = points_pb2.RedeemPointsRequest(
+            redemption_id=redemption_id,
+            user_id=user_id,
+            points=points,
+            reason=reason,
+            reward_id=reward_id,
+        )
+        return self._call(self.points.RedeemPoints, request, idempotent=True, timeout=timeout)
+
+    def refund_redemption(
+        self, redemption_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> points_pb2.RefundRedemptionResponse:
+        """Give a redemption's points back, once (a repeat changes nothing)."""
+        request = points_pb2.RefundRedemptionRequest(redemption_id=redemption_id, reason=reason)
+        return self._call(
+            self.points.RefundRedemption, request, idempotent=True, timeout=timeout
+        )
+
+    def get_entitlements(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> list[points_pb2.Entitlement]:
+        """The user's active entitlements (rewards of awards they hold, not expired now)."""
+        request = points_pb2.GetEntitlementsRequest(user_id=user_id)
+        response = self._call(
+            self.points.GetEntitlements, request, idempotent=True, timeout=timeout
+        )
+        return list(response.entitlements)
+
+    def list_points_ledger(
+        self, user_id: str, *, page_size: int = 100, timeout: float | None = None
+    ) -> Iterator[points_pb2.PointsLedgerEntry]:
+        """Every change to the user's points (awards, revocations, redemptions, refunds),
+        newest first, fetched page by page as you iterate."""
+        token = ""
+        while True:
+            request = points_pb2.ListPointsLedgerRequest(
+                user_id=user_id, page_size=page_size, page_token=token
+            )
+            page = self._call(
+                self.points.ListPointsLedger, request, idempotent=True, timeout=timeout
+            )
+            yield from page.entries
             token = page.next_page_token
             if not token:
                 return

@@ -122,6 +122,10 @@ def _unknown(key: object, where: str, valid: Sequence[str]) -> str:
     return f"{where}.{key}: unknown field{hint}; valid: {', '.join(valid)}"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
@@ -173,6 +177,8 @@ class _Reader:
             assert fd.message_type is not None
             if fd.message_type.full_name == Timestamp.DESCRIPTOR.full_name:
                 return self.timestamp(value, where)
+            if fd.message_type.full_name == "google.protobuf.Duration":
+                return self.duration(value, where)
             return self.message(value, fd.message_type, where)
         if t == FieldDescriptor.TYPE_ENUM:
             try:
@@ -200,6 +206,17 @@ class _Reader:
             self.errors.append(f"{where}: expected a whole number, got {_kind(value)}")
             return value
         return int(value)
+
+    def duration(self, value: Any, where: str) -> str | None:
+        """A duration: seconds as a number, or text like 90s, 30m, 12h, 30d."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{int(value)}s" if value == int(value) else f"{value}s"
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
+            self.errors.append(f"{where}: expected a duration like 3600s, 30m, 12h or 30d")
+            return None
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds}s"
 
     def timestamp(self, value: Any, where: str) -> str | None:
         if isinstance(value, datetime):  # YAML reads unquoted times as datetimes

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    points_pb2,
+    points_pb2_grpc,
     tracker_pb2,
     tracker_pb2_grpc,
     users_pb2,
@@ -41,12 +43,14 @@ from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
+from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
+from accolade_server.service.points import PointsService
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import EventTypeService
@@ -67,6 +71,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
+    points_pb2.DESCRIPTOR.services_by_name["PointsLedger"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -239,6 +244,11 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     users = UserService(uow, settings)
     user_directory = UserDirectoryServicer(users)
     users_pb2_grpc.add_UserDirectoryServicer_to_server(user_directory, server)
+    points = PointsService(uow, settings)
+    points_ledger = PointsLedgerServicer(
+        points, lambda context: guard.caller(context.invocation_metadata() or ())
+    )
+    points_pb2_grpc.add_PointsLedgerServicer_to_server(points_ledger, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
@@ -258,6 +268,8 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
                     user_directory=user_directory,
                     metrics=metrics,
                     tracing=tracing,
+                    points=points,
+                    points_ledger=points_ledger,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),

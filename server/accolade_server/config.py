@@ -56,6 +56,29 @@ class EmailTemplate(BaseModel):
         return self
 
 
+DEFAULT_LEVEL_EMAIL = EmailTemplate(
+    subject="You reached {title}!",
+    body="Congratulations, you reached the level {title}.\n",
+)
+
+
+class PointLevel(BaseModel):
+    """A level of lifetime points (option `point_levels`)."""
+
+    name: str = Field(description="Shown as the level, and as the LEVEL entry's tier.")
+    threshold: int = Field(ge=0, description="Lifetime points at which the level is reached.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}", value):
+            raise ValueError(
+                "must be 1-64 letters, digits, spaces, '_', '.' or '-', starting with a letter "
+                "or digit"
+            )
+        return value
+
+
 DEFAULT_EMAIL = EmailTemplate(
     subject="You earned {title}{tier_suffix}!",
     body="Congratulations, you earned {title}{tier_suffix} ({points} points).\n\n{description}\n",
@@ -86,6 +109,13 @@ class Settings(BaseSettings):
     )
     api_access: Literal["disabled", "enabled"] = Field(
         "disabled", description="Whether third-party API keys are accepted."
+    )
+
+    # Points and levels (see service/points.py).
+    point_levels: list[PointLevel] = Field(
+        [],
+        description="Levels of lifetime points, e.g. [{name: Novice, threshold: 0}, "
+        "{name: Regular, threshold: 100}]; thresholds strictly increasing; empty: no levels.",
     )
 
     # Operational options.
@@ -191,7 +221,8 @@ class Settings(BaseSettings):
         "{user_id}", description="Recipient address; {user_id} is replaced by the user id."
     )
     email_templates: dict[str, EmailTemplate] = Field(
-        {}, description='Per achievement id (or "default"): subject and body templates.'
+        {},
+        description='Per achievement id (or "default"; "level": levels reached): subject and body.',
     )
 
     # Analytics export (Google Analytics 4) and tracing (OpenTelemetry): see README.
@@ -234,6 +265,20 @@ class Settings(BaseSettings):
             raise ValueError("needs at least one threshold")
         if any(v <= 0 for v in value) or any(b <= a for a, b in pairwise(value)):
             raise ValueError("thresholds must be positive and strictly increasing")
+        return value
+
+    @field_validator("point_levels")
+    @classmethod
+    def _levels(cls, value: list[PointLevel]) -> list[PointLevel]:
+        for i, (a, b) in enumerate(pairwise(value), start=1):
+            if b.threshold <= a.threshold:
+                raise ValueError(
+                    f"thresholds must be strictly increasing: level {i} ({b.name!r}, "
+                    f"{b.threshold}) is not above level {i - 1} ({a.name!r}, {a.threshold})"
+                )
+        names = [level.name for level in value]
+        if len(set(names)) != len(names):
+            raise ValueError("level names must be unique")
         return value
 
     @field_validator("track_event_types")

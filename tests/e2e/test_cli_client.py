@@ -87,7 +87,7 @@ async def test_progress_and_awards_tables(server: Running) -> None:
     assert "gold at 200" in big and "33.3%" in big  # 50 of the 150 from bronze to gold
     login = next(line for line in table if line.startswith("first-login"))
     assert "0/1" in login and "in progress" in login
-    assert table[-1] == "total points: 5"
+    assert table[-2:] == ["total points: 5", "lifetime points: 5 · spendable points: 5"]
 
     as_json = json.loads(ok(await client(server, "progress", "u1", "--json")).out)
     assert as_json["total_points"] == "5"
@@ -223,7 +223,7 @@ async def test_progress_table_and_json_show_the_next_tier_step_and_streaks(
         await c.track_event("workout", "u1")
 
     table = ok(await client(server, "progress", "u1")).out
-    rows = {line.split()[0]: line for line in table.splitlines()[1:-1]}
+    rows = {line.split()[0]: line for line in table.splitlines()[1:-2]}  # less the points
     assert sorted(rows) == ["big-spender", "regular"]  # the hidden one is not shown
     assert "bronze at 50" in rows["big-spender"] and "0.0%" in rows["big-spender"]
     assert "at 7" in rows["regular"] and "1 (best 1, last " in rows["regular"]

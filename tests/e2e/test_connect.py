@@ -156,7 +156,15 @@ async def test_reads_answer_get_and_writes_do_not(server: Running) -> None:
         read = await http.get("/accolade.v1.BadgeTracker/GetProgress", params=params)
         # Zero values are written: a page need not guess what a missing field means.
         assert read.status_code == 200
-        assert read.json() == {"progress": [], "totalPoints": "0"}
+        zero = {
+            "lifetimePoints": "0",
+            "spendablePoints": "0",
+            "level": "",
+            "nextLevel": "",
+            "nextLevelThreshold": "0",
+            "pointsToNextLevel": "0",
+        }
+        assert read.json() == {"progress": [], "totalPoints": "0", "balance": zero}
         assert "content-length" in read.headers  # sent whole, not chunked
         message = json.dumps({"eventId": "e", "userId": "u", "type": "t"})
         write = await http.get(

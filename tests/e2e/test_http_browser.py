@@ -169,7 +169,7 @@ async def test_the_profile_page_renders_badges_progress_and_points(
     await page.goto(f"{running.http_url}/u/u1")
     await page.wait_for_load_state("networkidle")
     assert await page.get_by_role("heading", name="u1").is_visible()
-    assert await page.locator(".points").inner_text() == "15 points"
+    assert await page.locator(".points").inner_text() == "15 points · 15 to spend"
     badges = page.locator(".badges img")
     assert await badges.count() == 2  # buyer (bronze) and first
     for i in range(2):

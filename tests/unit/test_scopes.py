@@ -11,7 +11,7 @@ import accolade.v1
 from accolade_server.auth.guard import METHOD_SCOPES, required_scope
 from accolade_server.domain.errors import PermissionDenied
 
-SCOPES = {"track", "read", "admin"}
+SCOPES = {"track", "read", "admin", "redeem"}
 
 
 def all_methods() -> list[str]:
@@ -33,6 +33,7 @@ def test_the_walk_sees_every_service() -> None:
         "accolade.v1.BadgeTracker",
         "accolade.v1.AchievementAdmin",
         "accolade.v1.UserDirectory",
+        "accolade.v1.PointsLedger",
     } <= services
 
 

@@ -85,7 +85,7 @@ def _add_server_verbs(verbs_: Any) -> None:
     create.add_argument(
         "--scope",
         action="append",
-        choices=["track", "read", "admin"],
+        choices=["track", "read", "admin", "redeem"],
         help="repeat for several scopes",
     )
     create.add_argument(
@@ -203,6 +203,35 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         "--clear-attributes", action="store_true", help="remove every attribute"
     )
     upsert_user.set_defaults(func=verbs.users_upsert)
+
+    points = verbs_.add_parser("points", help="spend points: redemptions, refunds, the ledger")
+    points_verbs = points.add_subparsers(dest="points_verb", required=True, metavar="ACTION")
+    redeem = points_verbs.add_parser(
+        "redeem", parents=[common], help="spend a user's points (idempotent by REDEMPTION_ID)"
+    )
+    redeem.add_argument("redemption_id", metavar="REDEMPTION_ID")
+    redeem.add_argument("user")
+    redeem.add_argument("points", type=int)
+    redeem.add_argument("--reason", default="", help="shown in the ledger")
+    redeem.add_argument("--reward", default="", help="what the points buy (a reward id)")
+    redeem.set_defaults(func=verbs.points_redeem)
+    refund = points_verbs.add_parser(
+        "refund", parents=[common], help="give a redemption's points back (once)"
+    )
+    refund.add_argument("redemption_id", metavar="REDEMPTION_ID")
+    refund.add_argument("--reason", default="", help="shown in the ledger")
+    refund.set_defaults(func=verbs.points_refund)
+    points_ledger = points_verbs.add_parser(
+        "ledger", parents=[common], help="every change to a user's points, newest first"
+    )
+    points_ledger.add_argument("user")
+    points_ledger.set_defaults(func=verbs.points_ledger)
+
+    entitled = verbs_.add_parser(
+        "entitlements", parents=[common], help="a user's active entitlements (rewards)"
+    )
+    entitled.add_argument("user")
+    entitled.set_defaults(func=verbs.entitlements)
 
     rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")

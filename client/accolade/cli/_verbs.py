@@ -15,7 +15,7 @@ from accolade._common import TLS
 from accolade._enums import EnumType, parse_enum, short_name
 from accolade._retry import RetryPolicy
 from accolade.cli import _render as render
-from accolade.v1 import admin_pb2, types_pb2, users_pb2
+from accolade.v1 import admin_pb2, points_pb2, types_pb2, users_pb2
 
 
 def client(args: argparse.Namespace) -> Client:
@@ -116,7 +116,17 @@ def progress(args: argparse.Namespace) -> int:
         return 0
     render.table(render.PROGRESS_HEADER, render.progress_rows(result.progress))
     print(f"total points: {result.total_points}")
+    print(balance_line(result.balance))
     return 0
+
+
+def balance_line(b: points_pb2.PointsBalance) -> str:
+    line = f"lifetime points: {b.lifetime_points} · spendable points: {b.spendable_points}"
+    if b.level:
+        line += f" · level: {b.level}"
+    if b.next_level:
+        line += f" · {b.points_to_next_level} to {b.next_level}"
+    return line
 
 
 def awards(args: argparse.Namespace) -> int:
@@ -261,6 +271,85 @@ def users_upsert(args: argparse.Namespace) -> int:
             attributes=attributes,
         )
     render.print_json(user)
+    return 0
+
+
+def points_redeem(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        done = c.redeem_points(
+            args.redemption_id, args.user, args.points, reason=args.reason, reward_id=args.reward
+        )
+    if args.json:
+        render.print_json(done)
+        return 0
+    r = done.redemption
+    again = " (redeemed before; nothing changed)" if done.replayed else ""
+    print(f"redeemed {r.points} points of {r.user_id} as {r.redemption_id}{again}")
+    print(balance_line(done.balance))
+    return 0
+
+
+def points_refund(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        done = c.refund_redemption(args.redemption_id, reason=args.reason)
+    if args.json:
+        render.print_json(done)
+        return 0
+    r = done.redemption
+    again = " (refunded before; nothing changed)" if done.replayed else ""
+    print(f"refunded {r.points} points to {r.user_id} for {r.redemption_id}{again}")
+    print(balance_line(done.balance))
+    return 0
+
+
+def points_ledger(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        entries = list(c.list_points_ledger(args.user, page_size=1000))
+    if args.json:
+        render.print_json(points_pb2.ListPointsLedgerResponse(entries=entries))
+        return 0
+    render.table(
+        ("CURSOR", "SOURCE", "POINTS", "WHAT", "REASON", "ACTOR", "WHEN"),
+        [
+            (
+                e.cursor,
+                short_name(points_pb2.PointsSource, e.source),
+                e.points,
+                e.redemption_id
+                + (f" ({e.reward_id})" if e.reward_id else "")
+                + e.achievement_id
+                + (f" ({e.tier})" if e.tier else ""),
+                e.reason or "-",
+                e.actor or "-",
+                e.time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z",
+            )
+            for e in entries
+        ],
+    )
+    return 0
+
+
+def entitlements(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        found = c.get_entitlements(args.user)
+    if args.json:
+        render.print_json(points_pb2.GetEntitlementsResponse(entitlements=found))
+        return 0
+    render.table(
+        ("NAME", "ACHIEVEMENT", "TIER", "GRANTED", "EXPIRES"),
+        [
+            (
+                e.name,
+                e.achievement_id,
+                e.tier or "-",
+                e.grant_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z",
+                e.expire_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z"
+                if e.HasField("expire_time")
+                else "never",
+            )
+            for e in found
+        ],
+    )
     return 0
 
 

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from accolade.v1 import points_pb2 as accolade_dot_v1_dot_points__pb2
 from accolade.v1 import types_pb2 as accolade_dot_v1_dot_types__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61\x63\x63olade/v1/tracker.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x17\x61\x63\x63olade/v1/types.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x11TrackEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x06 \x01(\t\"\xcd\x01\n\x12TrackEventResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12\x0f\n\x07tracked\x18\x02 \x01(\x08\x12\"\n\x06\x61wards\x18\x03 \x03(\x0b\x32\x12.accolade.v1.Award\x12\'\n\x08progress\x18\x04 \x03(\x0b\x32\x15.accolade.v1.Progress\x12\x18\n\x10untracked_reason\x18\x05 \x01(\t\x12,\n\x0bnot_counted\x18\x06 \x03(\x0b\x32\x17.accolade.v1.NotCounted\"4\n\nNotCounted\x12\x16\n\x0e\x61\x63hievement_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x12TrackEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.accolade.v1.TrackEventRequest\";\n\nEventError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x8c\x01\n\x10TrackEventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0b\x32\x1f.accolade.v1.TrackEventResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.accolade.v1.EventErrorH\x00\x42\x08\n\x06result\"E\n\x13TrackEventsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.accolade.v1.TrackEventResult\"P\n\x12GetProgressRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"T\n\x13GetProgressResponse\x12\'\n\x08progress\x18\x01 \x03(\x0b\x32\x15.accolade.v1.Progress\x12\x14\n\x0ctotal_points\x18\x02 \x01(\x03\"K\n\x11ListAwardsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x12ListAwardsResponse\x12\"\n\x06\x61wards\x18\x01 \x03(\x0b\x32\x12.accolade.v1.Award\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0ctotal_points\x18\x03 \x01(\x03\"\x95\x01\n\x12WatchAwardsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x19\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12(\n\x06source\x18\x04 \x01(\x0e\x32\x18.accolade.v1.AwardSourceB\x0f\n\r_after_cursor\"\\\n\x13WatchAwardsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12!\n\x05\x61ward\x18\x02 \x01(\x0b\x32\x12.accolade.v1.Award\x12\x12\n\nsubscribed\x18\x03 \x01(\x08\x32\xb3\x03\n\x0c\x42\x61\x64geTracker\x12M\n\nTrackEvent\x12\x1e.accolade.v1.TrackEventRequest\x1a\x1f.accolade.v1.TrackEventResponse\x12P\n\x0bTrackEvents\x12\x1f.accolade.v1.TrackEventsRequest\x1a .accolade.v1.TrackEventsResponse\x12U\n\x0bGetProgress\x12\x1f.accolade.v1.GetProgressRequest\x1a .accolade.v1.GetProgressResponse\"\x03\x90\x02\x01\x12R\n\nListAwards\x12\x1e.accolade.v1.ListAwardsRequest\x1a\x1f.accolade.v1.ListAwardsResponse\"\x03\x90\x02\x01\x12W\n\x0bWatchAwards\x12\x1f.accolade.v1.WatchAwardsRequest\x1a .accolade.v1.WatchAwardsResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61\x63\x63olade/v1/tracker.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x18\x61\x63\x63olade/v1/points.proto\x1a\x17\x61\x63\x63olade/v1/types.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x11TrackEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x06 \x01(\t\"\xcd\x01\n\x12TrackEventResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12\x0f\n\x07tracked\x18\x02 \x01(\x08\x12\"\n\x06\x61wards\x18\x03 \x03(\x0b\x32\x12.accolade.v1.Award\x12\'\n\x08progress\x18\x04 \x03(\x0b\x32\x15.accolade.v1.Progress\x12\x18\n\x10untracked_reason\x18\x05 \x01(\t\x12,\n\x0bnot_counted\x18\x06 \x03(\x0b\x32\x17.accolade.v1.NotCounted\"4\n\nNotCounted\x12\x16\n\x0e\x61\x63hievement_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x12TrackEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.accolade.v1.TrackEventRequest\";\n\nEventError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x8c\x01\n\x10TrackEventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0b\x32\x1f.accolade.v1.TrackEventResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.accolade.v1.EventErrorH\x00\x42\x08\n\x06result\"E\n\x13TrackEventsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.accolade.v1.TrackEventResult\"P\n\x12GetProgressRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"\x81\x01\n\x13GetProgressResponse\x12\'\n\x08progress\x18\x01 \x03(\x0b\x32\x15.accolade.v1.Progress\x12\x14\n\x0ctotal_points\x18\x02 \x01(\x03\x12+\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance\"K\n\x11ListAwardsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x94\x01\n\x12ListAwardsResponse\x12\"\n\x06\x61wards\x18\x01 \x03(\x0b\x32\x12.accolade.v1.Award\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0ctotal_points\x18\x03 \x01(\x03\x12+\n\x07\x62\x61lance\x18\x04 \x01(\x0b\x32\x1a.accolade.v1.PointsBalance\"\x95\x01\n\x12WatchAwardsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x17\n\x0f\x61\x63hievement_ids\x18\x02 \x03(\t\x12\x19\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12(\n\x06source\x18\x04 \x01(\x0e\x32\x18.accolade.v1.AwardSourceB\x0f\n\r_after_cursor\"\\\n\x13WatchAwardsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12!\n\x05\x61ward\x18\x02 \x01(\x0b\x32\x12.accolade.v1.Award\x12\x12\n\nsubscribed\x18\x03 \x01(\x08\x32\xb3\x03\n\x0c\x42\x61\x64geTracker\x12M\n\nTrackEvent\x12\x1e.accolade.v1.TrackEventRequest\x1a\x1f.accolade.v1.TrackEventResponse\x12P\n\x0bTrackEvents\x12\x1f.accolade.v1.TrackEventsRequest\x1a .accolade.v1.TrackEventsResponse\x12U\n\x0bGetProgress\x12\x1f.accolade.v1.GetProgressRequest\x1a .accolade.v1.GetProgressResponse\"\x03\x90\x02\x01\x12R\n\nListAwards\x12\x1e.accolade.v1.ListAwardsRequest\x1a\x1f.accolade.v1.ListAwardsResponse\"\x03\x90\x02\x01\x12W\n\x0bWatchAwards\x12\x1f.accolade.v1.WatchAwardsRequest\x1a .accolade.v1.WatchAwardsResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,32 +41,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BADGETRACKER'].methods_by_name['ListAwards']._serialized_options = b'\220\002\001'
   _globals['_BADGETRACKER'].methods_by_name['WatchAwards']._loaded_options = None
   _globals['_BADGETRACKER'].methods_by_name['WatchAwards']._serialized_options = b'\220\002\001'
-  _globals['_TRACKEVENTREQUEST']._serialized_start=131
-  _globals['_TRACKEVENTREQUEST']._serialized_end=312
-  _globals['_TRACKEVENTRESPONSE']._serialized_start=315
-  _globals['_TRACKEVENTRESPONSE']._serialized_end=520
-  _globals['_NOTCOUNTED']._serialized_start=522
-  _globals['_NOTCOUNTED']._serialized_end=574
-  _globals['_TRACKEVENTSREQUEST']._serialized_start=576
-  _globals['_TRACKEVENTSREQUEST']._serialized_end=644
-  _globals['_EVENTERROR']._serialized_start=646
-  _globals['_EVENTERROR']._serialized_end=705
-  _globals['_TRACKEVENTRESULT']._serialized_start=708
-  _globals['_TRACKEVENTRESULT']._serialized_end=848
-  _globals['_TRACKEVENTSRESPONSE']._serialized_start=850
-  _globals['_TRACKEVENTSRESPONSE']._serialized_end=919
-  _globals['_GETPROGRESSREQUEST']._serialized_start=921
-  _globals['_GETPROGRESSREQUEST']._serialized_end=1001
-  _globals['_GETPROGRESSRESPONSE']._serialized_start=1003
-  _globals['_GETPROGRESSRESPONSE']._serialized_end=1087
-  _globals['_LISTAWARDSREQUEST']._serialized_start=1089
-  _globals['_LISTAWARDSREQUEST']._serialized_end=1164
-  _globals['_LISTAWARDSRESPONSE']._serialized_start=1166
-  _globals['_LISTAWARDSRESPONSE']._serialized_end=1269
-  _globals['_WATCHAWARDSREQUEST']._serialized_start=1272
-  _globals['_WATCHAWARDSREQUEST']._serialized_end=1421
-  _globals['_WATCHAWARDSRESPONSE']._serialized_start=1423
-  _globals['_WATCHAWARDSRESPONSE']._serialized_end=1515
-  _globals['_BADGETRACKER']._serialized_start=1518
-  _globals['_BADGETRACKER']._serialized_end=1953
+  _globals['_TRACKEVENTREQUEST']._serialized_start=157
+  _globals['_TRACKEVENTREQUEST']._serialized_end=338
+  _globals['_TRACKEVENTRESPONSE']._serialized_start=341
+  _globals['_TRACKEVENTRESPONSE']._serialized_end=546
+  _globals['_NOTCOUNTED']._serialized_start=548
+  _globals['_NOTCOUNTED']._serialized_end=600
+  _globals['_TRACKEVENTSREQUEST']._serialized_start=602
+  _globals['_TRACKEVENTSREQUEST']._serialized_end=670
+  _globals['_EVENTERROR']._serialized_start=672
+  _globals['_EVENTERROR']._serialized_end=731
+  _globals['_TRACKEVENTRESULT']._serialized_start=734
+  _globals['_TRACKEVENTRESULT']._serialized_end=874
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=876
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=945
+  _globals['_GETPROGRESSREQUEST']._serialized_start=947
+  _globals['_GETPROGRESSREQUEST']._serialized_end=1027
+  _globals['_GETPROGRESSRESPONSE']._serialized_start=1030
+  _globals['_GETPROGRESSRESPONSE']._serialized_end=1159
+  _globals['_LISTAWARDSREQUEST']._serialized_start=1161
+  _globals['_LISTAWARDSREQUEST']._serialized_end=1236
+  _globals['_LISTAWARDSRESPONSE']._serialized_start=1239
+  _globals['_LISTAWARDSRESPONSE']._serialized_end=1387
+  _globals['_WATCHAWARDSREQUEST']._serialized_start=1390
+  _globals['_WATCHAWARDSREQUEST']._serialized_end=1539
+  _globals['_WATCHAWARDSRESPONSE']._serialized_start=1541
+  _globals['_WATCHAWARDSRESPONSE']._serialized_end=1633
+  _globals['_BADGETRACKER']._serialized_start=1636
+  _globals['_BADGETRACKER']._serialized_end=2071
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from accolade.v1 import points_pb2 as _points_pb2
 from accolade.v1 import types_pb2 as _types_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -299,19 +300,25 @@ class GetProgressResponse(_message.Message):
 
     PROGRESS_FIELD_NUMBER: _builtins.int
     TOTAL_POINTS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
     total_points: _builtins.int
-    """The user's total points."""
+    """The user's lifetime points (the same as `balance.lifetime_points`)."""
     @_builtins.property
     def progress(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Progress]: ...
+    @_builtins.property
+    def balance(self) -> _points_pb2.PointsBalance:
+        """Lifetime and spendable points and the user's level."""
+
     def __init__(
         self,
         *,
         progress: _abc.Iterable[_types_pb2.Progress] | None = ...,
         total_points: _builtins.int = ...,
+        balance: _points_pb2.PointsBalance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "total_points", b"total_points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "progress", b"progress", "total_points", b"total_points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,12 +357,17 @@ class ListAwardsResponse(_message.Message):
     AWARDS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOTAL_POINTS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     total_points: _builtins.int
-    """The user's total points."""
+    """The user's lifetime points (the same as `balance.lifetime_points`)."""
     @_builtins.property
     def awards(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Award]:
         """Awards the user holds (revoked ones excluded), newest first."""
+
+    @_builtins.property
+    def balance(self) -> _points_pb2.PointsBalance:
+        """Lifetime and spendable points and the user's level."""
 
     def __init__(
         self,
@@ -363,10 +375,11 @@ class ListAwardsResponse(_message.Message):
         awards: _abc.Iterable[_types_pb2.Award] | None = ...,
         next_page_token: _builtins.str = ...,
         total_points: _builtins.int = ...,
+        balance: _points_pb2.PointsBalance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["awards", b"awards", "next_page_token", b"next_page_token", "total_points", b"total_points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awards", b"awards", "balance", b"balance", "next_page_token", b"next_page_token", "total_points", b"total_points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

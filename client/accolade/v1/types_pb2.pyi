@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from accolade.v1 import points_pb2 as _points_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -154,6 +155,27 @@ class _AwardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AwardKind.V
     should erase what they keep of the user. It passes achievement and source
     filters of WatchAwards; only a user filter applies.
     """
+    AWARD_KIND_LEVEL: _AwardKind.ValueType  # 4
+    """The user's lifetime points reached one of the server's `point_levels` for
+    the first time; `tier` is the level's name, `points` 0. Written in the same
+    transaction as the award that crossed the threshold, right after it, with
+    that award's `source`, `event_id`, `reason` and `actor`; `achievement_id`
+    is empty. One entry per level crossed; a revocation that drops the user
+    below a level writes nothing (the current level is computed from lifetime
+    points), and reaching the level again writes no second entry. A level
+    with threshold 0 is never "reached". It passes achievement filters of
+    WatchAwards only when none is given.
+    """
+    AWARD_KIND_REDEMPTION: _AwardKind.ValueType  # 5
+    """Points were spent (PointsLedger.RedeemPoints): `points` is the negative
+    change of spendable points (lifetime points do not change), with
+    `redemption_id`, `reward_id`, `reason` and `actor`; `achievement_id` is
+    empty and `source` manual.
+    """
+    AWARD_KIND_REFUND: _AwardKind.ValueType  # 6
+    """A redemption was refunded (PointsLedger.RefundRedemption): `points` is the
+    positive change of spendable points, as for AWARD_KIND_REDEMPTION.
+    """
 
 class AwardKind(_AwardKind, metaclass=_AwardKindEnumTypeWrapper):
     """What an award-log entry records."""
@@ -169,6 +191,27 @@ progress, holdings, points and every earlier log entry. The entry carries
 only `cursor`, `user_id`, `award_time` and `source` (manual); consumers
 should erase what they keep of the user. It passes achievement and source
 filters of WatchAwards; only a user filter applies.
+"""
+AWARD_KIND_LEVEL: AwardKind.ValueType  # 4
+"""The user's lifetime points reached one of the server's `point_levels` for
+the first time; `tier` is the level's name, `points` 0. Written in the same
+transaction as the award that crossed the threshold, right after it, with
+that award's `source`, `event_id`, `reason` and `actor`; `achievement_id`
+is empty. One entry per level crossed; a revocation that drops the user
+below a level writes nothing (the current level is computed from lifetime
+points), and reaching the level again writes no second entry. A level
+with threshold 0 is never "reached". It passes achievement filters of
+WatchAwards only when none is given.
+"""
+AWARD_KIND_REDEMPTION: AwardKind.ValueType  # 5
+"""Points were spent (PointsLedger.RedeemPoints): `points` is the negative
+change of spendable points (lifetime points do not change), with
+`redemption_id`, `reward_id`, `reason` and `actor`; `achievement_id` is
+empty and `source` manual.
+"""
+AWARD_KIND_REFUND: AwardKind.ValueType  # 6
+"""A redemption was refunded (PointsLedger.RefundRedemption): `points` is the
+positive change of spendable points, as for AWARD_KIND_REDEMPTION.
 """
 Global___AwardKind: _TypeAlias = AwardKind  # noqa: Y015
 
@@ -262,6 +305,7 @@ class Tier(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Tier name, unique within the achievement (e.g. "bronze")."""
     threshold: _builtins.float
@@ -270,16 +314,21 @@ class Tier(_message.Message):
     """Points awarded with this tier (0 means the achievement's `points`, then
     the server's `points_per_badge`).
     """
+    @_builtins.property
+    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[_points_pb2.Reward]:
+        """Entitlements the award of this tier grants (see accolade.v1.Reward)."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         threshold: _builtins.float = ...,
         points: _builtins.int = ...,
+        rewards: _abc.Iterable[_points_pb2.Reward] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "points", b"points", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "points", b"points", "rewards", b"rewards", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -313,6 +362,7 @@ class Achievement(_message.Message):
     LAST_CONDITION_ERROR_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
     TIME_ZONE_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Client-chosen slug, `^[a-z0-9][a-z0-9_-]{0,63}$` (e.g. "welcome-badge").
     Immutable.
@@ -395,6 +445,12 @@ class Achievement(_message.Message):
     def last_condition_error_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When `last_condition_error` happened; unset if none."""
 
+    @_builtins.property
+    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[_points_pb2.Reward]:
+        """Entitlements the award of the achievement's first level grants (see
+        accolade.v1.Reward); a tier's own go in `Tier.rewards`.
+        """
+
     def __init__(
         self,
         *,
@@ -420,10 +476,11 @@ class Achievement(_message.Message):
         last_condition_error: _builtins.str = ...,
         last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
         time_zone: _builtins.str = ...,
+        rewards: _abc.Iterable[_points_pb2.Reward] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "end_time", b"end_time", "last_condition_error_time", b"last_condition_error_time", "rule", b"rule", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "time_zone", b"time_zone", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "rewards", b"rewards", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "time_zone", b"time_zone", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -616,6 +673,9 @@ class Award(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     HIDDEN_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    REWARD_ID_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the award log; strictly increasing in commit order. Resume a
     stream from it.
@@ -649,8 +709,21 @@ class Award(_message.Message):
     """What the entry records. Entries written before kinds existed read as
     awards or revocations, as `revoked` says.
     """
+    redemption_id: _builtins.str
+    """AWARD_KIND_REDEMPTION and AWARD_KIND_REFUND: the redemption's id and
+    reward (see accolade.v1.PointsLedger); empty otherwise.
+    """
+    reward_id: _builtins.str
     @_builtins.property
     def award_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[_points_pb2.Entitlement]:
+        """AWARD_KIND_AWARD: the entitlements the award grants (`Achievement.rewards`
+        for the first level, `Tier.rewards`), with their expiry, taken from the
+        definition as it is when the entry is read or sent, like the presentation.
+        AWARD_KIND_REVOCATION: those it removes (expiry unset). Empty otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -671,10 +744,13 @@ class Award(_message.Message):
         category: _builtins.str = ...,
         hidden: _builtins.bool = ...,
         kind: Global___AwardKind.ValueType = ...,
+        redemption_id: _builtins.str = ...,
+        reward_id: _builtins.str = ...,
+        rewards: _abc.Iterable[_points_pb2.Entitlement] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["award_time", b"award_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "points", b"points", "reason", b"reason", "revoked", b"revoked", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "points", b"points", "reason", b"reason", "redemption_id", b"redemption_id", "revoked", b"revoked", "reward_id", b"reward_id", "rewards", b"rewards", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

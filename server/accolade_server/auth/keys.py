@@ -12,7 +12,7 @@ from accolade_server.domain.errors import InvalidArgument
 from accolade_server.store.db import utc
 from accolade_server.store.repository import Repository
 
-SCOPES = ("track", "read", "admin")
+SCOPES = ("track", "read", "admin", "redeem")
 THIRD_PARTY_SCOPES = frozenset({"track", "read"})
 PREFIX = "acc"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from starlette.datastructures import FormData
 
 from accolade_server.domain.errors import InvalidArgument
-from accolade_server.domain.model import Achievement, Aggregate, Rule, Tier
+from accolade_server.domain.model import Achievement, Aggregate, Reward, Rule, Tier
 
 AGGREGATES = [
     (Aggregate.COUNT, "count of matching events"),
@@ -28,6 +28,7 @@ class TierRow:
     name: str = ""
     threshold: str = ""
     points: str = ""
+    rewards: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class FormValues:
     day_start_hour: str = "0"
     max_event_lateness_days: str = ""  # empty: the default
     freezes_per_week: str = "0"
+    rewards: str = ""
 
 
 def _time_text(value: datetime | None) -> str:
@@ -79,7 +81,10 @@ def from_achievement(a: Achievement) -> FormValues:
         aggregate=a.rule.aggregate.value,
         field=a.rule.field,
         target=f"{a.rule.target:g}",
-        tiers=tuple(TierRow(t.name, f"{t.threshold:g}", str(t.points)) for t in a.tiers),
+        tiers=tuple(
+            TierRow(t.name, f"{t.threshold:g}", str(t.points), rewards_text(t.rewards))
+            for t in a.tiers
+        ),
         use_level_thresholds=a.use_level_thresholds,
         prerequisites=", ".join(a.prerequisites),
         start_time=_time_text(a.start_time),
@@ -91,6 +96,7 @@ def from_achievement(a: Achievement) -> FormValues:
         if a.rule.max_event_lateness_days is None
         else str(a.rule.max_event_lateness_days),
         freezes_per_week=str(a.rule.freezes_per_week),
+        rewards=rewards_text(a.rewards),
     )
 
 
@@ -104,12 +110,13 @@ def _texts(form: FormData, name: str) -> list[str]:
 
 
 def from_form(form: FormData) -> FormValues:
-    names, thresholds, points = (
+    names, thresholds, points, rewards = (
         _texts(form, "tier_name"),
         _texts(form, "tier_threshold"),
         _texts(form, "tier_points"),
+        _texts(form, "tier_rewards"),
     )
-    rows = max(len(names), len(thresholds), len(points))
+    rows = max(len(names), len(thresholds), len(points), len(rewards))
 
     def at(values: list[str], i: int) -> str:
         return values[i] if i < len(values) else ""
@@ -128,7 +135,10 @@ def from_form(form: FormData) -> FormValues:
         aggregate=_text(form, "aggregate") or Aggregate.COUNT.value,
         field=_text(form, "field").strip(),
         target=_text(form, "target").strip() or "1",
-        tiers=tuple(TierRow(at(names, i), at(thresholds, i), at(points, i)) for i in range(rows)),
+        tiers=tuple(
+            TierRow(at(names, i), at(thresholds, i), at(points, i), at(rewards, i))
+            for i in range(rows)
+        ),
         use_level_thresholds=bool(_text(form, "use_level_thresholds")),
         prerequisites=_text(form, "prerequisites"),
         start_time=_text(form, "start_time").strip(),
@@ -138,6 +148,7 @@ def from_form(form: FormData) -> FormValues:
         day_start_hour=_text(form, "day_start_hour").strip() or "0",
         max_event_lateness_days=_text(form, "max_event_lateness_days").strip(),
         freezes_per_week=_text(form, "freezes_per_week").strip() or "0",
+        rewards=_text(form, "rewards"),
     )
 
 
@@ -197,6 +208,7 @@ def to_achievement(v: FormValues) -> Achievement:
             row.name.strip(),
             _float(row.threshold, f"achievement.tiers[{i}].threshold"),
             _int(row.points.strip() or "0", f"achievement.tiers[{i}].points"),
+            parse_rewards(row.rewards, f"achievement.tiers[{i}].rewards"),
         )
         for i, row in enumerate(v.tiers)
     )
@@ -229,7 +241,42 @@ def to_achievement(v: FormValues) -> Achievement:
         end_time=_time(v.end_time, "achievement.end_time"),
         use_level_thresholds=v.use_level_thresholds,
         time_zone=v.time_zone,
+        rewards=parse_rewards(v.rewards, "achievement.rewards"),
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_REWARD = re.compile(r"^(?P<name>[^@]+)(?:@(?P<n>\d+)(?P<unit>[smhd]))?$")
+
+
+def rewards_text(rewards: tuple[Reward, ...]) -> str:
+    """Rewards as the form shows them: `name` or `name@30d`, comma-separated."""
+
+    def one(r: Reward) -> str:
+        if r.valid_for is None:
+            return r.name
+        seconds = int(r.valid_for.total_seconds())
+        unit = next(u for u in ("d", "h", "m", "s") if seconds % _UNITS[u] == 0)
+        return f"{r.name}@{seconds // _UNITS[unit]}{unit}"
+
+    return ", ".join(one(r) for r in rewards)
+
+
+def parse_rewards(text: str, field: str) -> tuple[Reward, ...]:
+    """`feature:pro, coupon:SPRING10@30d`: each reward, valid for the time after `@`
+    (s, m, h or d) or until revoked."""
+    out = []
+    for i, item in enumerate(split_list(text)):
+        match = _REWARD.match(item)
+        if match is None:
+            raise InvalidArgument(
+                f"{item!r}: write name or name@30d (s, m, h or d)", field=f"{field}[{i}].valid_for"
+            )
+        valid_for = None
+        if match.group("n"):
+            valid_for = timedelta(seconds=int(match.group("n")) * _UNITS[match.group("unit")])
+        out.append(Reward(match.group("name"), valid_for))
+    return tuple(out)
 
 
 #: Error slots of the form; tier rows add `tiers-N-name|threshold|points`.
@@ -257,9 +304,10 @@ SLOTS = (
     "rule-day_start_hour",
     "rule-max_event_lateness_days",
     "rule-freezes_per_week",
+    "rewards",
 )
-TIER_PARTS = ("name", "threshold", "points")
-_TIER_FIELD = re.compile(r"^tiers\[(\d+)\]\.(name|threshold|points)$")
+TIER_PARTS = ("name", "threshold", "points", "rewards")
+_TIER_FIELD = re.compile(r"^tiers\[(\d+)\]\.(name|threshold|points|rewards)(?:\[\d+\].*)?$")
 
 
 def slot_of(field: str | None, tier_rows: int) -> str:
@@ -273,6 +321,8 @@ def slot_of(field: str | None, tier_rows: int) -> str:
     if tier:
         index = int(tier.group(1))
         return f"tiers-{index}-{tier.group(2)}" if index < tier_rows else "tiers"
+    if path.startswith("rewards"):
+        return "rewards"
     slot = re.sub(r"\[\d+\]", "", path).replace(".", "-")
     return slot if slot in SLOTS else "general"
 

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from accolade_server.console import points as points_page
 from accolade_server.console.achievements import all_achievements
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
@@ -64,6 +65,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "points": points,
             "history": history,
             "achievements": sorted(by_id.values(), key=lambda a: a.id),
+            **await points_page.user_context(console, user_id),
         }
 
     async def page(request: Request, session: Session | None) -> Response:

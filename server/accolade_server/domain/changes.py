@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from accolade_server.domain.model import FIELD_AGGREGATES, Achievement
+from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Reward
 
 
 class ProgressPolicy(enum.StrEnum):
@@ -65,12 +65,31 @@ def as_file(a: Achievement) -> dict[str, Any]:
             "field": a.rule.field,
             "target": a.rule.target,
         },
-        "tiers": [{"name": t.name, "threshold": t.threshold, "points": t.points} for t in a.tiers],
+        "tiers": [
+            {
+                "name": t.name,
+                "threshold": t.threshold,
+                "points": t.points,
+                **({"rewards": _rewards(t.rewards)} if t.rewards else {}),
+            }
+            for t in a.tiers
+        ],
         "prerequisites": list(a.prerequisites),
         "start_time": a.start_time,
         "end_time": a.end_time,
         "use_level_thresholds": a.use_level_thresholds,
+        "rewards": _rewards(a.rewards),
     }
+
+
+def _rewards(rewards: tuple[Reward, ...]) -> list[dict[str, Any]]:
+    """Rewards as in a file, validity in seconds."""
+    return [
+        {"name": r.name}
+        if r.valid_for is None
+        else {"name": r.name, "valid_for": f"{int(r.valid_for.total_seconds())}s"}
+        for r in rewards
+    ]
 
 
 def _text(value: Any) -> str:
@@ -83,8 +102,8 @@ def diff(old: Achievement, new: Achievement) -> list[FieldChange]:
 
     def walk(path: str, a: Any, b: Any) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
-            for key in a:
-                walk(f"{path}.{key}" if path else key, a[key], b[key])
+            for key in {**a, **b}:  # a tier's rewards are there only when it has some
+                walk(f"{path}.{key}" if path else key, a.get(key), b.get(key))
         elif path == "tiers":
             for i in range(max(len(a), len(b))):
                 if i >= len(a):
@@ -114,6 +133,7 @@ _OPTIONAL = {
     "end_time": None,
     "use_level_thresholds": False,
     "tiers": (),
+    "rewards": (),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from accolade_server.domain.days import DEFAULT_LATENESS
 
@@ -43,10 +43,20 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Reward:
+    """A named entitlement an award grants (`feature:pro-workouts`), for `valid_for` after
+    the award or, None, until the award is revoked."""
+
+    name: str
+    valid_for: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tier:
     name: str
     threshold: float
     points: int = 0
+    rewards: tuple[Reward, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,8 @@ class Achievement:
     use_level_thresholds: bool = False
     #: IANA zone of STREAK_DAYS days for users whose events and profile name none ("": UTC).
     time_zone: str = ""
+    #: Granted with the first level; a tier's own are in `Tier.rewards`.
+    rewards: tuple[Reward, ...] = ()
     # Set by the store.
     create_time: datetime | None = field(default=None, compare=False)
     update_time: datetime | None = field(default=None, compare=False)
@@ -131,6 +143,7 @@ MUTABLE_FIELDS = (
     "end_time",
     "use_level_thresholds",
     "time_zone",
+    "rewards",
 )
 RULE_FIELDS = (
     "event_types",
@@ -156,6 +169,12 @@ class AwardKind(enum.StrEnum):
     REVOCATION = "revocation"
     #: Every other entry of the user was erased (DeleteUserData); no achievement, no points.
     ERASURE = "erasure"
+    #: The user's lifetime points reached a level (`tier`) for the first time; no points.
+    LEVEL = "level"
+    #: Spendable points spent (`points` negative) or given back (positive); lifetime points
+    #: are unchanged. `event_id` holds the redemption id, `tier` the reward id.
+    REDEMPTION = "redemption"
+    REFUND = "refund"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +192,26 @@ class AwardRecord:
     reason: str = ""
     actor: str = ""
     event_id: str | None = None
+    #: What the entry grants (an award) or removes (a revocation) besides the holding, from
+    #: the definition when it was written; known only to the transaction that writes it.
+    rewards: tuple[Reward, ...] = field(default=(), compare=False)
 
     @property
     def revoked(self) -> bool:
         return self.kind is AwardKind.REVOCATION
+
+    @property
+    def redemption_id(self) -> str:
+        """The redemption of a redemption or refund entry; "" for other kinds."""
+        return (self.event_id or "") if self.kind in SPENDING else ""
+
+    @property
+    def reward_id(self) -> str:
+        return self.tier if self.kind in SPENDING else ""
+
+
+#: Entries that change spendable points only.
+SPENDING = frozenset({AwardKind.REDEMPTION, AwardKind.REFUND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +223,13 @@ class Holding:
     award_cursor: int
     points: int
     earned_time: datetime
+
+
+def rewards_of(a: Achievement, tier: str, first_level: str) -> tuple[Reward, ...]:
+    """What the award of `tier` grants: the tier's rewards, and the achievement's own with
+    its first level (named `first_level`; "" for a single-level achievement). A name in both
+    is granted once, as the tier defines it."""
+    own = next((t.rewards for t in a.tiers if t.name == tier), ())
+    names = {r.name for r in own}
+    inherited = tuple(r for r in a.rewards if r.name not in names) if tier == first_level else ()
+    return (*inherited, *own)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accolade_server.domain import days
+from accolade_server.domain import days, rewards
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate, Rule
 from accolade_server.domain.users import check_time_zone
@@ -69,6 +69,7 @@ def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
     _validate_rule(a, f"{prefix}.rule")
     _validate_streak(a.rule, f"{prefix}.rule")
     _validate_tiers(a, prefix)
+    rewards.validate(a, prefix)
     _validate_prerequisite_list(a, f"{prefix}.prerequisites")
 
 

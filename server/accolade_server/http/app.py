@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, points_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
@@ -23,11 +23,13 @@ from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.points import PointsService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
@@ -79,6 +81,9 @@ class Services:
     metrics: Metrics | None = None
     #: Tracing when it is on (the console says so).
     tracing: Tracing | None = None
+    #: Balances, redemptions and the ledger, and their servicer.
+    points: PointsService | None = None
+    points_ledger: PointsLedgerServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -95,10 +100,16 @@ def build_http_app(services: Services) -> ASGIApp:
         metrics=services.metrics,
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
+        points=services.points_ledger,
     )
     pictures = Pictures(settings, services.achievements, services.tracking, services.users)
     document = openapi_document(
-        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, users_pb2.DESCRIPTOR),
+        (
+            tracker_pb2.DESCRIPTOR,
+            admin_pb2.DESCRIPTOR,
+            users_pb2.DESCRIPTOR,
+            points_pb2.DESCRIPTOR,
+        ),
         version=metadata.version("accolade"),
     )
 

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from accolade_server.config import Settings
 from accolade_server.domain.errors import NotFound
 from accolade_server.domain.model import Achievement
+from accolade_server.domain.points import Balance
 from accolade_server.http.permissions import error_response
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service.achievements import AchievementService
@@ -229,9 +230,10 @@ def _date(when: datetime | None) -> tuple[str, str]:
 
 
 def profile_html(
-    user_id: str, views: list[ProgressView], points: int, *, display_name: str = ""
+    user_id: str, views: list[ProgressView], points: Balance, *, display_name: str = ""
 ) -> str:
-    """The page: earned badges (tier, date), progress toward the next ones, total points.
+    """The page: earned badges (tier, date), progress toward the next ones, lifetime and
+    spendable points and the level.
     Hidden achievements are left out, earned or not. Titled with the user's display name
     when their profile has one, else with the id."""
     base = f"/v1/users/{quote(user_id, safe='')}"
@@ -265,5 +267,10 @@ def profile_html(
             )
     in_progress.sort(key=lambda p: -float(str(p["percent"])))
     return _profile.render(
-        name=display_name or user_id, points=points, earned=earned, in_progress=in_progress
+        name=display_name or user_id,
+        points=points.lifetime,
+        spendable=points.spendable,
+        level=points.level,
+        earned=earned,
+        in_progress=in_progress,
     )

@@ -42,6 +42,7 @@ EVENT_NAMES: dict[str, str | None] = {
     "revocation": "accolade_revocation",
     "level": "level_up",  # GA4's recommended event
     "redemption": "spend_virtual_currency",  # GA4's recommended event
+    "refund": "earn_virtual_currency",  # the points come back: GA4's recommended event
     # GA4 deletes a user's data through its User Deletion API, not through events.
     "erasure": None,
 }

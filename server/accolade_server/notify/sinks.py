@@ -15,7 +15,7 @@ import httpx
 import structlog
 
 from accolade.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
-from accolade_server.config import DEFAULT_EMAIL, Settings
+from accolade_server.config import DEFAULT_EMAIL, DEFAULT_LEVEL_EMAIL, Settings
 from accolade_server.domain.model import (
     Achievement,
     AwardKind,
@@ -23,6 +23,7 @@ from accolade_server.domain.model import (
     AwardSource,
     Presentation,
 )
+from accolade_server.domain.rewards import expiry, granted
 from accolade_server.notify.broker import AwardFilter
 
 log = structlog.get_logger("accolade.sinks")
@@ -66,6 +67,28 @@ def batches(sink: Sink, records: Sequence[AwardRecord]) -> Iterator[list[AwardRe
         yield group
 
 
+#: The webhook `type` of each kind (erasures are `user.erased`).
+_TYPES = {
+    AwardKind.AWARD: "award.granted",
+    AwardKind.REVOCATION: "award.revoked",
+    AwardKind.LEVEL: "level.reached",
+    AwardKind.REDEMPTION: "points.redeemed",
+    AwardKind.REFUND: "points.refunded",
+}
+
+
+def _rewards(record: AwardRecord, achievement: Achievement | None) -> list[dict[str, Any]]:
+    """What an award grants (with expiry) or a revocation removes, as the `Award.rewards`
+    of the gRPC API: from the definition as it is when sent."""
+    if record.kind not in (AwardKind.AWARD, AwardKind.REVOCATION):
+        return []
+    out = []
+    for w in granted(achievement, record.tier):
+        ends = expiry(w, record.award_time) if record.kind is AwardKind.AWARD else None
+        out.append({"name": w.name, "expire_time": ends.isoformat() if ends else None})
+    return out
+
+
 def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[str, Any]:
     """The JSON document a webhook receives. An erasure (`user.erased`) carries the cursor,
     the user id and the time only; the receiver should erase what it keeps of the user."""
@@ -83,7 +106,7 @@ def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[
         }
     return {
         "id": str(record.cursor),
-        "type": "award.revoked" if record.revoked else "award.granted",
+        "type": _TYPES.get(record.kind, "award.granted"),
         "award": {
             "cursor": record.cursor,
             "user_id": record.user_id,
@@ -97,6 +120,9 @@ def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[
             "award_time": record.award_time.isoformat(),
             "revoked": record.revoked,
             "kind": record.kind.value,
+            "redemption_id": record.redemption_id,
+            "reward_id": record.reward_id,
+            "rewards": _rewards(record, achievement),
         },
         # The same presentation as the `Award` messages of the gRPC API (Presentation.of).
         "achievement": None
@@ -139,7 +165,9 @@ class WebhookSink:
 
 
 class EmailSink:
-    """One email per award to `email_to` (revocations are not emailed)."""
+    """One email per award and level reached to `email_to` (revocations, erasures,
+    redemptions and refunds are not emailed). A level's template is `email_templates.level`
+    (its name is `{tier}` and `{title}`)."""
 
     name = "email"
     filter = AwardFilter()
@@ -153,11 +181,16 @@ class EmailSink:
             log.warning("no email address for user", user_id=record.user_id, email_to=to)
             return None
         templates = self.settings.email_templates
-        template = templates.get(record.achievement_id) or templates.get("default", DEFAULT_EMAIL)
+        if record.kind is AwardKind.LEVEL:
+            template = templates.get("level", DEFAULT_LEVEL_EMAIL)
+        else:
+            template = templates.get(record.achievement_id) or templates.get(
+                "default", DEFAULT_EMAIL
+            )
         fields = {
             "user_id": record.user_id,
             "achievement_id": record.achievement_id,
-            "title": achievement.title if achievement else record.achievement_id,
+            "title": achievement.title if achievement else record.achievement_id or record.tier,
             "description": achievement.description if achievement else "",
             "tier": record.tier,
             "tier_suffix": f" ({record.tier})" if record.tier else "",
@@ -172,7 +205,7 @@ class EmailSink:
         return msg
 
     async def deliver(self, record: AwardRecord, achievement: Achievement | None) -> None:
-        if record.kind is not AwardKind.AWARD:  # no mail for revocations and erasures
+        if record.kind not in (AwardKind.AWARD, AwardKind.LEVEL):  # no mail for the others
             return
         msg = self.message(record, achievement)
         if msg is not None:

@@ -11,6 +11,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import points_pb2
 from accolade.v1 import types_pb2 as pb
 from accolade_server.domain import shapes
 from accolade_server.domain.changes import Kind, ProgressPolicy
@@ -18,6 +19,7 @@ from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import (
     MUTABLE_FIELDS,
     RULE_FIELDS,
+    SPENDING,
     Achievement,
     Aggregate,
     AwardKind,
@@ -25,9 +27,12 @@ from accolade_server.domain.model import (
     AwardSource,
     DefinitionStatus,
     Presentation,
+    Reward,
     Rule,
     Tier,
 )
+from accolade_server.domain.points import Balance
+from accolade_server.domain.rewards import expiry, granted
 from accolade_server.domain.validation import PropertyStats
 from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service.achievements import ApplyResult
@@ -114,13 +119,35 @@ def achievement_from_proto(a: pb.Achievement, field: str = "achievement") -> Ach
         hidden=a.hidden,
         enabled=a.enabled if a.HasField("enabled") else True,
         rule=rule_from_proto(a.rule, f"{field}.rule"),
-        tiers=tuple(Tier(t.name, t.threshold, t.points) for t in a.tiers),
+        tiers=tuple(_tier(t) for t in a.tiers),
         prerequisites=tuple(a.prerequisites),
         start_time=_optional_time(a, "start_time", f"{field}.start_time"),
         end_time=_optional_time(a, "end_time", f"{field}.end_time"),
         use_level_thresholds=a.use_level_thresholds,
         time_zone=a.time_zone,
+        rewards=rewards_from_proto(a.rewards),
     )
+
+
+def _tier(t: pb.Tier) -> Tier:
+    return Tier(t.name, t.threshold, t.points, rewards_from_proto(t.rewards))
+
+
+def rewards_from_proto(rewards: Iterable[points_pb2.Reward]) -> tuple[Reward, ...]:
+    return tuple(
+        Reward(r.name, r.valid_for.ToTimedelta() if r.HasField("valid_for") else None)
+        for r in rewards
+    )
+
+
+def rewards_to_proto(rewards: Iterable[Reward]) -> list[points_pb2.Reward]:
+    out = []
+    for r in rewards:
+        message = points_pb2.Reward(name=r.name)
+        if r.valid_for is not None:
+            message.valid_for.FromTimedelta(r.valid_for)
+        out.append(message)
+    return out
 
 
 def rule_to_proto(rule: Rule) -> pb.Rule:
@@ -149,11 +176,20 @@ def achievement_to_proto(a: Achievement, status: DefinitionStatus | None = None)
         hidden=a.hidden,
         enabled=a.enabled,
         rule=rule_to_proto(a.rule),
-        tiers=[pb.Tier(name=t.name, threshold=t.threshold, points=t.points) for t in a.tiers],
+        tiers=[
+            pb.Tier(
+                name=t.name,
+                threshold=t.threshold,
+                points=t.points,
+                rewards=rewards_to_proto(t.rewards),
+            )
+            for t in a.tiers
+        ],
         prerequisites=a.prerequisites,
         etag=a.etag,
         use_level_thresholds=a.use_level_thresholds,
         time_zone=a.time_zone,
+        rewards=rewards_to_proto(a.rewards),
     )
     for name in ("start_time", "end_time", "create_time", "update_time"):
         value = getattr(a, name)
@@ -194,7 +230,9 @@ def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
             elif head == "enabled":
                 patch[head] = a.enabled
             elif head == "tiers":
-                patch[head] = tuple(Tier(t.name, t.threshold, t.points) for t in a.tiers)
+                patch[head] = tuple(_tier(t) for t in a.tiers)
+            elif head == "rewards":
+                patch[head] = rewards_from_proto(a.rewards)
             elif head == "prerequisites":
                 patch[head] = tuple(a.prerequisites)
             else:
@@ -218,6 +256,9 @@ _KIND_TO_PROTO = {
     AwardKind.AWARD: pb.AWARD_KIND_AWARD,
     AwardKind.REVOCATION: pb.AWARD_KIND_REVOCATION,
     AwardKind.ERASURE: pb.AWARD_KIND_ERASURE,
+    AwardKind.LEVEL: pb.AWARD_KIND_LEVEL,
+    AwardKind.REDEMPTION: pb.AWARD_KIND_REDEMPTION,
+    AwardKind.REFUND: pb.AWARD_KIND_REFUND,
 }
 
 
@@ -236,13 +277,47 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
         actor=r.actor,
         award_time=datetime_to_timestamp(r.award_time),
         revoked=r.revoked,
-        event_id=r.event_id or "",
+        event_id="" if r.kind in SPENDING else r.event_id or "",
         title=shown.title,
         description=shown.description,
         icon_url=shown.icon_url,
         category=shown.category,
         hidden=shown.hidden,
         kind=_KIND_TO_PROTO[r.kind],
+        redemption_id=r.redemption_id,
+        reward_id=r.reward_id,
+        rewards=_award_rewards(r, achievement),
+    )
+
+
+def _award_rewards(r: AwardRecord, achievement: Achievement | None) -> list[points_pb2.Entitlement]:
+    """What an award grants (with expiry) or a revocation removes, as defined now."""
+    if r.kind not in (AwardKind.AWARD, AwardKind.REVOCATION):
+        return []
+    out = []
+    for w in granted(achievement, r.tier):
+        e = points_pb2.Entitlement(
+            name=w.name,
+            achievement_id=r.achievement_id,
+            tier=r.tier,
+            award_cursor=r.cursor,
+            grant_time=datetime_to_timestamp(r.award_time),
+        )
+        ends = expiry(w, r.award_time)
+        if ends is not None and r.kind is AwardKind.AWARD:
+            e.expire_time.CopyFrom(datetime_to_timestamp(ends))
+        out.append(e)
+    return out
+
+
+def balance_to_proto(b: Balance) -> points_pb2.PointsBalance:
+    return points_pb2.PointsBalance(
+        lifetime_points=b.lifetime,
+        spendable_points=b.spendable,
+        level=b.level,
+        next_level=b.next_level,
+        next_level_threshold=b.next_threshold,
+        points_to_next_level=b.to_next_level,
     )
 
 

@@ -109,7 +109,9 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             request.user_id, list(request.achievement_ids), request.category
         )
         return pb.GetProgressResponse(
-            progress=[convert.progress_to_proto(v) for v in views], total_points=points
+            progress=[convert.progress_to_proto(v) for v in views],
+            total_points=points.lifetime,
+            balance=convert.balance_to_proto(points),
         )
 
     async def ListAwards(
@@ -122,6 +124,7 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             awards=convert.awards_to_proto(page.awards, (await self.catalogue.current()).get),
             next_page_token=page.next_page_token,
             total_points=page.total_points,
+            balance=convert.balance_to_proto(page.balance),
         )
 
     async def WatchAwards(

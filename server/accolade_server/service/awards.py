@@ -10,13 +10,15 @@ from accolade_server.config import Settings
 from accolade_server.domain import paging
 from accolade_server.domain.errors import InvalidArgument, NotFound
 from accolade_server.domain.model import AwardRecord
+from accolade_server.domain.points import Balance, balance
 from accolade_server.domain.state import Snapshot
 from accolade_server.domain.validation import check_slug
 from accolade_server.rules import engine
-from accolade_server.service import ledger
+from accolade_server.service import economy, ledger
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import check_id
 from accolade_server.service.watch import make_filter
+from accolade_server.store import points as points_store
 from accolade_server.store import users
 from accolade_server.store.port import Changes, Keys
 from accolade_server.store.repository import Repository
@@ -34,6 +36,7 @@ class AwardPage:
     awards: list[AwardRecord]
     next_page_token: str
     total_points: int
+    balance: Balance
 
 
 def _check_text(reason: str, actor: str) -> None:
@@ -167,9 +170,10 @@ class AwardService:
             raise InvalidArgument("is not a token this server issued", field="page_token")
         async with self.uow.transaction() as repo:
             items = await repo.held_awards(user_id, before_cursor=before, limit=size + 1)
-            points = await repo.points(user_id)
+            lifetime, redeemed = (await points_store.totals(repo, [user_id])).get(user_id, (0, 0))
         token = paging.encode(items[size - 1].cursor, filters) if len(items) > size else ""
-        return AwardPage(items[:size], token, points)
+        points = balance(lifetime, redeemed, self.settings.point_levels)
+        return AwardPage(items[:size], token, lifetime, points)
 
 
 async def _manual(
@@ -193,6 +197,7 @@ async def _manual(
     pending = [
         ledger.Pending.of(user, d, reason=reason, actor=actor) for d in folded.steps[0].decisions
     ]
+    pending = await economy.extend(repo, rules, settings, pending)  # rewards, levels
     records = await ledger.allocate(store, pending, now)
     if records or folded.progress:
         await store.write(Changes(progress=folded.progress), records, now)

@@ -23,7 +23,7 @@ from accolade_server.config import Settings
 from accolade_server.domain.model import AwardRecord
 from accolade_server.domain.state import Event
 from accolade_server.rules import engine
-from accolade_server.service import ledger, outcomes
+from accolade_server.service import economy, ledger, outcomes
 from accolade_server.store.port import Changes, EventRow, Keys
 from accolade_server.store.repository import Repository
 
@@ -139,6 +139,7 @@ async def process(
         for i, step in zip(work, folded.steps, strict=True)
         for d in step.decisions
     ]
+    pending = await economy.extend(repo, rules, settings, pending)  # rewards, levels
     records = await ledger.allocate(store, pending, now)
     each = iter(records)
     rows = {i: EventRow(batch[i], settings.tracks(batch[i].type)) for i in fresh}

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource, Holding
+from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource, Holding, Reward
 from accolade_server.domain.state import ProgressState
 from accolade_server.rules import engine
 from accolade_server.rules.progress import ProgressView, view, visible
@@ -31,6 +31,8 @@ class Pending:
     reason: str = ""
     actor: str = ""
     event_id: str | None = None
+    #: What an award grants besides the holding (see `service/rewards.py`).
+    rewards: tuple[Reward, ...] = ()
 
     @classmethod
     def of(
@@ -82,6 +84,7 @@ async def allocate(
             reason=p.reason,
             actor=p.actor,
             event_id=p.event_id,
+            rewards=p.rewards,
         )
         for n, p in enumerate(pending)
     ]

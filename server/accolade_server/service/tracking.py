@@ -14,6 +14,7 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.domain.errors import AccoladeError, InvalidArgument, NotFound, Unavailable
 from accolade_server.domain.model import Aggregate, Holding
+from accolade_server.domain.points import Balance, balance
 from accolade_server.domain.state import Event
 from accolade_server.domain.users import check_time_zone
 from accolade_server.domain.validation import (
@@ -31,6 +32,7 @@ from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import ShapeRecorder
+from accolade_server.store import points as points_store
 from accolade_server.store import users as user_store
 from accolade_server.store.port import Keys
 from accolade_server.store.repository import Repository
@@ -259,8 +261,8 @@ class TrackingService:
 
     async def progress(
         self, user_id: str, achievement_ids: Sequence[str], category: str
-    ) -> tuple[list[ProgressView], int]:
-        """The user's progress on every visible achievement, and their total points."""
+    ) -> tuple[list[ProgressView], Balance]:
+        """The user's progress on every visible achievement, and their points and level."""
         check_id(user_id, "user_id")
         for i, aid in enumerate(achievement_ids):
             check_slug(aid, f"achievement_ids[{i}]")
@@ -294,10 +296,11 @@ class TrackingService:
                     raise NotFound(f"achievement {aid!r} not found", field=f"achievement_ids[{i}]")
             snapshot = await repo.batch.read(Keys(progress=[(user_id, a) for a in compiled]))
             states = {aid: st for (_, aid), st in snapshot.progress.items()}
-            points = await repo.points(user_id)
+            lifetime, redeemed = (await points_store.totals(repo, [user_id])).get(user_id, (0, 0))
             zone = ""
             if any(a.rule.aggregate is Aggregate.STREAK_DAYS for a, _ in compiled.values()):
                 zone = (await user_store.time_zones(repo, [user_id])).get(user_id, "")
+        points = balance(lifetime, redeemed, self.settings.point_levels)
         now = self.clock()
         views = [
             view(a, levels, states.get(aid), mine[aid], held_ids, now=now, zone=zone)

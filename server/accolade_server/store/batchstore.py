@@ -24,10 +24,13 @@ from accolade_server.store.port import Changes, Keys, effects
 from accolade_server.store.tables import (
     award_log_head,
     awards,
+    entitlements,
     events,
     holdings,
+    point_balances,
     progress,
     progress_distinct,
+    redemptions,
     user_points,
 )
 
@@ -48,8 +51,8 @@ def _erase(table: sa.Table) -> Write:
 
 #: What erasing a user removes besides the award log: events, progress, DISTINCT values …
 ERASE_STATE = tuple(_erase(t) for t in (events, progress, progress_distinct))
-#: … what its erasure entry removes: holdings and earlier log entries …
-ERASE_LOG = tuple(_erase(t) for t in (holdings, awards))
+#: … what its erasure entry removes: holdings, earlier log entries, redemptions …
+ERASE_LOG = tuple(_erase(t) for t in (holdings, awards, redemptions, point_balances, entitlements))
 #: … and, for both, the user's row (points, and the lock).
 ERASE_USER = _erase(user_points)
 EVENTS = Write(
@@ -135,6 +138,40 @@ POINTS = Write(
     (
         Col("user_id", "varchar", lambda kv: kv[0]),
         Col("points", "int8", lambda kv: kv[1]),
+        Col("update_time", "timestamptz"),
+    ),
+    op="add",
+    key=("user_id",),
+)
+UNENTITLED = Write(
+    entitlements,
+    (
+        Col("user_id", "varchar", lambda r: r.user_id),
+        Col("achievement_id", "varchar", lambda r: r.achievement_id),
+        Col("tier", "varchar", lambda r: r.tier),
+    ),
+    op="delete",
+    key=("user_id", "achievement_id", "tier"),
+)
+ENTITLED = Write(
+    entitlements,
+    (
+        Col("user_id", "varchar", lambda e: e[0].user_id),
+        Col("achievement_id", "varchar", lambda e: e[0].achievement_id),
+        Col("tier", "varchar", lambda e: e[0].tier),
+        Col("name", "varchar", lambda e: e[1]),
+        Col("award_cursor", "int8", lambda e: e[0].cursor),
+        Col("grant_time", "timestamptz", lambda e: e[0].award_time),
+        Col("expire_time", "timestamptz", lambda e: e[2], nullable=True),
+    ),
+    key=("user_id", "achievement_id", "tier", "name"),
+    on_conflict="update",
+)
+SPENT = Write(
+    point_balances,
+    (
+        Col("user_id", "varchar", lambda kv: kv[0]),
+        Col("redeemed", "int8", lambda kv: kv[1]),
         Col("update_time", "timestamptz"),
     ),
     op="add",
@@ -234,6 +271,9 @@ def _parts(changes: Changes, records: Sequence[AwardRecord]) -> list[tuple[Write
         (LOG, records),
         (HELD, fx.held),
         (POINTS, sorted(fx.points.items())),
+        (SPENT, sorted(fx.spent.items())),
+        (UNENTITLED, fx.unheld),
+        (ENTITLED, fx.entitled),
     ]
     return [(spec, r) for spec, r in rows if r]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from accolade_server.domain.model import Achievement, Aggregate, Rule, Tier
+from accolade_server.domain.model import Achievement, Aggregate, Reward, Rule, Tier
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -46,12 +47,38 @@ def to_json(a: Achievement) -> dict[str, Any]:
             "target": a.rule.target,
             **_streak_json(a),
         },
-        "tiers": [{"name": t.name, "threshold": t.threshold, "points": t.points} for t in a.tiers],
+        "tiers": [_tier_json(t) for t in a.tiers],
         "prerequisites": list(a.prerequisites),
         "start_time": _ts(a.start_time),
         "end_time": _ts(a.end_time),
         "use_level_thresholds": a.use_level_thresholds,
+        **({"rewards": _rewards_json(a.rewards)} if a.rewards else {}),
     }
+
+
+def _tier_json(t: Tier) -> dict[str, Any]:
+    stored: dict[str, Any] = {"name": t.name, "threshold": t.threshold, "points": t.points}
+    if t.rewards:
+        stored["rewards"] = _rewards_json(t.rewards)
+    return stored
+
+
+def _rewards_json(rewards: Sequence[Reward]) -> list[dict[str, Any]]:
+    """Rewards as stored; `valid_for` in seconds (absent: until revoked)."""
+    return [
+        {"name": r.name}
+        if r.valid_for is None
+        else {"name": r.name, "valid_for": r.valid_for.total_seconds()}
+        for r in rewards
+    ]
+
+
+def _rewards(stored: list[dict[str, Any]] | None) -> tuple[Reward, ...]:
+    """Rewards as stored (absent in definitions of earlier versions: none)."""
+    return tuple(
+        Reward(r["name"], None if r.get("valid_for") is None else timedelta(seconds=r["valid_for"]))
+        for r in stored or ()
+    )
 
 
 def from_row(row: Any) -> Achievement:
@@ -76,12 +103,16 @@ def from_row(row: Any) -> Achievement:
             max_event_lateness_days=r.get("max_event_lateness_days"),
             freezes_per_week=r.get("freezes_per_week", 0),
         ),
-        tiers=tuple(Tier(t["name"], float(t["threshold"]), t["points"]) for t in d["tiers"]),
+        tiers=tuple(
+            Tier(t["name"], float(t["threshold"]), t["points"], _rewards(t.get("rewards")))
+            for t in d["tiers"]
+        ),
         prerequisites=tuple(d["prerequisites"]),
         start_time=_parse_ts(d["start_time"]),
         end_time=_parse_ts(d["end_time"]),
         use_level_thresholds=d["use_level_thresholds"],
         time_zone=d.get("time_zone", ""),
+        rewards=_rewards(d.get("rewards")),
         create_time=_utc(row.create_time),
         update_time=_utc(row.update_time),
         revision=row.revision,

@@ -2,8 +2,9 @@
 
 One implementation per backend (`store/batchstore.py`), chosen once in `app.py`. `write` is
 the one writer of the award log: every entry — rule awards, grants, revocations, the
-prerequisite cascade, erasures — is written by it, and with each entry it updates holdings
-and points (see `effects`), NOTIFYs other replicas and keeps the entry for the local broker
+prerequisite cascade, erasures, levels reached, redemptions and refunds — is written by it,
+and with each entry it updates holdings, points, points spent and entitlements (see
+`effects`), NOTIFYs other replicas and keeps the entry for the local broker
 (`appended`, handed over by the unit of work once the transaction commits). Cursors come
 from `allocate_cursors` (see `service/ledger.py`, its only caller).
 """
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from accolade_server.domain.model import AwardKind, AwardRecord
+from accolade_server.domain.model import SPENDING, AwardKind, AwardRecord
+from accolade_server.domain.rewards import expiry
 from accolade_server.domain.state import DistinctKey, Event, ProgressState, Snapshot, UserKey
 
 
@@ -58,6 +60,11 @@ class Effects:
     unheld: list[AwardRecord]  # holdings removed by revocations
     erased: list[str]  # users whose holdings, points and earlier log entries go
     points: dict[str, int]  # user -> points added (non-zero)
+    #: user -> points redeemed (redemptions minus refunds, non-zero); lifetime points as is.
+    spent: dict[str, int] = field(default_factory=dict)
+    #: (award, reward name, expiry) of the entitlements new awards grant; revocations
+    #: remove those of their (achievement, tier), as `unheld` lists them.
+    entitled: list[tuple[AwardRecord, str, datetime | None]] = field(default_factory=list)
 
 
 def effects(records: Sequence[AwardRecord]) -> Effects:
@@ -66,14 +73,21 @@ def effects(records: Sequence[AwardRecord]) -> Effects:
     for r in records:
         if r.kind is AwardKind.AWARD:
             out.held.append(r)
+            out.entitled.extend((r, w.name, expiry(w, r.award_time)) for w in r.rewards)
         elif r.kind is AwardKind.REVOCATION:
             out.unheld.append(r)
+        elif r.kind in SPENDING:
+            out.spent[r.user_id] = out.spent.get(r.user_id, 0) - r.points
+            continue
+        elif r.kind is AwardKind.LEVEL:
+            continue
         else:
             out.erased.append(r.user_id)
             continue
         if r.points:
             out.points[r.user_id] = out.points.get(r.user_id, 0) + r.points
     out.points = {u: d for u, d in out.points.items() if d}
+    out.spent = {u: d for u, d in out.spent.items() if d}
     return out
 
 

@@ -199,3 +199,52 @@ users = sa.Table(
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Points spent per user (redeemed minus refunded), kept from the award log's redemption and
+# refund entries by its one writer (see store/port.py `effects`); spendable points are
+# `user_points.points - redeemed`. Erased with the user.
+point_balances = sa.Table(
+    "point_balances",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("redeemed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every redemption once (`redemption_id` is the idempotency key), with the balance right
+# after it (what a retry answers) and its refund. Erased with the user.
+redemptions = sa.Table(
+    "redemptions",
+    metadata,
+    sa.Column("redemption_id", sa.String(128), primary_key=True),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("reward_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("actor", sa.String(256), nullable=False, server_default=""),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    sa.Column("lifetime_after", sa.BigInteger, nullable=False),
+    sa.Column("spendable_after", sa.BigInteger, nullable=False),
+    sa.Column("refund_time", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("refund_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("refund_actor", sa.String(256), nullable=False, server_default=""),
+    sa.Column("refund_cursor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_redemptions_user_id", "user_id"),
+)
+
+# What users are entitled to by the awards they hold (Achievement.rewards, Tier.rewards),
+# kept from the award log by its one writer (see store/port.py `effects`): an award adds its
+# rewards, a revocation removes those of its (achievement, tier), erasure all of the user's.
+# Expired rows stay until then and are left out when read.
+entitlements = sa.Table(
+    "entitlements",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("tier", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("award_cursor", sa.BigInteger, nullable=False),
+    sa.Column("grant_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expire_time", sa.DateTime(timezone=True), nullable=True),
+)
