@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_points"
-down_revision = "0007_users"
+down_revision = "0008_streaks"
 branch_labels = None
 depends_on = None
 
