@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    leaderboards_pb2,
+    leaderboards_pb2_grpc,
     tracker_pb2,
     tracker_pb2_grpc,
     users_pb2,
@@ -39,12 +42,14 @@ from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
+from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
+from accolade_server.service.leaderboards import LeaderboardService
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import EventTypeService
@@ -53,6 +58,7 @@ from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
 from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
+from accolade_server.store.scores import Scorer
 from accolade_server.store.uow import UnitOfWork
 
 log = structlog.get_logger("accolade.server")
@@ -61,6 +67,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
+    leaderboards_pb2.DESCRIPTOR.services_by_name["Leaderboards"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -179,6 +186,8 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
 
     alerts = AdminAlerts(admin_sinks(settings, "admin-alert"))
     rules = RuleCache(settings, metrics=metrics, alerts=alerts)
+    scorer = Scorer(rules, retention=settings.leaderboard_retention_periods)
+    uow.batch_store = functools.partial(batchstore.for_backend(settings.is_sqlite), scorer=scorer)
     catalogue = Catalogue(uow, rules)
     await warn_untracked_rules(catalogue, settings)
     broker = Broker(*_log_readers(uow, catalogue), poll_seconds=settings.award_poll_seconds)
@@ -210,6 +219,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     users = UserService(uow, settings)
     user_directory = UserDirectoryServicer(users)
     users_pb2_grpc.add_UserDirectoryServicer_to_server(user_directory, server)
+    leaderboards = LeaderboardService(uow, settings)
+    leaderboards_servicer = LeaderboardsServicer(leaderboards)
+    leaderboards_pb2_grpc.add_LeaderboardsServicer_to_server(leaderboards_servicer, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
@@ -228,6 +240,8 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
                     users=users,
                     user_directory=user_directory,
                     metrics=metrics,
+                    leaderboards=leaderboards,
+                    leaderboards_servicer=leaderboards_servicer,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),

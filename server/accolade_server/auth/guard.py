@@ -49,6 +49,14 @@ METHOD_SCOPES = {
     "/accolade.v1.UserDirectory/UpsertUser": "admin",
     "/accolade.v1.UserDirectory/GetUser": "read",
     "/accolade.v1.UserDirectory/ListUsers": "read",
+    # Leaderboards: defined like achievements (admin); read like progress.
+    "/accolade.v1.Leaderboards/CreateLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/GetLeaderboardDefinition": "read",
+    "/accolade.v1.Leaderboards/ListLeaderboards": "read",
+    "/accolade.v1.Leaderboards/UpdateLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/DeleteLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/GetLeaderboard": "read",
+    "/accolade.v1.Leaderboards/GetLeaderboardRank": "read",
 }
 
 

@@ -12,21 +12,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, leaderboards_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
 from accolade_server.http.connect import connect_apps
+from accolade_server.http.leaderboards import leaderboards_app
 from accolade_server.http.openapi import openapi_document
 from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.leaderboards import LeaderboardService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
@@ -75,6 +78,9 @@ class Services:
     users: UserService
     user_directory: UserDirectoryServicer
     metrics: Metrics | None = None
+    #: Leaderboard definitions and reads, and their servicer.
+    leaderboards: LeaderboardService | None = None
+    leaderboards_servicer: LeaderboardsServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -92,9 +98,23 @@ def build_http_app(services: Services) -> Starlette:
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
     )
+    if services.leaderboards_servicer is not None:
+        connect.append(
+            leaderboards_app(
+                services.leaderboards_servicer,
+                metrics=services.metrics,
+                guard=services.guard,
+                max_message_bytes=settings.max_message_bytes,
+            )
+        )
     pictures = Pictures(settings, services.achievements, services.tracking, services.users)
     document = openapi_document(
-        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, users_pb2.DESCRIPTOR),
+        (
+            tracker_pb2.DESCRIPTOR,
+            admin_pb2.DESCRIPTOR,
+            users_pb2.DESCRIPTOR,
+            leaderboards_pb2.DESCRIPTOR,
+        ),
         version=metadata.version("accolade"),
     )
 

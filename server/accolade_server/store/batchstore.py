@@ -20,11 +20,13 @@ from accolade_server.store import columns as C
 from accolade_server.store.columns import Col, Read, Write
 from accolade_server.store.db import channel_name, utc
 from accolade_server.store.port import Changes, Keys, effects
+from accolade_server.store.scores import Scorer
 from accolade_server.store.tables import (
     award_log_head,
     awards,
     events,
     holdings,
+    leaderboard_scores,
     progress,
     progress_distinct,
     user_points,
@@ -41,8 +43,9 @@ def _erase(table: sa.Table) -> Write:
 
 # -- writes, in the order SQLite runs them ---------------------------------------------------
 
-#: What erasing a user removes besides the award log: events, progress, DISTINCT values …
-ERASE_STATE = tuple(_erase(t) for t in (events, progress, progress_distinct))
+#: What erasing a user removes besides the award log: events, progress, DISTINCT values,
+#: leaderboard entries …
+ERASE_STATE = tuple(_erase(t) for t in (events, progress, progress_distinct, leaderboard_scores))
 #: … what its erasure entry removes: holdings and earlier log entries …
 ERASE_LOG = tuple(_erase(t) for t in (holdings, awards))
 #: … and, for both, the user's row (points, and the lock).
@@ -235,12 +238,17 @@ def _first(item: tuple[Any, Any]) -> Any:
 
 
 class _Base:
-    """What both backends share: the transaction's connection and the entries it appended."""
+    """What both backends share: the transaction's connection and the entries it appended.
+    `scorer` updates leaderboard entries in `write`, before its own statements (so it reads
+    points and progress as they were)."""
 
-    def __init__(self, conn: AsyncConnection, schema: str | None) -> None:
+    def __init__(
+        self, conn: AsyncConnection, schema: str | None, scorer: Scorer | None = None
+    ) -> None:
         self.conn = conn
         self.schema = schema
         self.appended: list[AwardRecord] = []
+        self.scorer = scorer
 
 
 class PostgresBatchStore(_Base):
@@ -281,6 +289,8 @@ class PostgresBatchStore(_Base):
         parts = _parts(changes, records)
         if not parts:
             return 0
+        if self.scorer is not None:
+            await self.scorer.apply(self.conn, changes, records, now)
         params = C.PgParams()
         ctes = [
             f"p{i} AS ({C.pg_write(spec, rows, params, now)})"
@@ -321,6 +331,8 @@ class SqliteBatchStore(_Base):
 
     async def write(self, changes: Changes, records: Sequence[AwardRecord], now: datetime) -> int:
         inserted = 0
+        if self.scorer is not None:
+            await self.scorer.apply(self.conn, changes, records, now)
         for spec, rows in _parts(changes, records):
             written = await C.sqlite_write(self.conn, spec, rows, now)
             if spec.count:

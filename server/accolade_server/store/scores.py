@@ -1,0 +1,434 @@
+"""SQL of leaderboards: definitions, score updates on the write path, and rank reads.
+
+Score updates run in the write path's transaction (`Scorer.apply`, called by the batch
+store's `write` before its own statement, so the stored points and progress it reads are
+those before the write): one upsert per transaction that changes scores. Users are locked
+by then (`lock_users`), so reading a user's old score and writing the new one cannot race.
+
+Order on a board is (score desc, reached asc, user_id asc), the ranking index's order; a
+rank is 1 + the number of entries with a higher score (standard competition ranking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accolade_server.domain.leaderboards import (
+    ALL_TIME_KEY,
+    POINTS,
+    Leaderboard,
+    Metric,
+    Period,
+)
+from accolade_server.domain.model import AwardRecord
+from accolade_server.store.db import utc
+from accolade_server.store.port import Changes, effects
+from accolade_server.store.tables import (
+    definitions_version,
+    leaderboard_scores,
+    leaderboards,
+    progress,
+    user_points,
+    users,
+)
+
+S = leaderboard_scores.c
+
+
+def micros(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+# -- definitions ---------------------------------------------------------------------------
+
+
+def _to_json(board: Leaderboard) -> dict[str, Any]:
+    d = asdict(board)
+    del d["create_time"]
+    d["metric"] = board.metric.value
+    d["period"] = board.period.value
+    return d
+
+
+def _from_row(row: Any) -> Leaderboard:
+    d = dict(row.definition)
+    return Leaderboard(
+        **{
+            **d,
+            "metric": Metric(d["metric"]),
+            "period": Period(d["period"]),
+            "create_time": utc(row.create_time),
+        }
+    )
+
+
+async def all_boards(conn: AsyncConnection) -> list[Leaderboard]:
+    """Every defined board in id order (without the built-in one)."""
+    rows = await conn.execute(sa.select(leaderboards).order_by(leaderboards.c.id))
+    return [_from_row(r) for r in rows]
+
+
+async def get_board(conn: AsyncConnection, board_id: str) -> Leaderboard | None:
+    row = (await conn.execute(sa.select(leaderboards).where(leaderboards.c.id == board_id))).first()
+    return None if row is None else _from_row(row)
+
+
+async def insert_board(conn: AsyncConnection, board: Leaderboard, now: datetime) -> bool:
+    """Store a new definition; False when the id is taken."""
+    found = await conn.execute(sa.select(leaderboards.c.id).where(leaderboards.c.id == board.id))
+    if found.first() is not None:
+        return False
+    await conn.execute(
+        sa.insert(leaderboards).values(id=board.id, definition=_to_json(board), create_time=now)
+    )
+    return True
+
+
+async def update_board(conn: AsyncConnection, board: Leaderboard) -> None:
+    await conn.execute(
+        sa.update(leaderboards)
+        .where(leaderboards.c.id == board.id)
+        .values(definition=_to_json(board))
+    )
+
+
+async def delete_board(conn: AsyncConnection, board_id: str) -> bool:
+    """Remove the definition and every entry of the board."""
+    await conn.execute(sa.delete(leaderboard_scores).where(S.board_id == board_id))
+    result = await conn.execute(sa.delete(leaderboards).where(leaderboards.c.id == board_id))
+    return bool(result.rowcount)
+
+
+async def seed_board(conn: AsyncConnection, board: Leaderboard, now: datetime) -> None:
+    """Start a new all-time board from the stored totals (lifetime points, or the
+    achievement's values) of the users it counts; period boards start empty."""
+    if board.period is not Period.ALL_TIME:
+        return
+    if board.metric is Metric.ACHIEVEMENT_VALUE:
+        source = sa.select(progress.c.user_id, progress.c.value.label("score")).where(
+            progress.c.achievement_id == board.achievement_id, progress.c.value != 0
+        )
+    else:
+        source = sa.select(user_points.c.user_id, user_points.c.points.label("score")).where(
+            user_points.c.points != 0
+        )
+    rows = [(r.user_id, float(r.score)) for r in await conn.execute(source)]
+    if board.filter_attribute and rows:
+        attrs = await attributes(conn, [u for u, _ in rows])
+        rows = [(u, s) for u, s in rows if board.matches(attrs.get(u))]
+    reached = micros(now)
+    for start in range(0, len(rows), 1000):
+        await conn.execute(
+            sa.insert(leaderboard_scores),
+            [
+                {
+                    "board_id": board.id,
+                    "period_start": ALL_TIME_KEY,
+                    "user_id": u,
+                    "neg_score": -s,
+                    "reached": reached,
+                }
+                for u, s in rows[start : start + 1000]
+            ],
+        )
+
+
+async def attributes(conn: AsyncConnection, user_ids: Iterable[str]) -> dict[str, Any]:
+    ids = sorted(set(user_ids))
+    out: dict[str, Any] = {}
+    for start in range(0, len(ids), 1000):
+        rows = await conn.execute(
+            sa.select(users.c.user_id, users.c.attributes).where(
+                users.c.user_id.in_(ids[start : start + 1000])
+            )
+        )
+        out.update({r.user_id: r.attributes or {} for r in rows})
+    return out
+
+
+# -- the write path ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One entry to set. `mode`: 't' the user's points total (before the write) + amount,
+    'a' the entry's score + amount, 's' amount itself, 'g' the entry's score + how much the
+    achievement's value grew (amount less the stored value, if positive)."""
+
+    board_id: str
+    period_start: int
+    user_id: str
+    mode: str
+    amount: float
+    achievement_id: str = ""
+
+
+def plan(
+    boards: Sequence[Leaderboard],
+    changes: Changes,
+    records: Sequence[AwardRecord],
+    now: datetime,
+    attrs: Mapping[str, Any] | None = None,
+) -> list[Update]:
+    """The entries a write changes, one per (board, period, user), sorted by key."""
+    points = effects(records).points
+    out: dict[tuple[str, int, str], Update] = {}
+    for b in boards:
+        key = b.period_key(now)
+        if b.metric is Metric.ACHIEVEMENT_VALUE:
+            mode = "s" if b.period is Period.ALL_TIME else "g"
+            found = [
+                Update(b.id, key, u, mode, st.value, a)
+                for (u, a), st in changes.progress.items()
+                if a == b.achievement_id
+            ]
+        else:
+            mode = "t" if b.metric is Metric.LIFETIME_POINTS else "a"
+            found = [Update(b.id, key, u, mode, float(d)) for u, d in points.items()]
+        for up in found:
+            if b.filter_attribute and not b.matches((attrs or {}).get(up.user_id)):
+                continue
+            out[(up.board_id, up.period_start, up.user_id)] = up
+    return [out[k] for k in sorted(out)]
+
+
+def users_to_check(
+    boards: Sequence[Leaderboard], changes: Changes, records: Sequence[AwardRecord]
+) -> set[str]:
+    """Users whose attributes filtered boards need."""
+    if not any(b.filter_attribute for b in boards):
+        return set()
+    return {r.user_id for r in records} | {u for u, _ in changes.progress}
+
+
+_SELECT = """
+SELECT board_id, period_start, user_id, -score, {now} FROM (
+  SELECT v.board_id, v.period_start, v.user_id, o.user_id IS NOT NULL AS had,
+    CASE v.mode WHEN 's' THEN v.amount
+      WHEN 't' THEN coalesce(p.points, 0) + v.amount
+      WHEN 'a' THEN coalesce(-o.neg_score, 0) + v.amount
+      ELSE coalesce(-o.neg_score, 0) + {greatest}(v.amount - coalesce(g.value, 0), 0)
+    END AS score
+  FROM {values}
+  LEFT JOIN leaderboard_scores o ON o.board_id = v.board_id
+    AND o.period_start = v.period_start AND o.user_id = v.user_id
+  LEFT JOIN user_points p ON p.user_id = v.user_id
+  LEFT JOIN progress g ON g.user_id = v.user_id AND g.achievement_id = v.achievement_id
+) n WHERE had OR score <> 0
+ON CONFLICT (board_id, period_start, user_id) DO UPDATE
+SET neg_score = excluded.neg_score, reached = excluded.reached
+WHERE leaderboard_scores.neg_score <> excluded.neg_score
+"""
+_INSERT = "INSERT INTO leaderboard_scores (board_id, period_start, user_id, neg_score, reached)"
+_PG = _INSERT + _SELECT.format(
+    now="$7::int8",
+    greatest="greatest",
+    values="unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::float8[], $6::text[])"
+    " AS v(board_id, period_start, user_id, mode, amount, achievement_id)",
+)
+_COLUMNS = ("board_id", "period_start", "user_id", "mode", "amount", "achievement_id")
+
+
+async def write(conn: AsyncConnection, updates: Sequence[Update], now: datetime) -> None:
+    if not updates:
+        return
+    reached = micros(now)
+    if conn.dialect.name == "postgresql":
+        columns = [[getattr(u, c) for u in updates] for c in _COLUMNS]
+        await conn.exec_driver_sql(_PG, (*columns, reached))
+        return
+    for start in range(0, len(updates), 500):
+        chunk = updates[start : start + 500]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+        sql = (
+            f"WITH v({', '.join(_COLUMNS)}) AS (VALUES {values}) "
+            + _INSERT
+            + _SELECT.format(now="?", greatest="max", values="v")
+        )
+        params = [getattr(u, c) for u in chunk for c in _COLUMNS]
+        await conn.exec_driver_sql(sql, (*params, reached))
+
+
+async def prune(conn: AsyncConnection, board_id: str, before: int) -> None:
+    """Drop a period board's periods that started before `before` (retention)."""
+    await conn.execute(
+        sa.delete(leaderboard_scores).where(
+            S.board_id == board_id, S.period_start < before, S.period_start != ALL_TIME_KEY
+        )
+    )
+
+
+class Versioned(Protocol):
+    version: int | None
+
+
+class Scorer:
+    """The boards of the current definitions version, and the score updates of a write.
+
+    Board changes bump the definitions version (like achievement changes), which every
+    transaction of the write path reads first (`RuleCache`), so a board defined on one
+    replica is scored by the next event everywhere. `retention` periods are kept per
+    period board; older ones are dropped with the first write of a new period.
+    """
+
+    def __init__(self, rules: Versioned, *, retention: int) -> None:
+        self.rules = rules
+        self.retention = retention
+        self.version: int | None = None
+        self.boards: list[Leaderboard] = [POINTS]
+        self._pruned: dict[str, int] = {}
+
+    async def current(self, conn: AsyncConnection) -> list[Leaderboard]:
+        version = self.rules.version
+        if version is None:
+            version = (
+                await conn.execute(
+                    sa.select(definitions_version.c.version).where(definitions_version.c.id == 1)
+                )
+            ).scalar_one()
+        if version != self.version:
+            self.boards = [POINTS, *await all_boards(conn)]
+            self.version = version
+        return self.boards
+
+    async def apply(
+        self, conn: AsyncConnection, changes: Changes, records: Sequence[AwardRecord], now: datetime
+    ) -> None:
+        if not records and not changes.progress:
+            return
+        boards = await self.current(conn)
+        wanted = users_to_check(boards, changes, records)
+        attrs = await attributes(conn, wanted) if wanted else None
+        await write(conn, plan(boards, changes, records, now, attrs), now)
+        for b in boards:
+            if b.period is not Period.ALL_TIME:
+                key = b.period_key(now)
+                if self._pruned.get(b.id) != key:
+                    span = b.period_of(now)
+                    assert span is not None
+                    oldest = b.previous_start(span[0], self.retention)
+                    await prune(conn, b.id, int(oldest.timestamp()))
+                    self._pruned[b.id] = key
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    user_id: str
+    score: float
+    reached: int
+
+    @property
+    def key(self) -> tuple[float, int, str]:
+        """The position in board order (also what page tokens hold)."""
+        return (self.score, self.reached, self.user_id)
+
+
+_ORDER = sa.tuple_(S.neg_score, S.reached, S.user_id)
+
+
+def _at(key: tuple[float, int, str]) -> sa.ColumnElement[Any]:
+    score, reached, user_id = key
+    return sa.tuple_(sa.literal(-score), sa.literal(reached), sa.literal(user_id))
+
+
+def _board(board_id: str, period: int) -> sa.ColumnElement[bool]:
+    return sa.and_(S.board_id == board_id, S.period_start == period)
+
+
+def _select() -> sa.Select[Any]:
+    return sa.select(S.user_id, S.neg_score, S.reached)
+
+
+def _rows(result: Iterable[Any]) -> list[Row]:
+    return [Row(r.user_id, -float(r.neg_score), int(r.reached)) for r in result]
+
+
+async def page(
+    conn: AsyncConnection,
+    board_id: str,
+    period: int,
+    *,
+    after: tuple[float, int, str] | None,
+    limit: int,
+) -> list[Row]:
+    """Up to `limit` entries in board order, after the position `after`."""
+    query = (
+        _select()
+        .where(_board(board_id, period))
+        .order_by(S.neg_score, S.reached, S.user_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(_at(after) < _ORDER)
+    return _rows(await conn.execute(query))
+
+
+async def above(
+    conn: AsyncConnection, board_id: str, period: int, row: Row, limit: int
+) -> list[Row]:
+    """Up to `limit` entries just before `row`, in board order."""
+    query = (
+        _select()
+        .where(_board(board_id, period), _at(row.key) > _ORDER)
+        .order_by(S.neg_score.desc(), S.reached.desc(), S.user_id.desc())
+        .limit(limit)
+    )
+    return list(reversed(_rows(await conn.execute(query))))
+
+
+async def entries_of(
+    conn: AsyncConnection, board_id: str, period: int, user_ids: Collection[str]
+) -> list[Row]:
+    """The entries of these users, in board order."""
+    if not user_ids:
+        return []
+    query = _select().where(_board(board_id, period), S.user_id.in_(sorted(set(user_ids))))
+    return sorted(_rows(await conn.execute(query)), key=lambda r: (-r.score, r.reached, r.user_id))
+
+
+async def ahead(conn: AsyncConnection, board_id: str, period: int, row: Row) -> tuple[int, int]:
+    """(entries with a higher score, entries with the same score before `row`): one range
+    scan of the ranking index up to `row`."""
+    higher = sa.func.sum(sa.case((S.neg_score < -row.score, 1), else_=0))
+    query = sa.select(higher, sa.func.count()).where(
+        _board(board_id, period), _at(row.key) > _ORDER
+    )
+    found = (await conn.execute(query)).first()
+    if found is None:
+        return 0, 0
+    above_all = int(found[1] or 0)
+    above_higher = int(found[0] or 0)
+    return above_higher, above_all - above_higher
+
+
+async def higher(conn: AsyncConnection, board_id: str, period: int, score: float) -> int:
+    """How many entries have a higher score."""
+    query = sa.select(sa.func.count()).where(_board(board_id, period), S.neg_score < -score)
+    return int((await conn.execute(query)).scalar_one())
+
+
+def rank_window(rows: Sequence[Row], higher_than_first: int, tied_before_first: int) -> list[int]:
+    """Ranks of a contiguous run of entries in board order, given how many entries have a
+    higher score than its first and how many with the first's score come before it."""
+    ranks: list[int] = []
+    for i, row in enumerate(rows):
+        if i == 0 or row.score == rows[0].score:
+            ranks.append(higher_than_first + 1)
+        elif row.score == rows[i - 1].score:
+            ranks.append(ranks[-1])
+        else:  # everyone before it in the run, and those tied with the first before the run
+            ranks.append(higher_than_first + tied_before_first + i + 1)
+    return ranks
