@@ -79,6 +79,9 @@ async def seed(schema: str, users: int) -> None:
         "INSERT INTO leaderboard_scores (board_id, period_start, user_id, neg_score, reached)"
         " SELECT 'points', 0, user_id, -points,"
         " (extract(epoch FROM update_time) * 1000000)::bigint FROM user_points",
+        "INSERT INTO leaderboard_counts (board_id, period_start, neg_score, entries)"
+        " SELECT board_id, period_start, neg_score, count(*) FROM leaderboard_scores"
+        " GROUP BY board_id, period_start, neg_score",
         "INSERT INTO users (user_id, display_name, attributes, create_time, update_time)"
         " SELECT 'user-' || u, 'User ' || u,"
         " jsonb_build_object('country', (ARRAY['DE', 'FR', 'US'])[u % 3 + 1]), now(), now()"
@@ -90,7 +93,7 @@ async def seed(schema: str, users: int) -> None:
                 await conn.execute(sa.text(statement))
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for table in ("user_points", "leaderboard_scores", "users"):
+            for table in ("user_points", "leaderboard_scores", "leaderboard_counts", "users"):
                 await conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
     finally:
         await engine.dispose()

@@ -4,8 +4,11 @@ and per-period points with an attribute filter, erasure, bad input and Connect J
 
 from __future__ import annotations
 
+import random
+
 import grpc
 import httpx
+import sqlalchemy as sa
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from accolade.v1 import admin_pb2 as apb
@@ -21,6 +24,24 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 LIFETIME = lpb.LEADERBOARD_METRIC_LIFETIME_POINTS
 PERIOD = lpb.LEADERBOARD_METRIC_PERIOD_POINTS
 VALUE = lpb.LEADERBOARD_METRIC_ACHIEVEMENT_VALUE
+
+
+async def assert_counts_agree(server: Running) -> None:
+    """The per-score counts that ranks are summed from match the entries exactly."""
+    async with server.db.engine.connect() as conn:
+        counts = await conn.execute(
+            sa.text(
+                "SELECT board_id, period_start, neg_score, entries FROM leaderboard_counts"
+                " WHERE entries <> 0 ORDER BY 1, 2, 3"
+            )
+        )
+        entries = await conn.execute(
+            sa.text(
+                "SELECT board_id, period_start, neg_score, count(*) FROM leaderboard_scores"
+                " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            )
+        )
+        assert [tuple(r) for r in counts] == [tuple(r) for r in entries]
 
 
 def boards(server: Running) -> leaderboards_pb2_grpc.LeaderboardsAsyncStub:
@@ -77,6 +98,7 @@ async def test_points_board_ranks_ties_alike_and_orders_them_by_who_reached_firs
         grpc.StatusCode.FAILED_PRECONDITION,
         "built-in",
     )
+    await assert_counts_agree(server)
 
 
 async def test_paging_never_skips_or_repeats_a_user_and_ranks_stay_exact(
@@ -131,6 +153,7 @@ async def test_paging_never_skips_or_repeats_a_user_and_ranks_stay_exact(
         lpb.GetLeaderboardRankRequest(leaderboard_id="points", user_id="u00")
     )
     assert not gone.HasField("entry") and not gone.entries
+    await assert_counts_agree(server)
 
 
 async def test_achievement_value_and_period_points_boards_follow_track_event(
@@ -233,6 +256,7 @@ async def test_achievement_value_and_period_points_boards_follow_track_event(
         grpc.StatusCode.NOT_FOUND,
         "fr-points",
     )
+    await assert_counts_agree(server)
 
 
 async def test_bad_definitions_and_reads_are_refused_naming_the_field(server: Running) -> None:
@@ -318,3 +342,35 @@ async def test_connect_json_reads_a_board(server: Running) -> None:
         assert reply.status_code == 400
         assert reply.json()["code"] == "invalid_argument"
         assert reply.json()["message"].startswith("around:")
+
+
+async def test_ranks_match_a_naive_ranking_after_random_grants_and_revocations(
+    server: Running,
+) -> None:
+    await points_achievements(server)
+    worth = {"big": 20, "small": 10, "tiny": 5}
+    held: dict[str, set[str]] = {f"r{i}": set() for i in range(12)}
+    rng = random.Random(16)
+    for _ in range(60):
+        user, aid = rng.choice(sorted(held)), rng.choice(sorted(worth))
+        if aid in held[user] and rng.random() < 0.5:
+            await server.admin.RevokeAward(apb.RevokeAwardRequest(user_id=user, achievement_id=aid))
+            held[user].discard(aid)
+        else:
+            await grant(server, user, aid)
+            held[user].add(aid)
+    page = await boards(server).GetLeaderboard(
+        lpb.GetLeaderboardRequest(leaderboard_id="points", page_size=100)
+    )
+    scores = {e.user_id: e.score for e in page.entries}
+    for user, aids in held.items():
+        assert scores.get(user, 0) == sum(worth[a] for a in aids)
+    for e in page.entries:
+        assert e.rank == 1 + sum(1 for s in scores.values() if s > e.score)
+    assert [e.score for e in page.entries] == sorted(scores.values(), reverse=True)
+    for e in page.entries:
+        alone = await boards(server).GetLeaderboardRank(
+            lpb.GetLeaderboardRankRequest(leaderboard_id="points", user_id=e.user_id, around=1)
+        )
+        assert alone.entry == e
+    await assert_counts_agree(server)

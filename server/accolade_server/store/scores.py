@@ -31,6 +31,7 @@ from accolade_server.store.db import utc
 from accolade_server.store.port import Changes, effects
 from accolade_server.store.tables import (
     definitions_version,
+    leaderboard_counts,
     leaderboard_scores,
     leaderboards,
     progress,
@@ -39,6 +40,7 @@ from accolade_server.store.tables import (
 )
 
 S = leaderboard_scores.c
+C = leaderboard_counts.c
 
 
 def micros(t: datetime) -> int:
@@ -105,6 +107,7 @@ async def update_board(conn: AsyncConnection, board: Leaderboard) -> None:
 async def delete_board(conn: AsyncConnection, board_id: str) -> bool:
     """Remove the definition and every entry of the board."""
     await conn.execute(sa.delete(leaderboard_scores).where(S.board_id == board_id))
+    await conn.execute(sa.delete(leaderboard_counts).where(C.board_id == board_id))
     result = await conn.execute(sa.delete(leaderboards).where(leaderboards.c.id == board_id))
     return bool(result.rowcount)
 
@@ -141,6 +144,7 @@ async def seed_board(conn: AsyncConnection, board: Leaderboard, now: datetime) -
                 for u, s in rows[start : start + 1000]
             ],
         )
+    await count_board(conn, board.id)
 
 
 async def attributes(conn: AsyncConnection, user_ids: Iterable[str]) -> dict[str, Any]:
@@ -211,9 +215,10 @@ def users_to_check(
     return {r.user_id for r in records} | {u for u, _ in changes.progress}
 
 
-_SELECT = """
-SELECT board_id, period_start, user_id, -score, {now} FROM (
-  SELECT v.board_id, v.period_start, v.user_id, o.user_id IS NOT NULL AS had,
+# The entries a write changes, with the old and the new (negated) score: `n` of the write.
+_CHANGED = """
+SELECT board_id, period_start, user_id, old_neg, -score AS new_neg FROM (
+  SELECT v.board_id, v.period_start, v.user_id, o.neg_score AS old_neg,
     CASE v.mode WHEN 's' THEN v.amount
       WHEN 't' THEN coalesce(p.points, 0) + v.amount
       WHEN 'a' THEN coalesce(-o.neg_score, 0) + v.amount
@@ -224,22 +229,45 @@ SELECT board_id, period_start, user_id, -score, {now} FROM (
     AND o.period_start = v.period_start AND o.user_id = v.user_id
   LEFT JOIN user_points p ON p.user_id = v.user_id
   LEFT JOIN progress g ON g.user_id = v.user_id AND g.achievement_id = v.achievement_id
-) n WHERE had OR score <> 0
+) x WHERE (old_neg IS NOT NULL OR score <> 0) AND (old_neg IS NULL OR old_neg <> -score)
+"""
+_UPSERT_SCORES = """
+INSERT INTO leaderboard_scores (board_id, period_start, user_id, neg_score, reached)
+{rows}
 ON CONFLICT (board_id, period_start, user_id) DO UPDATE
 SET neg_score = excluded.neg_score, reached = excluded.reached
-WHERE leaderboard_scores.neg_score <> excluded.neg_score
 """
-_INSERT = "INSERT INTO leaderboard_scores (board_id, period_start, user_id, neg_score, reached)"
-_PG = _INSERT + _SELECT.format(
-    now="$7::int8",
-    greatest="greatest",
-    values="unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::float8[], $6::text[])"
-    " AS v(board_id, period_start, user_id, mode, amount, achievement_id)",
+# Count rows are taken in key order, so concurrent writers cannot deadlock on them.
+_ADD_COUNTS = """
+INSERT INTO leaderboard_counts (board_id, period_start, neg_score, entries)
+{rows}
+ON CONFLICT (board_id, period_start, neg_score) DO UPDATE
+SET entries = leaderboard_counts.entries + excluded.entries
+"""
+_PG = (
+    "WITH n AS ("
+    + _CHANGED.format(
+        greatest="greatest",
+        values="unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::float8[], $6::text[])"
+        " AS v(board_id, period_start, user_id, mode, amount, achievement_id)",
+    )
+    + "), s AS ("
+    + _UPSERT_SCORES.format(rows="SELECT board_id, period_start, user_id, new_neg, $7::int8 FROM n")
+    + ")"
+    + _ADD_COUNTS.format(
+        rows="SELECT board_id, period_start, neg, sum(d) FROM ("
+        " SELECT board_id, period_start, new_neg AS neg, 1 AS d FROM n"
+        " UNION ALL SELECT board_id, period_start, old_neg, -1 FROM n WHERE old_neg IS NOT NULL"
+        ") c GROUP BY board_id, period_start, neg HAVING sum(d) <> 0"
+        " ORDER BY board_id, period_start, neg"
+    )
 )
 _COLUMNS = ("board_id", "period_start", "user_id", "mode", "amount", "achievement_id")
+_SQLITE_ROWS = "SELECT * FROM (VALUES {values}) WHERE true"
 
 
 async def write(conn: AsyncConnection, updates: Sequence[Update], now: datetime) -> None:
+    """Set the entries (one statement on PostgreSQL) and keep the per-score counts."""
     if not updates:
         return
     reached = micros(now)
@@ -247,25 +275,86 @@ async def write(conn: AsyncConnection, updates: Sequence[Update], now: datetime)
         columns = [[getattr(u, c) for u in updates] for c in _COLUMNS]
         await conn.exec_driver_sql(_PG, (*columns, reached))
         return
+    changed: list[tuple[Any, ...]] = []
     for start in range(0, len(updates), 500):
         chunk = updates[start : start + 500]
         values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
-        sql = (
-            f"WITH v({', '.join(_COLUMNS)}) AS (VALUES {values}) "
-            + _INSERT
-            + _SELECT.format(now="?", greatest="max", values="v")
+        sql = f"WITH v({', '.join(_COLUMNS)}) AS (VALUES {values}) " + _CHANGED.format(
+            greatest="max", values="v"
         )
         params = [getattr(u, c) for u in chunk for c in _COLUMNS]
-        await conn.exec_driver_sql(sql, (*params, reached))
+        changed += [tuple(r) for r in await conn.exec_driver_sql(sql, tuple(params))]
+    if not changed:
+        return
+    rows = [(b, p, u, new, reached) for b, p, u, _old, new in changed]
+    await _sqlite_many(conn, _UPSERT_SCORES, rows)
+    deltas: dict[tuple[str, int, float], int] = {}
+    for b, p, _u, old, new in changed:
+        deltas[(b, p, new)] = deltas.get((b, p, new), 0) + 1
+        if old is not None:
+            deltas[(b, p, old)] = deltas.get((b, p, old), 0) - 1
+    await add_counts(conn, deltas)
+
+
+async def _sqlite_many(
+    conn: AsyncConnection, template: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    width = len(rows[0])
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * len(chunk))
+        sql = template.format(rows=_SQLITE_ROWS.format(values=values))
+        await conn.exec_driver_sql(sql, tuple(x for row in chunk for x in row))
+
+
+async def add_counts(conn: AsyncConnection, deltas: Mapping[tuple[str, int, float], int]) -> None:
+    """Add to the per-score counts, in key order."""
+    rows = [(*k, d) for k, d in sorted(deltas.items()) if d]
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        sql = _ADD_COUNTS.format(
+            rows="SELECT * FROM unnest($1::text[], $2::int8[], $3::float8[], $4::int8[])"
+        )
+        await conn.exec_driver_sql(sql, tuple([list(c) for c in zip(*rows, strict=True)]))
+    else:
+        await _sqlite_many(conn, _ADD_COUNTS, rows)
+
+
+async def forget(conn: AsyncConnection, user_ids: Collection[str]) -> None:
+    """Take erased users' entries out of the counts (the entries go with the erasure)."""
+    rows = await conn.execute(
+        sa.select(S.board_id, S.period_start, S.neg_score).where(S.user_id.in_(sorted(user_ids)))
+    )
+    deltas: dict[tuple[str, int, float], int] = {}
+    for r in rows:
+        key = (r.board_id, int(r.period_start), float(r.neg_score))
+        deltas[key] = deltas.get(key, 0) - 1
+    await add_counts(conn, deltas)
+
+
+async def count_board(conn: AsyncConnection, board_id: str) -> None:
+    """Build a (seeded) board's per-score counts from its entries."""
+    await conn.execute(
+        sa.insert(leaderboard_counts).from_select(
+            ["board_id", "period_start", "neg_score", "entries"],
+            sa.select(S.board_id, S.period_start, S.neg_score, sa.func.count())
+            .where(S.board_id == board_id)
+            .group_by(S.board_id, S.period_start, S.neg_score),
+        )
+    )
 
 
 async def prune(conn: AsyncConnection, board_id: str, before: int) -> None:
     """Drop a period board's periods that started before `before` (retention)."""
-    await conn.execute(
-        sa.delete(leaderboard_scores).where(
-            S.board_id == board_id, S.period_start < before, S.period_start != ALL_TIME_KEY
+    for table in (leaderboard_scores, leaderboard_counts):
+        await conn.execute(
+            sa.delete(table).where(
+                table.c.board_id == board_id,
+                table.c.period_start < before,
+                table.c.period_start != ALL_TIME_KEY,
+            )
         )
-    )
 
 
 class Versioned(Protocol):
@@ -304,6 +393,8 @@ class Scorer:
     async def apply(
         self, conn: AsyncConnection, changes: Changes, records: Sequence[AwardRecord], now: datetime
     ) -> None:
+        if changes.erased:
+            await forget(conn, changes.erased)
         if not records and not changes.progress:
             return
         boards = await self.current(conn)
@@ -400,23 +491,23 @@ async def entries_of(
 
 
 async def ahead(conn: AsyncConnection, board_id: str, period: int, row: Row) -> tuple[int, int]:
-    """(entries with a higher score, entries with the same score before `row`): one range
-    scan of the ranking index up to `row`."""
-    higher = sa.func.sum(sa.case((S.neg_score < -row.score, 1), else_=0))
-    query = sa.select(higher, sa.func.count()).where(
-        _board(board_id, period), _at(row.key) > _ORDER
+    """(entries with a higher score, entries with the same score before `row`)."""
+    tied = sa.select(sa.func.count()).where(
+        _board(board_id, period),
+        S.neg_score == -row.score,
+        sa.tuple_(S.reached, S.user_id)
+        < sa.tuple_(sa.literal(row.reached), sa.literal(row.user_id)),
     )
-    found = (await conn.execute(query)).first()
-    if found is None:
-        return 0, 0
-    above_all = int(found[1] or 0)
-    above_higher = int(found[0] or 0)
-    return above_higher, above_all - above_higher
+    return await higher(conn, board_id, period, row.score), int(
+        (await conn.execute(tied)).scalar_one()
+    )
 
 
 async def higher(conn: AsyncConnection, board_id: str, period: int, score: float) -> int:
-    """How many entries have a higher score."""
-    query = sa.select(sa.func.count()).where(_board(board_id, period), S.neg_score < -score)
+    """How many entries have a higher score: a sum over the per-score counts above it."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(C.entries), 0)).where(
+        C.board_id == board_id, C.period_start == period, C.neg_score < -score
+    )
     return int((await conn.execute(query)).scalar_one())
 
 

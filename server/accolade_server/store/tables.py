@@ -226,3 +226,15 @@ leaderboard_scores = sa.Table(
     ),
     sa.Index("ix_leaderboard_scores_user", "user_id"),
 )
+
+# How many entries of a board's period have each score: a rank is 1 + the sum over the scores
+# above, so it costs the number of distinct scores above, not of users. Kept in the same
+# statement as the entries (see store/scores.py).
+leaderboard_counts = sa.Table(
+    "leaderboard_counts",
+    metadata,
+    sa.Column("board_id", sa.String(64), primary_key=True),
+    sa.Column("period_start", sa.BigInteger, primary_key=True),
+    sa.Column("neg_score", sa.Float, primary_key=True),
+    sa.Column("entries", sa.BigInteger, nullable=False),
+)

@@ -37,6 +37,13 @@ def upgrade() -> None:
         ["board_id", "period_start", "neg_score", "reached", "user_id"],
     )
     op.create_index("ix_leaderboard_scores_user", "leaderboard_scores", ["user_id"])
+    op.create_table(
+        "leaderboard_counts",
+        sa.Column("board_id", sa.String(64), primary_key=True),
+        sa.Column("period_start", sa.BigInteger, primary_key=True),
+        sa.Column("neg_score", sa.Float, primary_key=True),
+        sa.Column("entries", sa.BigInteger, nullable=False),
+    )
     if op.get_bind().dialect.name == "postgresql":
         reached = "(extract(epoch FROM update_time) * 1000000)::bigint"
     else:
@@ -45,8 +52,14 @@ def upgrade() -> None:
         "INSERT INTO leaderboard_scores (board_id, period_start, user_id, neg_score, reached) "
         f"SELECT 'points', 0, user_id, -points, {reached} FROM user_points WHERE points <> 0"
     )
+    op.execute(
+        "INSERT INTO leaderboard_counts (board_id, period_start, neg_score, entries) "
+        "SELECT board_id, period_start, neg_score, count(*) FROM leaderboard_scores "
+        "GROUP BY board_id, period_start, neg_score"
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("leaderboard_counts")
     op.drop_table("leaderboard_scores")
     op.drop_table("leaderboards")
