@@ -133,14 +133,15 @@ def timed(calls: int, call: Any) -> list[float]:
     return out
 
 
-def read_figures(target: str, schema: str, users: int, calls: int) -> dict[str, Any]:
+def read_figures(target: str, schema: str, users: int, calls: int, pid: int) -> dict[str, Any]:
     middle = asyncio.run(middle_users(schema, users, calls))
     with grpc.insecure_channel(target) as channel:
         stub = leaderboards_pb2_grpc.LeaderboardsStub(channel)
         top = lpb.GetLeaderboardRequest(leaderboard_id="points", page_size=100)
         assert len(stub.GetLeaderboard(top, timeout=30).entries) == 100
         timed(20, lambda _i: stub.GetLeaderboard(top, timeout=30))  # warm-up
-        pages = timed(calls, lambda _i: stub.GetLeaderboard(top, timeout=30))
+        with cpu.measure(POSTGRES_URL, pid) as page_use:
+            pages = timed(calls, lambda _i: stub.GetLeaderboard(top, timeout=30))
 
         def rank(i: int) -> None:
             reply = stub.GetLeaderboardRank(
@@ -152,8 +153,15 @@ def read_figures(target: str, schema: str, users: int, calls: int) -> dict[str, 
             assert len(reply.entries) == 11, len(reply.entries)
 
         timed(10, rank)
-        ranks = timed(calls, rank)
+        with cpu.measure(POSTGRES_URL, pid) as rank_use:
+            ranks = timed(calls, rank)
+    page_server, page_db = page_use.per(calls)
+    rank_server, rank_db = rank_use.per(calls)
     return {
+        "leaderboard_top100_server_cpu_us": round(page_server),
+        "leaderboard_top100_db_cpu_us": round(page_db),
+        "leaderboard_rank_mid_server_cpu_us": round(rank_server),
+        "leaderboard_rank_mid_db_cpu_us": round(rank_db),
         "leaderboard_top100_p50_ms": percentile_ms(pages, 0.5),
         "leaderboard_top100_p99_ms": percentile_ms(pages, 0.99),
         "leaderboard_rank_mid_p50_ms": percentile_ms(ranks, 0.5),
@@ -189,7 +197,7 @@ def figures(opts: argparse.Namespace) -> dict[str, Any]:
         target = f"127.0.0.1:{port}"
         with process(serve_args(), server_env(schema, port, opts.server_path), 0, target) as server:
             apply(target, realistic_definitions())
-            r.update(read_figures(target, schema, users, 100 if quick else 500))
+            r.update(read_figures(target, schema, users, 100 if quick else 500, server.pid))
             # Rounds alternate: without the three boards, then with them (defined again).
             runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
             load("unary", target, TRACK, 16, 1.0, LOAD_USERS)  # warm up

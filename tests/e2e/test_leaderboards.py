@@ -18,6 +18,7 @@ from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import users_pb2 as upb
 from tests.conftest import Running
 from tests.connect import unary
+from tests.e2e.test_cli import client, ok
 from tests.helpers import achievement, expect_error
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -374,3 +375,30 @@ async def test_ranks_match_a_naive_ranking_after_random_grants_and_revocations(
         )
         assert alone.entry == e
     await assert_counts_agree(server)
+
+
+async def test_cli_shows_a_board_and_a_users_rank(server: Running) -> None:
+    await points_achievements(server)
+    for user, aid in (("u1", "big"), ("u2", "small"), ("u3", "tiny")):
+        await grant(server, user, aid)
+    shown = ok(await client(server, "leaderboard", "show", "points", "--page-size", "2"))
+    lines = shown.out.splitlines()
+    assert lines[0].split() == ["RANK", "USER", "NAME", "SCORE", "REACHED"]
+    assert [line.split()[:4] for line in lines[1:3]] == [
+        ["1", "u1", "-", "20"],
+        ["2", "u2", "-", "10"],
+    ]
+    assert "--page-token" in lines[-1]
+    token = lines[-1].split()[-1]
+    rest = ok(await client(server, "leaderboard", "show", "points", "--page-token", token))
+    assert [line.split()[:2] for line in rest.out.splitlines()[1:]] == [["3", "u3"]]
+    ranked_out = ok(await client(server, "leaderboard", "rank", "points", "u2", "--around", "1"))
+    assert [line.split()[:3] for line in ranked_out.out.splitlines()[1:]] == [
+        ["1", "u1", "-"],
+        ["2", "<", "u2"],
+        ["3", "u3", "-"],
+    ]
+    listed = ok(await client(server, "leaderboard", "list"))
+    assert listed.out.splitlines()[1].split()[:3] == ["points", "Points", "lifetime_points"]
+    missing = await client(server, "leaderboard", "show", "nope")
+    assert missing.code != 0 and "nope" in missing.err
