@@ -289,13 +289,13 @@ class PostgresBatchStore(_Base):
         parts = _parts(changes, records)
         if not parts:
             return 0
-        if self.scorer is not None:
-            await self.scorer.apply(self.conn, changes, records, now)
         params = C.PgParams()
         ctes = [
             f"p{i} AS ({C.pg_write(spec, rows, params, now)})"
             for i, (spec, rows) in enumerate(parts)
         ]
+        if self.scorer is not None:
+            ctes += await self.scorer.ctes(self.conn, changes, records, now, params.add)
         counted = [f"p{i}" for i, (spec, _) in enumerate(parts) if spec.count]
         count = f"(SELECT count(*) FROM {counted[0]})" if counted else "0"
         notify = ""

@@ -1,17 +1,19 @@
 """SQL of leaderboards: definitions, score updates on the write path, and rank reads.
 
-Score updates run in the write path's transaction (`Scorer.apply`, called by the batch
-store's `write` before its own statement, so the stored points and progress it reads are
-those before the write): one upsert per transaction that changes scores. Users are locked
-by then (`lock_users`), so reading a user's old score and writing the new one cannot race.
+Score updates run in the write path's transaction, with the batch store's `write` (the one
+writer of the award log): on PostgreSQL as CTEs of its one statement (`Scorer.ctes`), on
+SQLite as statements just before its own (`Scorer.apply`); either way the stored points and
+progress they read are those before the write. Users are locked by then (`lock_users`), so
+reading a user's old score and writing the new one cannot race.
 
 Order on a board is (score desc, reached asc, user_id asc), the ranking index's order; a
-rank is 1 + the number of entries with a higher score (standard competition ranking).
+rank is 1 + the number of entries with a higher score (standard competition ranking), summed
+from the per-score counts kept beside the entries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -175,6 +177,9 @@ class Update:
     mode: str
     amount: float
     achievement_id: str = ""
+    #: The board's filter, applied in SQL on PostgreSQL (in `plan` on SQLite).
+    filter_attribute: str = ""
+    filter_value: str = ""
 
 
 def plan(
@@ -184,7 +189,9 @@ def plan(
     now: datetime,
     attrs: Mapping[str, Any] | None = None,
 ) -> list[Update]:
-    """The entries a write changes, one per (board, period, user), sorted by key."""
+    """The entries a write changes, one per (board, period, user), sorted by key. With
+    `attrs` (user → attributes), users filtered boards do not count are left out; without,
+    the SQL filters them (PostgreSQL)."""
     points = effects(records).points
     out: dict[tuple[str, int, str], Update] = {}
     for b in boards:
@@ -192,15 +199,18 @@ def plan(
         if b.metric is Metric.ACHIEVEMENT_VALUE:
             mode = "s" if b.period is Period.ALL_TIME else "g"
             found = [
-                Update(b.id, key, u, mode, st.value, a)
+                Update(b.id, key, u, mode, st.value, a, b.filter_attribute, b.filter_value)
                 for (u, a), st in changes.progress.items()
                 if a == b.achievement_id
             ]
         else:
             mode = "t" if b.metric is Metric.LIFETIME_POINTS else "a"
-            found = [Update(b.id, key, u, mode, float(d)) for u, d in points.items()]
+            found = [
+                Update(b.id, key, u, mode, float(d), "", b.filter_attribute, b.filter_value)
+                for u, d in points.items()
+            ]
         for up in found:
-            if b.filter_attribute and not b.matches((attrs or {}).get(up.user_id)):
+            if attrs is not None and b.filter_attribute and not b.matches(attrs.get(up.user_id)):
                 continue
             out[(up.board_id, up.period_start, up.user_id)] = up
     return [out[k] for k in sorted(out)]
@@ -244,37 +254,74 @@ INSERT INTO leaderboard_counts (board_id, period_start, neg_score, entries)
 ON CONFLICT (board_id, period_start, neg_score) DO UPDATE
 SET entries = leaderboard_counts.entries + excluded.entries
 """
-_PG = (
-    "WITH n AS ("
-    + _CHANGED.format(
-        greatest="greatest",
-        values="unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::float8[], $6::text[])"
-        " AS v(board_id, period_start, user_id, mode, amount, achievement_id)",
-    )
-    + "), s AS ("
-    + _UPSERT_SCORES.format(rows="SELECT board_id, period_start, user_id, new_neg, $7::int8 FROM n")
-    + ")"
-    + _ADD_COUNTS.format(
-        rows="SELECT board_id, period_start, neg, sum(d) FROM ("
-        " SELECT board_id, period_start, new_neg AS neg, 1 AS d FROM n"
-        " UNION ALL SELECT board_id, period_start, old_neg, -1 FROM n WHERE old_neg IS NOT NULL"
-        ") c GROUP BY board_id, period_start, neg HAVING sum(d) <> 0"
-        " ORDER BY board_id, period_start, neg"
-    )
+_PG_COUNTS = (
+    "SELECT board_id, period_start, neg, sum(d) FROM ("
+    " SELECT board_id, period_start, new_neg AS neg, 1 AS d FROM lb_n"
+    " UNION ALL SELECT board_id, period_start, old_neg, -1 FROM lb_n WHERE old_neg IS NOT NULL"
+    ") c GROUP BY board_id, period_start, neg HAVING sum(d) <> 0"
+    " ORDER BY board_id, period_start, neg"
 )
+_PG_FORGET = (
+    "SELECT board_id, period_start, neg_score, -count(*) FROM leaderboard_scores"
+    " WHERE user_id = ANY({users}) GROUP BY board_id, period_start, neg_score"
+    " ORDER BY board_id, period_start, neg_score"
+)
+
+
+def pg_ctes(
+    updates: Sequence[Update],
+    erased: Collection[str],
+    now: datetime,
+    add: Callable[[Any, str], str],
+) -> list[str]:
+    """The score changes as CTEs of the batch write's one statement on PostgreSQL: all its
+    parts read one snapshot, so points and progress are read as they were before the write.
+    Filtered boards are filtered here (by the users' stored attributes)."""
+    ctes = []
+    if erased:  # the erasure's own part deletes the entries
+        users = add(sorted(erased), "::text[]")
+        ctes.append(f"lb_f AS ({_ADD_COUNTS.format(rows=_PG_FORGET.format(users=users))})")
+    if updates:
+        columns = [
+            add([getattr(u, c) for u in updates], cast)
+            for c, cast in (
+                ("board_id", "::text[]"),
+                ("period_start", "::int8[]"),
+                ("user_id", "::text[]"),
+                ("mode", "::text[]"),
+                ("amount", "::float8[]"),
+                ("achievement_id", "::text[]"),
+                ("filter_attribute", "::text[]"),
+                ("filter_value", "::text[]"),
+            )
+        ]
+        values = (
+            "(SELECT w.* FROM unnest("
+            + ", ".join(columns)
+            + ") AS w(board_id, period_start, user_id, mode, amount, achievement_id,"
+            " filter_attribute, filter_value) LEFT JOIN users u ON u.user_id = w.user_id"
+            " WHERE w.filter_attribute = ''"
+            " OR u.attributes ->> w.filter_attribute = w.filter_value) v"
+        )
+        reached = add(micros(now), "::int8")
+        rows = f"SELECT board_id, period_start, user_id, new_neg, {reached} FROM lb_n"
+        ctes += [
+            f"lb_n AS ({_CHANGED.format(greatest='greatest', values=values)})",
+            f"lb_s AS ({_UPSERT_SCORES.format(rows=rows)})",
+            f"lb_c AS ({_ADD_COUNTS.format(rows=_PG_COUNTS)})",
+        ]
+    return ctes
+
+
 _COLUMNS = ("board_id", "period_start", "user_id", "mode", "amount", "achievement_id")
 _SQLITE_ROWS = "SELECT * FROM (VALUES {values}) WHERE true"
 
 
-async def write(conn: AsyncConnection, updates: Sequence[Update], now: datetime) -> None:
-    """Set the entries (one statement on PostgreSQL) and keep the per-score counts."""
+async def sqlite_write(conn: AsyncConnection, updates: Sequence[Update], now: datetime) -> None:
+    """Set the entries and keep the per-score counts (SQLite: a few statements)."""
     if not updates:
         return
     reached = micros(now)
-    if conn.dialect.name == "postgresql":
-        columns = [[getattr(u, c) for u in updates] for c in _COLUMNS]
-        await conn.exec_driver_sql(_PG, (*columns, reached))
-        return
     changed: list[tuple[Any, ...]] = []
     for start in range(0, len(updates), 500):
         chunk = updates[start : start + 500]
@@ -308,21 +355,15 @@ async def _sqlite_many(
 
 
 async def add_counts(conn: AsyncConnection, deltas: Mapping[tuple[str, int, float], int]) -> None:
-    """Add to the per-score counts, in key order."""
+    """Add to the per-score counts, in key order (SQLite)."""
     rows = [(*k, d) for k, d in sorted(deltas.items()) if d]
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        sql = _ADD_COUNTS.format(
-            rows="SELECT * FROM unnest($1::text[], $2::int8[], $3::float8[], $4::int8[])"
-        )
-        await conn.exec_driver_sql(sql, tuple([list(c) for c in zip(*rows, strict=True)]))
-    else:
+    if rows:
         await _sqlite_many(conn, _ADD_COUNTS, rows)
 
 
 async def forget(conn: AsyncConnection, user_ids: Collection[str]) -> None:
-    """Take erased users' entries out of the counts (the entries go with the erasure)."""
+    """Take erased users' entries out of the counts (SQLite; the entries go with the
+    erasure)."""
     rows = await conn.execute(
         sa.select(S.board_id, S.period_start, S.neg_score).where(S.user_id.in_(sorted(user_ids)))
     )
@@ -390,17 +431,28 @@ class Scorer:
             self.version = version
         return self.boards
 
-    async def apply(
-        self, conn: AsyncConnection, changes: Changes, records: Sequence[AwardRecord], now: datetime
-    ) -> None:
-        if changes.erased:
-            await forget(conn, changes.erased)
+    async def _updates(
+        self,
+        conn: AsyncConnection,
+        changes: Changes,
+        records: Sequence[AwardRecord],
+        now: datetime,
+        *,
+        filter_here: bool,
+    ) -> list[Update]:
         if not records and not changes.progress:
-            return
+            return []
         boards = await self.current(conn)
-        wanted = users_to_check(boards, changes, records)
-        attrs = await attributes(conn, wanted) if wanted else None
-        await write(conn, plan(boards, changes, records, now, attrs), now)
+        attrs = None
+        if filter_here:
+            wanted = users_to_check(boards, changes, records)
+            attrs = await attributes(conn, wanted) if wanted else {}
+        await self._prune(conn, boards, now)
+        return plan(boards, changes, records, now, attrs)
+
+    async def _prune(
+        self, conn: AsyncConnection, boards: Sequence[Leaderboard], now: datetime
+    ) -> None:
         for b in boards:
             if b.period is not Period.ALL_TIME:
                 key = b.period_key(now)
@@ -410,6 +462,28 @@ class Scorer:
                     oldest = b.previous_start(span[0], self.retention)
                     await prune(conn, b.id, int(oldest.timestamp()))
                     self._pruned[b.id] = key
+
+    async def apply(
+        self, conn: AsyncConnection, changes: Changes, records: Sequence[AwardRecord], now: datetime
+    ) -> None:
+        """SQLite: update the entries a write changes, before the write's own statements."""
+        if changes.erased:
+            await forget(conn, changes.erased)
+        await sqlite_write(
+            conn, await self._updates(conn, changes, records, now, filter_here=True), now
+        )
+
+    async def ctes(
+        self,
+        conn: AsyncConnection,
+        changes: Changes,
+        records: Sequence[AwardRecord],
+        now: datetime,
+        add: Callable[[Any, str], str],
+    ) -> list[str]:
+        """PostgreSQL: the same, as CTEs of the write's one statement (see `pg_ctes`)."""
+        updates = await self._updates(conn, changes, records, now, filter_here=False)
+        return pg_ctes(updates, changes.erased, now, add)
 
 
 # -- reads ---------------------------------------------------------------------------------
