@@ -550,6 +550,23 @@ class AsyncClient:
             if not token:
                 return
 
+    async def apply_leaderboards(
+        self,
+        source: AchievementSource,
+        *,
+        validate_only: bool = False,
+        timeout: float | None = None,
+    ) -> leaderboards_pb2.ApplyLeaderboardsResponse:
+        """Create or update the `leaderboards:` of a definitions file, all or nothing;
+        reports per board what changes. Changing what a stored board counts is refused
+        (`FailedPreconditionError`). `validate_only` reports without writing."""
+        request = leaderboards_pb2.ApplyLeaderboardsRequest(
+            leaderboards=_common.definitions_of(source).leaderboards, validate_only=validate_only
+        )
+        return await self._call(
+            self.leaderboards.ApplyLeaderboards, request, idempotent=True, timeout=timeout
+        )
+
     async def delete_leaderboard(
         self, leaderboard_id: str, *, timeout: float | None = None
     ) -> None:

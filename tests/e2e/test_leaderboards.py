@@ -5,6 +5,7 @@ and per-period points with an attribute filter, erasure, bad input and Connect J
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import grpc
 import httpx
@@ -402,3 +403,39 @@ async def test_cli_shows_a_board_and_a_users_rank(server: Running) -> None:
     assert listed.out.splitlines()[1].split()[:3] == ["points", "Points", "lifetime_points"]
     missing = await client(server, "leaderboard", "show", "nope")
     assert missing.code != 0 and "nope" in missing.err
+
+
+async def test_definitions_files_apply_and_export_leaderboards(
+    server: Running, tmp_path: Path
+) -> None:
+    path = tmp_path / "defs.yaml"
+    path.write_text(
+        "achievements:\n"
+        "  - {id: buyer, title: Buyer, rule: {event_types: [buy]}}\n"
+        "leaderboards:\n"
+        "  - {id: weekly, title: Weekly, metric: period_points, period: weekly,\n"
+        "     week_start: sunday, time_zone: Europe/Berlin}\n"
+        "  - {id: buys, metric: achievement_value, achievement_id: buyer}\n"
+    )
+    dry = ok(await client(server, "rules", "apply", str(path), "--dry-run"))
+    assert "2 leaderboards: 2 would be created" in dry.out
+    listed = await boards(server).ListLeaderboards(lpb.ListLeaderboardsRequest())
+    assert [b.id for b in listed.leaderboards] == ["points"]  # a dry run writes nothing
+    applied = ok(await client(server, "rules", "apply", str(path)))
+    assert "created: weekly" in applied.out and "created: buys" in applied.out
+    again = ok(await client(server, "rules", "apply", str(path)))
+    assert "2 unchanged" in again.out.splitlines()[-1]
+
+    exported = ok(await client(server, "rules", "export"))
+    assert "leaderboards:" in exported.out and "week_start: sunday" in exported.out
+    (tmp_path / "back.yaml").write_text(exported.out.replace("title: Weekly", "title: Week"))
+    renamed = ok(await client(server, "rules", "apply", str(tmp_path / "back.yaml")))
+    assert "updated: weekly (title)" in renamed.out
+
+    path.write_text(path.read_text().replace("period: weekly", "period: daily"))
+    refused = await client(server, "rules", "apply", str(path))
+    assert refused.code != 0 and "leaderboards[0].period" in refused.err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("leaderboards:\n  - {id: x, metric: sideways}\n")
+    wrong = await client(server, "rules", "apply", str(bad))
+    assert wrong.code != 0 and "leaderboards[0].metric" in wrong.err

@@ -445,6 +445,101 @@ class DeleteLeaderboardResponse(_message.Message):
 Global___DeleteLeaderboardResponse: _TypeAlias = DeleteLeaderboardResponse  # noqa: Y015
 
 @_typing.final
+class ApplyLeaderboardsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEADERBOARDS_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    validate_only: _builtins.bool
+    """Validate and report the changes, write nothing (a dry run)."""
+    @_builtins.property
+    def leaderboards(self) -> _containers.RepeatedCompositeFieldContainer[Global___Leaderboard]:
+        """At most 1000 boards, each id once."""
+
+    def __init__(
+        self,
+        *,
+        leaderboards: _abc.Iterable[Global___Leaderboard] | None = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leaderboards", b"leaderboards", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyLeaderboardsRequest: _TypeAlias = ApplyLeaderboardsRequest  # noqa: Y015
+
+@_typing.final
+class LeaderboardChange(_message.Message):
+    """What applying did (or, with `validate_only`, would do) to one board."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[LeaderboardChange._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: LeaderboardChange._Kind.ValueType  # 0
+        KIND_CREATE: LeaderboardChange._Kind.ValueType  # 1
+        KIND_UPDATE: LeaderboardChange._Kind.ValueType  # 2
+        KIND_UNCHANGED: LeaderboardChange._Kind.ValueType  # 3
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: LeaderboardChange.Kind.ValueType  # 0
+    KIND_CREATE: LeaderboardChange.Kind.ValueType  # 1
+    KIND_UPDATE: LeaderboardChange.Kind.ValueType  # 2
+    KIND_UNCHANGED: LeaderboardChange.Kind.ValueType  # 3
+
+    ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    kind: Global___LeaderboardChange.Kind.ValueType
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With KIND_UPDATE: the fields that change ("title", "description")."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        kind: Global___LeaderboardChange.Kind.ValueType = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "id", b"id", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaderboardChange: _TypeAlias = LeaderboardChange  # noqa: Y015
+
+@_typing.final
+class ApplyLeaderboardsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaderboardChange]:
+        """One per board of the request, in its order."""
+
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___LeaderboardChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyLeaderboardsResponse: _TypeAlias = ApplyLeaderboardsResponse  # noqa: Y015
+
+@_typing.final
 class GetLeaderboardRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

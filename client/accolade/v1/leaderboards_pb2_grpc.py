@@ -75,6 +75,11 @@ class LeaderboardsStub:
                 request_serializer=accolade_dot_v1_dot_leaderboards__pb2.DeleteLeaderboardRequest.SerializeToString,
                 response_deserializer=accolade_dot_v1_dot_leaderboards__pb2.DeleteLeaderboardResponse.FromString,
                 _registered_method=True)
+        self.ApplyLeaderboards = channel.unary_unary(
+                '/accolade.v1.Leaderboards/ApplyLeaderboards',
+                request_serializer=accolade_dot_v1_dot_leaderboards__pb2.ApplyLeaderboardsRequest.SerializeToString,
+                response_deserializer=accolade_dot_v1_dot_leaderboards__pb2.ApplyLeaderboardsResponse.FromString,
+                _registered_method=True)
         self.GetLeaderboard = channel.unary_unary(
                 '/accolade.v1.Leaderboards/GetLeaderboard',
                 request_serializer=accolade_dot_v1_dot_leaderboards__pb2.GetLeaderboardRequest.SerializeToString,
@@ -145,6 +150,18 @@ class LeaderboardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyLeaderboards(self, request, context):
+        """Create or update many boards at once (definitions files: `accolade rules
+        apply`): all are validated first, then all are written in one transaction,
+        or none is. Idempotent. Boards the request does not name are left alone.
+        Changing what a stored board counts (metric, achievement, period, week
+        start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+        define a board with a new id instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLeaderboard(self, request, context):
         """A page of a board's entries, best first.
         """
@@ -187,6 +204,11 @@ def add_LeaderboardsServicer_to_server(servicer, server):
                     servicer.DeleteLeaderboard,
                     request_deserializer=accolade_dot_v1_dot_leaderboards__pb2.DeleteLeaderboardRequest.FromString,
                     response_serializer=accolade_dot_v1_dot_leaderboards__pb2.DeleteLeaderboardResponse.SerializeToString,
+            ),
+            'ApplyLeaderboards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyLeaderboards,
+                    request_deserializer=accolade_dot_v1_dot_leaderboards__pb2.ApplyLeaderboardsRequest.FromString,
+                    response_serializer=accolade_dot_v1_dot_leaderboards__pb2.ApplyLeaderboardsResponse.SerializeToString,
             ),
             'GetLeaderboard': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLeaderboard,
@@ -350,6 +372,33 @@ class Leaderboards:
             '/accolade.v1.Leaderboards/DeleteLeaderboard',
             accolade_dot_v1_dot_leaderboards__pb2.DeleteLeaderboardRequest.SerializeToString,
             accolade_dot_v1_dot_leaderboards__pb2.DeleteLeaderboardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyLeaderboards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accolade.v1.Leaderboards/ApplyLeaderboards',
+            accolade_dot_v1_dot_leaderboards__pb2.ApplyLeaderboardsRequest.SerializeToString,
+            accolade_dot_v1_dot_leaderboards__pb2.ApplyLeaderboardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

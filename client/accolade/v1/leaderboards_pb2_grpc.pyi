@@ -65,6 +65,14 @@ class LeaderboardsStub:
     """
     DeleteLeaderboard: _grpc.UnaryUnaryMultiCallable[_leaderboards_pb2.DeleteLeaderboardRequest, _leaderboards_pb2.DeleteLeaderboardResponse]
     """Delete a board and all its entries. NOT_FOUND if there is none."""
+    ApplyLeaderboards: _grpc.UnaryUnaryMultiCallable[_leaderboards_pb2.ApplyLeaderboardsRequest, _leaderboards_pb2.ApplyLeaderboardsResponse]
+    """Create or update many boards at once (definitions files: `accolade rules
+    apply`): all are validated first, then all are written in one transaction,
+    or none is. Idempotent. Boards the request does not name are left alone.
+    Changing what a stored board counts (metric, achievement, period, week
+    start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+    define a board with a new id instead.
+    """
     GetLeaderboard: _grpc.UnaryUnaryMultiCallable[_leaderboards_pb2.GetLeaderboardRequest, _leaderboards_pb2.GetLeaderboardResponse]
     """A page of a board's entries, best first."""
     GetLeaderboardRank: _grpc.UnaryUnaryMultiCallable[_leaderboards_pb2.GetLeaderboardRankRequest, _leaderboards_pb2.GetLeaderboardRankResponse]
@@ -109,6 +117,14 @@ class LeaderboardsAsyncStub(LeaderboardsStub):
     """
     DeleteLeaderboard: _aio.UnaryUnaryMultiCallable[_leaderboards_pb2.DeleteLeaderboardRequest, _leaderboards_pb2.DeleteLeaderboardResponse]  # type: ignore[assignment]
     """Delete a board and all its entries. NOT_FOUND if there is none."""
+    ApplyLeaderboards: _aio.UnaryUnaryMultiCallable[_leaderboards_pb2.ApplyLeaderboardsRequest, _leaderboards_pb2.ApplyLeaderboardsResponse]  # type: ignore[assignment]
+    """Create or update many boards at once (definitions files: `accolade rules
+    apply`): all are validated first, then all are written in one transaction,
+    or none is. Idempotent. Boards the request does not name are left alone.
+    Changing what a stored board counts (metric, achievement, period, week
+    start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+    define a board with a new id instead.
+    """
     GetLeaderboard: _aio.UnaryUnaryMultiCallable[_leaderboards_pb2.GetLeaderboardRequest, _leaderboards_pb2.GetLeaderboardResponse]  # type: ignore[assignment]
     """A page of a board's entries, best first."""
     GetLeaderboardRank: _aio.UnaryUnaryMultiCallable[_leaderboards_pb2.GetLeaderboardRankRequest, _leaderboards_pb2.GetLeaderboardRankResponse]  # type: ignore[assignment]
@@ -180,6 +196,20 @@ class LeaderboardsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_leaderboards_pb2.DeleteLeaderboardResponse, _abc.Awaitable[_leaderboards_pb2.DeleteLeaderboardResponse]]:
         """Delete a board and all its entries. NOT_FOUND if there is none."""
+
+    @_abc_1.abstractmethod
+    def ApplyLeaderboards(
+        self,
+        request: _leaderboards_pb2.ApplyLeaderboardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_leaderboards_pb2.ApplyLeaderboardsResponse, _abc.Awaitable[_leaderboards_pb2.ApplyLeaderboardsResponse]]:
+        """Create or update many boards at once (definitions files: `accolade rules
+        apply`): all are validated first, then all are written in one transaction,
+        or none is. Idempotent. Boards the request does not name are left alone.
+        Changing what a stored board counts (metric, achievement, period, week
+        start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+        define a board with a new id instead.
+        """
 
     @_abc_1.abstractmethod
     def GetLeaderboard(

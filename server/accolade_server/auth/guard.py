@@ -55,6 +55,7 @@ METHOD_SCOPES = {
     "/accolade.v1.Leaderboards/ListLeaderboards": "read",
     "/accolade.v1.Leaderboards/UpdateLeaderboard": "admin",
     "/accolade.v1.Leaderboards/DeleteLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/ApplyLeaderboards": "admin",
     "/accolade.v1.Leaderboards/GetLeaderboard": "read",
     "/accolade.v1.Leaderboards/GetLeaderboardRank": "read",
 }

@@ -26,22 +26,29 @@ PERIODS = {
     pb.LEADERBOARD_PERIOD_WEEKLY: Period.WEEKLY,
     pb.LEADERBOARD_PERIOD_MONTHLY: Period.MONTHLY,
 }
+CHANGE_KINDS = {
+    "create": pb.LeaderboardChange.KIND_CREATE,
+    "update": pb.LeaderboardChange.KIND_UPDATE,
+    "unchanged": pb.LeaderboardChange.KIND_UNCHANGED,
+}
 METRIC_OF = {v: k for k, v in METRICS.items()}
 PERIOD_OF = {v: k for k, v in PERIODS.items() if k != pb.LEADERBOARD_PERIOD_UNSPECIFIED}
 
 
-def board_from_proto(b: pb.Leaderboard, *, metric_required: bool = True) -> Leaderboard:
+def board_from_proto(
+    b: pb.Leaderboard, *, metric_required: bool = True, prefix: str = "leaderboard"
+) -> Leaderboard:
     metric = METRICS.get(b.metric)
     if metric is None and metric_required:
         raise InvalidArgument(
             "is required: LIFETIME_POINTS, PERIOD_POINTS or ACHIEVEMENT_VALUE",
-            field="leaderboard.metric",
+            field=f"{prefix}.metric",
         )
     period = PERIODS.get(b.period)
     if period is None:
-        raise InvalidArgument("is not a known period", field="leaderboard.period")
+        raise InvalidArgument("is not a known period", field=f"{prefix}.period")
     if not 0 <= b.week_start <= 7:
-        raise InvalidArgument("is not a day of the week", field="leaderboard.week_start")
+        raise InvalidArgument("is not a day of the week", field=f"{prefix}.week_start")
     return Leaderboard(
         id=b.id,
         metric=metric or Metric.LIFETIME_POINTS,
@@ -136,6 +143,21 @@ class LeaderboardsServicer(leaderboards_pb2_grpc.LeaderboardsServicer):
     ) -> pb.DeleteLeaderboardResponse:
         await self.boards.delete(request.leaderboard_id)
         return pb.DeleteLeaderboardResponse()
+
+    async def ApplyLeaderboards(
+        self, request: pb.ApplyLeaderboardsRequest, context: Context
+    ) -> pb.ApplyLeaderboardsResponse:
+        boards = [
+            board_from_proto(b, prefix=f"leaderboards[{i}]")
+            for i, b in enumerate(request.leaderboards)
+        ]
+        changes = await self.boards.apply(boards, validate_only=request.validate_only)
+        return pb.ApplyLeaderboardsResponse(
+            changes=[
+                pb.LeaderboardChange(id=board_id, kind=CHANGE_KINDS[kind], fields=fields)
+                for board_id, kind, fields in changes
+            ]
+        )
 
     async def GetLeaderboard(
         self, request: pb.GetLeaderboardRequest, context: Context

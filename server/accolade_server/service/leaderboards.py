@@ -35,6 +35,17 @@ from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
 UPDATABLE = ("title", "description")
+#: What a board counts: fixed once it is defined.
+FIXED = (
+    "metric",
+    "achievement_id",
+    "period",
+    "week_start",
+    "time_zone",
+    "filter_attribute",
+    "filter_value",
+)
+MAX_APPLY = 1000
 MAX_AROUND = 100
 MAX_USER_IDS = 100
 
@@ -90,6 +101,54 @@ class LeaderboardService:
             await scores.seed_board(repo.conn, board, now)
             await repo.bump_definitions_version()
         return dataclasses.replace(board, create_time=now)
+
+    async def apply(
+        self, boards: Sequence[Leaderboard], *, validate_only: bool
+    ) -> list[tuple[str, str, list[str]]]:
+        """Create or update `boards` in one transaction; (id, "create" / "update" /
+        "unchanged", fields changed) for each, in order."""
+        if len(boards) > MAX_APPLY:
+            raise InvalidArgument(f"lists more than {MAX_APPLY} boards", field="leaderboards")
+        seen: set[str] = set()
+        for i, board in enumerate(boards):
+            validate(board, f"leaderboards[{i}]")
+            if board.id in seen:
+                raise InvalidArgument(
+                    f"{board.id!r} is listed twice", field=f"leaderboards[{i}].id"
+                )
+            seen.add(board.id)
+        now = self.clock()
+        out: list[tuple[str, str, list[str]]] = []
+        async with self.uow.transaction() as repo:
+            stored = {b.id: b for b in await scores.all_boards(repo.conn)}
+            for i, board in enumerate(boards):
+                old = stored.get(board.id)
+                if old is None:
+                    out.append((board.id, "create", []))
+                    continue
+                for name in FIXED:
+                    if getattr(old, name) != getattr(board, name):
+                        raise FailedPrecondition(
+                            f"{board.id!r} counts {getattr(old, name)!r} here; what a stored "
+                            "board counts is fixed: define a board with a new id instead",
+                            field=f"leaderboards[{i}].{name}",
+                        )
+                changed = [n for n in UPDATABLE if getattr(old, n) != getattr(board, n)]
+                out.append((board.id, "update" if changed else "unchanged", changed))
+            if validate_only:
+                return out
+            for board, (_, kind, _fields) in zip(boards, out, strict=True):
+                if kind == "create":
+                    await scores.insert_board(repo.conn, board, now)
+                    await scores.seed_board(repo.conn, board, now)
+                elif kind == "update":
+                    changed_board = dataclasses.replace(
+                        stored[board.id], title=board.title, description=board.description
+                    )
+                    await scores.update_board(repo.conn, changed_board)
+            if any(kind == "create" for _, kind, _ in out):
+                await repo.bump_definitions_version()
+        return out
 
     async def get(self, board_id: str) -> Leaderboard:
         async with self.uow.transaction() as repo:

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from accolade.v1.leaderboards_pb2 import CreateLeaderboardRequest, CreateLeaderboardResponse, DeleteLeaderboardRequest, DeleteLeaderboardResponse, GetLeaderboardDefinitionRequest, GetLeaderboardDefinitionResponse, GetLeaderboardRankRequest, GetLeaderboardRankResponse, GetLeaderboardRequest, GetLeaderboardResponse, ListLeaderboardsRequest, ListLeaderboardsResponse, UpdateLeaderboardRequest, UpdateLeaderboardResponse
+from accolade.v1.leaderboards_pb2 import ApplyLeaderboardsRequest, ApplyLeaderboardsResponse, CreateLeaderboardRequest, CreateLeaderboardResponse, DeleteLeaderboardRequest, DeleteLeaderboardResponse, GetLeaderboardDefinitionRequest, GetLeaderboardDefinitionResponse, GetLeaderboardRankRequest, GetLeaderboardRankResponse, GetLeaderboardRequest, GetLeaderboardResponse, ListLeaderboardsRequest, ListLeaderboardsResponse, UpdateLeaderboardRequest, UpdateLeaderboardResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -87,6 +87,17 @@ class Leaderboards(Protocol):
     async def delete_leaderboard(self, request: DeleteLeaderboardRequest, ctx: RequestContext[DeleteLeaderboardRequest, DeleteLeaderboardResponse], /) -> DeleteLeaderboardResponse:
         """
         Delete a board and all its entries. NOT_FOUND if there is none.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def apply_leaderboards(self, request: ApplyLeaderboardsRequest, ctx: RequestContext[ApplyLeaderboardsRequest, ApplyLeaderboardsResponse], /) -> ApplyLeaderboardsResponse:
+        """
+        Create or update many boards at once (definitions files: `accolade rules
+        apply`): all are validated first, then all are written in one transaction,
+        or none is. Idempotent. Boards the request does not name are left alone.
+        Changing what a stored board counts (metric, achievement, period, week
+        start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+        define a board with a new id instead.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -171,6 +182,17 @@ class LeaderboardsASGIApplication(ConnectASGIApplication[Leaderboards]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.delete_leaderboard,
+                ),
+                "/accolade.v1.Leaderboards/ApplyLeaderboards": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ApplyLeaderboards",
+                        service_name="accolade.v1.Leaderboards",
+                        input=ApplyLeaderboardsRequest,
+                        output=ApplyLeaderboardsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.apply_leaderboards,
                 ),
                 "/accolade.v1.Leaderboards/GetLeaderboard": Endpoint.unary(
                     method=MethodInfo(
@@ -373,6 +395,34 @@ class LeaderboardsClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def apply_leaderboards(
+        self,
+        request: ApplyLeaderboardsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ApplyLeaderboardsResponse:
+        """
+        Create or update many boards at once (definitions files: `accolade rules
+        apply`): all are validated first, then all are written in one transaction,
+        or none is. Idempotent. Boards the request does not name are left alone.
+        Changing what a stored board counts (metric, achievement, period, week
+        start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+        define a board with a new id instead.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ApplyLeaderboards",
+                service_name="accolade.v1.Leaderboards",
+                input=ApplyLeaderboardsRequest,
+                output=ApplyLeaderboardsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def get_leaderboard(
         self,
         request: GetLeaderboardRequest,
@@ -478,6 +528,17 @@ class LeaderboardsSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def apply_leaderboards(self, request: ApplyLeaderboardsRequest, ctx: RequestContext[ApplyLeaderboardsRequest, ApplyLeaderboardsResponse], /) -> ApplyLeaderboardsResponse:
+        """
+        Create or update many boards at once (definitions files: `accolade rules
+        apply`): all are validated first, then all are written in one transaction,
+        or none is. Idempotent. Boards the request does not name are left alone.
+        Changing what a stored board counts (metric, achievement, period, week
+        start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+        define a board with a new id instead.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def get_leaderboard(self, request: GetLeaderboardRequest, ctx: RequestContext[GetLeaderboardRequest, GetLeaderboardResponse], /) -> GetLeaderboardResponse:
         """
         A page of a board's entries, best first.
@@ -557,6 +618,17 @@ class LeaderboardsWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.delete_leaderboard,
+                ),
+                "/accolade.v1.Leaderboards/ApplyLeaderboards": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ApplyLeaderboards",
+                        service_name="accolade.v1.Leaderboards",
+                        input=ApplyLeaderboardsRequest,
+                        output=ApplyLeaderboardsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.apply_leaderboards,
                 ),
                 "/accolade.v1.Leaderboards/GetLeaderboard": EndpointSync.unary(
                     method=MethodInfo(
@@ -753,6 +825,34 @@ class LeaderboardsClientSync(ConnectClientSync):
                 service_name="accolade.v1.Leaderboards",
                 input=DeleteLeaderboardRequest,
                 output=DeleteLeaderboardResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def apply_leaderboards(
+        self,
+        request: ApplyLeaderboardsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ApplyLeaderboardsResponse:
+        """
+        Create or update many boards at once (definitions files: `accolade rules
+        apply`): all are validated first, then all are written in one transaction,
+        or none is. Idempotent. Boards the request does not name are left alone.
+        Changing what a stored board counts (metric, achievement, period, week
+        start, zone, filter) is refused with FAILED_PRECONDITION naming the field:
+        define a board with a new id instead.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ApplyLeaderboards",
+                service_name="accolade.v1.Leaderboards",
+                input=ApplyLeaderboardsRequest,
+                output=ApplyLeaderboardsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
