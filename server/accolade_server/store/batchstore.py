@@ -239,8 +239,9 @@ def _first(item: tuple[Any, Any]) -> Any:
 
 class _Base:
     """What both backends share: the transaction's connection and the entries it appended.
-    `scorer` updates leaderboard entries in `write`, before its own statements (so it reads
-    points and progress as they were)."""
+    `scorer` updates leaderboard entries in `write`: as CTEs of its one statement on
+    PostgreSQL, just before its statements on SQLite (either way reading points and progress
+    as they were before the write; see `store/scores.py`)."""
 
     def __init__(
         self, conn: AsyncConnection, schema: str | None, scorer: Scorer | None = None

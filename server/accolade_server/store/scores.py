@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -165,11 +165,11 @@ async def attributes(conn: AsyncConnection, user_ids: Iterable[str]) -> dict[str
 # -- the write path ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+class Update(NamedTuple):
     """One entry to set. `mode`: 't' the user's points total (before the write) + amount,
     'a' the entry's score + amount, 's' amount itself, 'g' the entry's score + how much the
-    achievement's value grew (amount less the stored value, if positive)."""
+    achievement's value grew (amount less the stored value, if positive). A tuple: a batch
+    makes many, and they sort by key (board, period, user) as they are."""
 
     board_id: str
     period_start: int
@@ -188,32 +188,35 @@ def plan(
     records: Sequence[AwardRecord],
     now: datetime,
     attrs: Mapping[str, Any] | None = None,
+    keys: Mapping[str, int] | None = None,
 ) -> list[Update]:
     """The entries a write changes, one per (board, period, user), sorted by key. With
     `attrs` (user → attributes), users filtered boards do not count are left out; without,
-    the SQL filters them (PostgreSQL)."""
-    points = effects(records).points
-    out: dict[tuple[str, int, str], Update] = {}
+    the SQL filters them (PostgreSQL). `keys`: each board's current period key, if known."""
+    points = effects(records).points if records else {}
+    values: dict[str, list[tuple[str, float]]] = {}
+    if changes.progress:
+        wanted = {b.achievement_id for b in boards if b.metric is Metric.ACHIEVEMENT_VALUE}
+        for (u, a), st in changes.progress.items():
+            if a in wanted:
+                values.setdefault(a, []).append((u, st.value))
+    out: list[Update] = []
     for b in boards:
-        key = b.period_key(now)
         if b.metric is Metric.ACHIEVEMENT_VALUE:
-            mode = "s" if b.period is Period.ALL_TIME else "g"
-            found = [
-                Update(b.id, key, u, mode, st.value, a, b.filter_attribute, b.filter_value)
-                for (u, a), st in changes.progress.items()
-                if a == b.achievement_id
-            ]
+            found = values.get(b.achievement_id)
+            mode, aid = ("s" if b.period is Period.ALL_TIME else "g"), b.achievement_id
         else:
-            mode = "t" if b.metric is Metric.LIFETIME_POINTS else "a"
-            found = [
-                Update(b.id, key, u, mode, float(d), "", b.filter_attribute, b.filter_value)
-                for u, d in points.items()
-            ]
-        for up in found:
-            if attrs is not None and b.filter_attribute and not b.matches(attrs.get(up.user_id)):
-                continue
-            out[(up.board_id, up.period_start, up.user_id)] = up
-    return [out[k] for k in sorted(out)]
+            found = [(u, float(d)) for u, d in points.items()]
+            mode, aid = ("t" if b.metric is Metric.LIFETIME_POINTS else "a"), ""
+        if not found:
+            continue
+        key = keys[b.id] if keys is not None else b.period_key(now)
+        fa, fv = b.filter_attribute, b.filter_value
+        if attrs is not None and fa:
+            found = [(u, v) for u, v in found if b.matches(attrs.get(u))]
+        out += [Update(b.id, key, u, mode, v, aid, fa, fv) for u, v in found]
+    out.sort()
+    return out
 
 
 def users_to_check(
@@ -282,18 +285,10 @@ def pg_ctes(
         users = add(sorted(erased), "::text[]")
         ctes.append(f"lb_f AS ({_ADD_COUNTS.format(rows=_PG_FORGET.format(users=users))})")
     if updates:
+        casts = ("text", "int8", "text", "text", "float8", "text", "text", "text")
         columns = [
-            add([getattr(u, c) for u in updates], cast)
-            for c, cast in (
-                ("board_id", "::text[]"),
-                ("period_start", "::int8[]"),
-                ("user_id", "::text[]"),
-                ("mode", "::text[]"),
-                ("amount", "::float8[]"),
-                ("achievement_id", "::text[]"),
-                ("filter_attribute", "::text[]"),
-                ("filter_value", "::text[]"),
-            )
+            add(list(column), f"::{cast}[]")
+            for column, cast in zip(zip(*updates, strict=True), casts, strict=True)
         ]
         values = (
             "(SELECT w.* FROM unnest("
@@ -417,6 +412,7 @@ class Scorer:
         self.version: int | None = None
         self.boards: list[Leaderboard] = [POINTS]
         self._pruned: dict[str, int] = {}
+        self._spans: dict[str, tuple[datetime, datetime]] = {}
 
     async def current(self, conn: AsyncConnection) -> list[Leaderboard]:
         version = self.rules.version
@@ -429,6 +425,7 @@ class Scorer:
         if version != self.version:
             self.boards = [POINTS, *await all_boards(conn)]
             self.version = version
+            self._spans.clear()  # a board may have been defined again differently
         return self.boards
 
     async def _updates(
