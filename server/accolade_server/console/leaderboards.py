@@ -110,7 +110,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         return RedirectResponse(f"{listing(request)}/{quote(board.id)}?{flash}", status_code=303)
 
     async def show(request: Request, session: Session | None) -> Response:
-        board_id = request.path_params["board_id"]
+        board_id = request.path_params["id"]
         q = request.query_params
         user_id = q.get("user_id", "").strip()
         try:
@@ -146,7 +146,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         return render.page(request, "leaderboard.html", context)
 
     async def edit(request: Request, session: Session | None) -> Response:
-        board_id = request.path_params["board_id"]
+        board_id = request.path_params["id"]
         form = await request.form()
         target = f"{listing(request)}/{quote(board_id)}"
         try:
@@ -163,7 +163,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         return RedirectResponse(f"{target}?{urlencode({'flash': 'Saved'})}", status_code=303)
 
     async def delete(request: Request, session: Session | None) -> Response:
-        board_id = request.path_params["board_id"]
+        board_id = request.path_params["id"]
         try:
             await service().delete(board_id)
         except AccoladeError as exc:
@@ -179,9 +179,9 @@ def routes(console: Console) -> list[ConsoleRoute]:
     return [
         r("/leaderboards", index_page, Permission.READ),
         r("/leaderboards", create, Permission.ADMIN, methods=["POST"]),
-        r("/leaderboards/{board_id}", show, Permission.READ),
-        r("/leaderboards/{board_id}/edit", edit, Permission.ADMIN, methods=["POST"]),
-        r("/leaderboards/{board_id}/delete", delete, Permission.ADMIN, methods=["POST"]),
+        r("/leaderboards/{id}", show, Permission.READ),
+        r("/leaderboards/{id}/edit", edit, Permission.ADMIN, methods=["POST"]),
+        r("/leaderboards/{id}/delete", delete, Permission.ADMIN, methods=["POST"]),
     ]
 
 
