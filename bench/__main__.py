@@ -51,6 +51,7 @@ SECTIONS: dict[str, str] = {
     "streaks": "bench.streaks",
     "tracing": "bench.tracing",
     "points": "bench.points",
+    "leaderboards": "bench.leaderboards",
 }
 
 

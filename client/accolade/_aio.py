@@ -23,6 +23,8 @@ from accolade._streams import AsyncAwardStream
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    leaderboards_pb2,
+    leaderboards_pb2_grpc,
     points_pb2,
     points_pb2_grpc,
     tracker_pb2,
@@ -74,6 +76,7 @@ class AsyncClient:
         self.admin = admin_pb2_grpc.AchievementAdminStub(self.channel)
         self.users = users_pb2_grpc.UserDirectoryStub(self.channel)
         self.points = points_pb2_grpc.PointsLedgerStub(self.channel)
+        self.leaderboards = leaderboards_pb2_grpc.LeaderboardsStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -588,3 +591,100 @@ class AsyncClient:
             token = page.next_page_token
             if not token:
                 return
+
+    # Leaderboards --------------------------------------------------------------------------
+
+    async def create_leaderboard(
+        self, leaderboard: leaderboards_pb2.Leaderboard, *, timeout: float | None = None
+    ) -> leaderboards_pb2.Leaderboard:
+        """Define a board (`AlreadyExistsError` if the id is taken); returns it as stored."""
+        request = leaderboards_pb2.CreateLeaderboardRequest(leaderboard=leaderboard)
+        response = await self._call(
+            self.leaderboards.CreateLeaderboard, request, idempotent=False, timeout=timeout
+        )
+        return response.leaderboard
+
+    async def list_leaderboards(
+        self, *, page_size: int = 100, timeout: float | None = None
+    ) -> AsyncIterator[leaderboards_pb2.Leaderboard]:
+        """Every board: the built-in "points" first, then the defined ones by id."""
+        token = ""
+        while True:
+            request = leaderboards_pb2.ListLeaderboardsRequest(
+                page_size=page_size, page_token=token
+            )
+            page = await self._call(
+                self.leaderboards.ListLeaderboards, request, idempotent=True, timeout=timeout
+            )
+            for board in page.leaderboards:
+                yield board
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def apply_leaderboards(
+        self,
+        source: AchievementSource,
+        *,
+        validate_only: bool = False,
+        timeout: float | None = None,
+    ) -> leaderboards_pb2.ApplyLeaderboardsResponse:
+        """Create or update the `leaderboards:` of a definitions file, all or nothing;
+        reports per board what changes. Changing what a stored board counts is refused
+        (`FailedPreconditionError`). `validate_only` reports without writing."""
+        request = leaderboards_pb2.ApplyLeaderboardsRequest(
+            leaderboards=_common.definitions_of(source).leaderboards, validate_only=validate_only
+        )
+        return await self._call(
+            self.leaderboards.ApplyLeaderboards, request, idempotent=True, timeout=timeout
+        )
+
+    async def delete_leaderboard(
+        self, leaderboard_id: str, *, timeout: float | None = None
+    ) -> None:
+        """Delete a board's definition and entries (the built-in "points" board stays)."""
+        request = leaderboards_pb2.DeleteLeaderboardRequest(leaderboard_id=leaderboard_id)
+        await self._call(
+            self.leaderboards.DeleteLeaderboard, request, idempotent=False, timeout=timeout
+        )
+
+    async def get_leaderboard(
+        self,
+        leaderboard_id: str = "points",
+        *,
+        period_start: datetime | None = None,
+        page_size: int = 50,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> leaderboards_pb2.GetLeaderboardResponse:
+        """A page of the board, best first (`period_start`: any instant of a past period;
+        default the current one). Pass `next_page_token` of the answer for the next page."""
+        request = leaderboards_pb2.GetLeaderboardRequest(
+            leaderboard_id=leaderboard_id, page_size=page_size, page_token=page_token
+        )
+        if period_start is not None:
+            request.period_start.FromDatetime(period_start)
+        return await self._call(
+            self.leaderboards.GetLeaderboard, request, idempotent=True, timeout=timeout
+        )
+
+    async def get_leaderboard_rank(
+        self,
+        leaderboard_id: str,
+        user_id: str = "",
+        *,
+        around: int = 0,
+        user_ids: Iterable[str] = (),
+        period_start: datetime | None = None,
+        timeout: float | None = None,
+    ) -> leaderboards_pb2.GetLeaderboardRankResponse:
+        """The user's entry (`entry`) with `around` neighbours each side (`entries`), or,
+        with `user_ids` instead, those users' entries (e.g. friends) ranked on the board."""
+        request = leaderboards_pb2.GetLeaderboardRankRequest(
+            leaderboard_id=leaderboard_id, user_id=user_id, around=around, user_ids=list(user_ids)
+        )
+        if period_start is not None:
+            request.period_start.FromDatetime(period_start)
+        return await self._call(
+            self.leaderboards.GetLeaderboardRank, request, idempotent=True, timeout=timeout
+        )

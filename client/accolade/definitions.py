@@ -16,6 +16,12 @@ The original specification's shape is accepted too and mapped onto it::
         award_badge: true                     # -> enabled
         badge_id: "welcome-badge"             # -> id (default: rule_name as a slug)
 
+Either file may also define leaderboards (`Leaderboard` messages; applied with
+`ApplyLeaderboards` after the achievements, in a transaction of their own)::
+
+    leaderboards:
+      - {id: weekly-points, metric: period_points, period: weekly, time_zone: Europe/Berlin}
+
 Either file may declare the properties events carry, so that the server can check
 conditions against them before the first event arrives (see `DeclareEventType`)::
 
@@ -45,7 +51,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from accolade._enums import parse_enum, short_name
 from accolade._errors import AccoladeError
-from accolade.v1 import admin_pb2, types_pb2
+from accolade.v1 import admin_pb2, leaderboards_pb2, types_pb2
 
 _OUTPUT_ONLY = (
     "create_time",
@@ -70,7 +76,7 @@ _SPEC_KEYS = (
     "icon_url",
     "hidden",
 )
-_TOP_KEYS = ("achievements", "achievement_rules", "event_types")
+_TOP_KEYS = ("achievements", "achievement_rules", "event_types", "leaderboards")
 
 
 class DefinitionError(AccoladeError, ValueError):
@@ -92,6 +98,7 @@ class Definitions:
     #: For each achievement, where it is in the file (``achievement_rules[1]``).
     origins: list[str] = field(default_factory=list)
     event_types: list[admin_pb2.EventType] = field(default_factory=list)
+    leaderboards: list[leaderboards_pb2.Leaderboard] = field(default_factory=list)
 
 
 def _load_text(text: str, source: str) -> Any:
@@ -296,12 +303,31 @@ def _event_types(data: Any, errors: list[str]) -> list[admin_pb2.EventType]:
     return out
 
 
+def _leaderboards(data: Any, reader: _Reader) -> list[leaderboards_pb2.Leaderboard]:
+    """`leaderboards: [Leaderboard, …]` (output-only fields are ignored)."""
+    if not isinstance(data, list):
+        reader.errors.append(f"`leaderboards` must be a list, got {_kind(data)}")
+        return []
+    out = []
+    for i, item in enumerate(data):
+        before = len(reader.errors)
+        checked = reader.message(
+            item, leaderboards_pb2.Leaderboard.DESCRIPTOR, f"leaderboards[{i}]"
+        )
+        checked.pop("built_in", None)
+        if len(reader.errors) == before:
+            out.append(json_format.ParseDict(checked, leaderboards_pb2.Leaderboard()))
+    return out
+
+
 def read(data: Any, source: str = "<definitions>") -> Definitions:
     """Achievements and event types from already-parsed YAML/JSON data in either shape.
 
     Raises DefinitionError listing every error of the file.
     """
-    if not isinstance(data, dict) or not ({"achievements", "achievement_rules"} & set(data)):
+    if not isinstance(data, dict) or not (
+        {"achievements", "achievement_rules", "leaderboards"} & set(data)
+    ):
         raise DefinitionError(
             f"{source}: expected a top-level `achievements:` or `achievement_rules:` list"
         )
@@ -343,6 +369,8 @@ def read(data: Any, source: str = "<definitions>") -> Definitions:
             result.origins.append(where)
     if "event_types" in data:
         result.event_types = _event_types(data["event_types"], errors)
+    if "leaderboards" in data:
+        result.leaderboards = _leaderboards(data["leaderboards"], reader)
     errors += reader.errors
     if errors:
         if len(errors) == 1:
@@ -374,7 +402,9 @@ def load(path: str | os.PathLike[str]) -> list[types_pb2.Achievement]:
 
 
 def to_data(
-    achievements: list[types_pb2.Achievement], event_types: Sequence[admin_pb2.EventType] = ()
+    achievements: list[types_pb2.Achievement],
+    event_types: Sequence[admin_pb2.EventType] = (),
+    leaderboards: Sequence[leaderboards_pb2.Leaderboard] = (),
 ) -> dict[str, Any]:
     """The native shape for `achievements`, without output-only fields, and the declared
     properties of `event_types` (observed-only properties are left out)."""
@@ -406,14 +436,32 @@ def to_data(
     declared = {name: props for name, props in declared.items() if props}
     if declared:
         data["event_types"] = declared
+    boards = []
+    for b in leaderboards:
+        if b.built_in:
+            continue
+        d = json_format.MessageToDict(b, preserving_proto_field_name=True)
+        d.pop("create_time", None)
+        for name, enum in (
+            ("metric", leaderboards_pb2.LeaderboardMetric),
+            ("period", leaderboards_pb2.LeaderboardPeriod),
+            ("week_start", leaderboards_pb2.Weekday),
+        ):
+            if name in d:
+                d[name] = short_name(enum, getattr(b, name))
+        boards.append(d)
+    if boards:
+        data["leaderboards"] = boards
     return data
 
 
 def dump(
-    achievements: list[types_pb2.Achievement], event_types: Sequence[admin_pb2.EventType] = ()
+    achievements: list[types_pb2.Achievement],
+    event_types: Sequence[admin_pb2.EventType] = (),
+    leaderboards: Sequence[leaderboards_pb2.Leaderboard] = (),
 ) -> str:
     """YAML text (JSON when PyYAML is not installed) in the native shape."""
-    data = to_data(achievements, event_types)
+    data = to_data(achievements, event_types, leaderboards)
     try:
         import yaml
     except ImportError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    leaderboards_pb2,
+    leaderboards_pb2_grpc,
     points_pb2,
     points_pb2_grpc,
     tracker_pb2,
@@ -43,6 +46,7 @@ from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
+from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
@@ -50,6 +54,7 @@ from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
+from accolade_server.service.leaderboards import LeaderboardService
 from accolade_server.service.points import PointsService
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
@@ -59,6 +64,7 @@ from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
 from accolade_server.store import batchstore, migrate
 from accolade_server.store.db import channel_name, ensure_sqlite_directory, make_engine
+from accolade_server.store.scores import Scorer
 from accolade_server.store.uow import UnitOfWork
 from accolade_server.tracing import Tracing, build_tracing
 
@@ -72,6 +78,7 @@ SERVICE_NAMES = (
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
     points_pb2.DESCRIPTOR.services_by_name["PointsLedger"].full_name,
+    leaderboards_pb2.DESCRIPTOR.services_by_name["Leaderboards"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -209,6 +216,8 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
 
     alerts = AdminAlerts(admin_sinks(settings, "admin-alert"))
     rules = RuleCache(settings, metrics=metrics, alerts=alerts)
+    scorer = Scorer(rules, retention=settings.leaderboard_retention_periods)
+    uow.batch_store = functools.partial(batchstore.for_backend(settings.is_sqlite), scorer=scorer)
     catalogue = Catalogue(uow, rules)
     await warn_untracked_rules(catalogue, settings)
     broker = Broker(*_log_readers(uow, catalogue), poll_seconds=settings.award_poll_seconds)
@@ -249,6 +258,9 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
         points, lambda context: guard.caller(context.invocation_metadata() or ())
     )
     points_pb2_grpc.add_PointsLedgerServicer_to_server(points_ledger, server)
+    leaderboards = LeaderboardService(uow, settings)
+    leaderboards_servicer = LeaderboardsServicer(leaderboards)
+    leaderboards_pb2_grpc.add_LeaderboardsServicer_to_server(leaderboards_servicer, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
@@ -270,6 +282,8 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
                     tracing=tracing,
                     points=points,
                     points_ledger=points_ledger,
+                    leaderboards=leaderboards,
+                    leaderboards_servicer=leaderboards_servicer,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),

@@ -258,6 +258,14 @@ class Settings(BaseSettings):
             return {**data, "otel_exporter_otlp_endpoint": endpoint}
         return data
 
+    # Leaderboards.
+    leaderboard_retention_periods: int = Field(
+        12,
+        ge=1,
+        le=10_000,
+        description="Past periods a period leaderboard keeps readable besides the current one.",
+    )
+
     @field_validator("badge_level_threshold")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:

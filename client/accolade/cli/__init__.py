@@ -19,6 +19,7 @@ import grpc
 from accolade import definitions
 from accolade._common import DEFAULT_TARGET
 from accolade._errors import RPCError
+from accolade.cli import _leaderboards as leaderboards
 from accolade.cli import _verbs as verbs
 from accolade.v1.admin_pb2 import ProgressPolicy
 from accolade.v1.types_pb2 import Aggregate
@@ -232,6 +233,7 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     )
     entitled.add_argument("user")
     entitled.set_defaults(func=verbs.entitlements)
+    leaderboards.add_verbs(verbs_, common)
 
     rules = verbs_.add_parser("rules", help="achievement definitions as YAML files")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="ACTION")

@@ -16,6 +16,7 @@ from accolade._enums import EnumType, parse_enum, short_name
 from accolade._retry import RetryPolicy
 from accolade.cli import _render as render
 from accolade.v1 import admin_pb2, points_pb2, types_pb2, users_pb2
+from accolade.v1 import leaderboards_pb2 as lpb
 
 
 def client(args: argparse.Namespace) -> Client:
@@ -365,10 +366,20 @@ def rules_apply(args: argparse.Namespace) -> int:
             allow_field_removal=args.allow_removal,
             progress_policy=args.progress,
         )
+        boards = (
+            c.apply_leaderboards(args.file, validate_only=args.dry_run)
+            if defs.leaderboards
+            else None
+        )
     for warning in result.warnings:
         print(f"accolade: warning: {warning}", file=sys.stderr)
     if args.json:
-        render.print_json(result)
+        if boards is None:
+            render.print_json(result)
+        else:
+            render.print_json(
+                {"achievements": render.as_dict(result), "leaderboards": render.as_dict(boards)}
+            )
         return 0
 
     def done(ids: Sequence[str], what: str) -> str:
@@ -388,6 +399,18 @@ def rules_apply(args: argparse.Namespace) -> int:
         for f in change.fields:
             old, new = f.old_value or "(none)", f.new_value or "(none)"
             print(f"      {f.field}: {old} -> {new}")
+    if boards is not None:
+        kinds = [short_name(lpb.LeaderboardChange.Kind, b.kind) for b in boards.changes]
+        print(
+            f"{render.count(len(boards.changes), 'leaderboard')}: "
+            f"{done([k for k in kinds if k == 'create'], 'created')}, "
+            f"{done([k for k in kinds if k == 'update'], 'updated')}, "
+            f"{kinds.count('unchanged')} unchanged"
+        )
+        for b, kind in zip(boards.changes, kinds, strict=True):
+            if kind != "unchanged":
+                fields = f" ({', '.join(b.fields)})" if b.fields else ""
+                print(f"  {'created' if kind == 'create' else 'updated'}: {b.id}{fields}")
     if args.dry_run:
         print("dry run: nothing was written")
     return 0
@@ -400,7 +423,11 @@ def rules_export(args: argparse.Namespace) -> int:
             for t in c.list_event_types(page_size=1000)
             if any(p.declared_type for p in t.properties)
         ]
-        text = definitions.dump(list(c.list_achievements(page_size=1000)), declared)
+        text = definitions.dump(
+            list(c.list_achievements(page_size=1000)),
+            declared,
+            list(c.list_leaderboards(page_size=1000)),
+        )
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)

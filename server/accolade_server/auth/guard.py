@@ -54,6 +54,15 @@ METHOD_SCOPES = {
     "/accolade.v1.PointsLedger/RefundRedemption": "redeem",
     "/accolade.v1.PointsLedger/ListPointsLedger": "read",
     "/accolade.v1.PointsLedger/GetEntitlements": "read",
+    # Leaderboards: defined like achievements (admin); read like progress.
+    "/accolade.v1.Leaderboards/CreateLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/GetLeaderboardDefinition": "read",
+    "/accolade.v1.Leaderboards/ListLeaderboards": "read",
+    "/accolade.v1.Leaderboards/UpdateLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/DeleteLeaderboard": "admin",
+    "/accolade.v1.Leaderboards/ApplyLeaderboards": "admin",
+    "/accolade.v1.Leaderboards/GetLeaderboard": "read",
+    "/accolade.v1.Leaderboards/GetLeaderboardRank": "read",
 }
 #: Scopes a key has through another one it has.
 IMPLIED_BY = {"redeem": "admin"}

@@ -14,7 +14,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accolade_server.console import achievements, live, points, transfer, tryit, users
+from accolade_server.console import (
+    achievements,
+    leaderboards,
+    live,
+    points,
+    transfer,
+    tryit,
+    users,
+)
 from accolade_server.console.context import Console
 from accolade_server.console.render import SECURITY_HEADERS, Renderer, static_files
 from accolade_server.console.security import (
@@ -134,6 +142,7 @@ def build_console(services: Services) -> Starlette:
         *achievements.routes(console),
         *users.routes(console),
         *points.routes(console),
+        *leaderboards.routes(console),
         *live.routes(console),
         *tryit.routes(console),
         *transfer.routes(console),

@@ -27,6 +27,7 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("Achievements", "/achievements", Permission.READ),
     NavItem("Users", "/users", Permission.READ),
+    NavItem("Leaderboards", "/leaderboards", Permission.READ),
     NavItem("Live", "/live", Permission.READ),
     NavItem("Try it", "/try", Permission.ADMIN),
     NavItem("Import / export", "/import", Permission.READ),

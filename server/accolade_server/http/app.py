@@ -13,22 +13,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from accolade.v1 import admin_pb2, points_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, leaderboards_pb2, points_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
 from accolade_server.http.connect import connect_apps
+from accolade_server.http.leaderboards import leaderboards_app
 from accolade_server.http.openapi import openapi_document
 from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.leaderboards import LeaderboardService
 from accolade_server.service.points import PointsService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
@@ -84,6 +87,9 @@ class Services:
     #: Balances, redemptions and the ledger, and their servicer.
     points: PointsService | None = None
     points_ledger: PointsLedgerServicer | None = None
+    #: Leaderboard definitions and reads, and their servicer.
+    leaderboards: LeaderboardService | None = None
+    leaderboards_servicer: LeaderboardsServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -102,6 +108,15 @@ def build_http_app(services: Services) -> ASGIApp:
         max_message_bytes=settings.max_message_bytes,
         points=services.points_ledger,
     )
+    if services.leaderboards_servicer is not None:
+        connect.append(
+            leaderboards_app(
+                services.leaderboards_servicer,
+                metrics=services.metrics,
+                guard=services.guard,
+                max_message_bytes=settings.max_message_bytes,
+            )
+        )
     pictures = Pictures(settings, services.achievements, services.tracking, services.users)
     document = openapi_document(
         (
@@ -109,6 +124,7 @@ def build_http_app(services: Services) -> ASGIApp:
             admin_pb2.DESCRIPTOR,
             users_pb2.DESCRIPTOR,
             points_pb2.DESCRIPTOR,
+            leaderboards_pb2.DESCRIPTOR,
         ),
         version=metadata.version("accolade"),
     )

@@ -21,12 +21,14 @@ from accolade_server.store import columns as C
 from accolade_server.store.columns import Col, Read, Write
 from accolade_server.store.db import channel_name, utc
 from accolade_server.store.port import Changes, Keys, effects
+from accolade_server.store.scores import Scorer
 from accolade_server.store.tables import (
     award_log_head,
     awards,
     entitlements,
     events,
     holdings,
+    leaderboard_scores,
     point_balances,
     progress,
     progress_distinct,
@@ -49,8 +51,9 @@ def _erase(table: sa.Table) -> Write:
 
 # -- writes, in the order SQLite runs them ---------------------------------------------------
 
-#: What erasing a user removes besides the award log: events, progress, DISTINCT values …
-ERASE_STATE = tuple(_erase(t) for t in (events, progress, progress_distinct))
+#: What erasing a user removes besides the award log: events, progress, DISTINCT values,
+#: leaderboard entries …
+ERASE_STATE = tuple(_erase(t) for t in (events, progress, progress_distinct, leaderboard_scores))
 #: … what its erasure entry removes: holdings, earlier log entries, redemptions …
 ERASE_LOG = tuple(_erase(t) for t in (holdings, awards, redemptions, point_balances, entitlements))
 #: … and, for both, the user's row (points, and the lock).
@@ -283,12 +286,18 @@ def _first(item: tuple[Any, Any]) -> Any:
 
 
 class _Base:
-    """What both backends share: the transaction's connection and the entries it appended."""
+    """What both backends share: the transaction's connection and the entries it appended.
+    `scorer` updates leaderboard entries in `write`: as CTEs of its one statement on
+    PostgreSQL, just before its statements on SQLite (either way reading points and progress
+    as they were before the write; see `store/scores.py`)."""
 
-    def __init__(self, conn: AsyncConnection, schema: str | None) -> None:
+    def __init__(
+        self, conn: AsyncConnection, schema: str | None, scorer: Scorer | None = None
+    ) -> None:
         self.conn = conn
         self.schema = schema
         self.appended: list[AwardRecord] = []
+        self.scorer = scorer
 
 
 class PostgresBatchStore(_Base):
@@ -334,6 +343,8 @@ class PostgresBatchStore(_Base):
             f"p{i} AS ({C.pg_write(spec, rows, params, now)})"
             for i, (spec, rows) in enumerate(parts)
         ]
+        if self.scorer is not None:
+            ctes += await self.scorer.ctes(self.conn, changes, records, now, params.add)
         counted = [f"p{i}" for i, (spec, _) in enumerate(parts) if spec.count]
         count = f"(SELECT count(*) FROM {counted[0]})" if counted else "0"
         notify = ""
@@ -369,6 +380,8 @@ class SqliteBatchStore(_Base):
 
     async def write(self, changes: Changes, records: Sequence[AwardRecord], now: datetime) -> int:
         inserted = 0
+        if self.scorer is not None:
+            await self.scorer.apply(self.conn, changes, records, now)
         for spec, rows in _parts(changes, records):
             written = await C.sqlite_write(self.conn, spec, rows, now)
             if spec.count:

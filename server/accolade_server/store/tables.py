@@ -248,3 +248,45 @@ entitlements = sa.Table(
     sa.Column("grant_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expire_time", sa.DateTime(timezone=True), nullable=True),
 )
+
+# Leaderboard definitions (see service/leaderboards.py); the built-in "points" board has none.
+leaderboards = sa.Table(
+    "leaderboards",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # The definition's domain fields as JSON.
+    sa.Column("definition", JSONType, nullable=False),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One entry per (board, period, user), written in the transaction of the award or event that
+# changes the score (see store/scores.py). `period_start` is the period's start in epoch
+# seconds (0 for all time), `reached` when the score last changed in epoch microseconds, and
+# `neg_score` the score negated: the board order (score desc, reached, user_id) is then the
+# ascending order of the ranking index, which serves pages, neighbours (either direction)
+# and rank counts, with keyset positions as row-value bounds on both backends.
+leaderboard_scores = sa.Table(
+    "leaderboard_scores",
+    metadata,
+    sa.Column("board_id", sa.String(64), primary_key=True),
+    sa.Column("period_start", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("neg_score", sa.Float, nullable=False),
+    sa.Column("reached", sa.BigInteger, nullable=False),
+    sa.Index(
+        "ix_leaderboard_scores_rank", "board_id", "period_start", "neg_score", "reached", "user_id"
+    ),
+    sa.Index("ix_leaderboard_scores_user", "user_id"),
+)
+
+# How many entries of a board's period have each score: a rank is 1 + the sum over the scores
+# above, so it costs the number of distinct scores above, not of users. Kept in the same
+# statement as the entries (see store/scores.py).
+leaderboard_counts = sa.Table(
+    "leaderboard_counts",
+    metadata,
+    sa.Column("board_id", sa.String(64), primary_key=True),
+    sa.Column("period_start", sa.BigInteger, primary_key=True),
+    sa.Column("neg_score", sa.Float, primary_key=True),
+    sa.Column("entries", sa.BigInteger, nullable=False),
+)
