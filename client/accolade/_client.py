@@ -585,6 +585,7 @@ class Client:
             token = page.next_page_token
             if not token:
                 return
+
     # Leaderboards --------------------------------------------------------------------------
 
     def create_leaderboard(
