@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    insights_pb2,
+    insights_pb2_grpc,
     tracker_pb2,
     tracker_pb2_grpc,
     users_pb2,
@@ -39,12 +41,15 @@ from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
+from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
+from accolade_server.service.explain import ExplainService
+from accolade_server.service.insights import InsightsService
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import EventTypeService
@@ -61,6 +66,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
+    insights_pb2.DESCRIPTOR.services_by_name["Insights"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -210,6 +216,12 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     users = UserService(uow, settings)
     user_directory = UserDirectoryServicer(users)
     users_pb2_grpc.add_UserDirectoryServicer_to_server(user_directory, server)
+    insights = InsightsService(uow, settings, conditions)
+    explain = ExplainService(uow, settings, rules, conditions)
+    insights_servicer = InsightsServicer(
+        insights, explain, lambda ctx: guard.holds(ctx.invocation_metadata() or (), "admin")
+    )
+    insights_pb2_grpc.add_InsightsServicer_to_server(insights_servicer, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
@@ -228,6 +240,9 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
                     users=users,
                     user_directory=user_directory,
                     metrics=metrics,
+                    insights=insights,
+                    explain=explain,
+                    insights_servicer=insights_servicer,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),

@@ -49,6 +49,10 @@ METHOD_SCOPES = {
     "/accolade.v1.UserDirectory/UpsertUser": "admin",
     "/accolade.v1.UserDirectory/GetUser": "read",
     "/accolade.v1.UserDirectory/ListUsers": "read",
+    "/accolade.v1.Insights/GetAchievementStats": "read",
+    "/accolade.v1.Insights/ListAchievementStats": "read",
+    "/accolade.v1.Insights/GetTrends": "read",
+    "/accolade.v1.Insights/ExplainProgress": "read",
 }
 
 
@@ -176,6 +180,20 @@ class Guard:
             raise PermissionDenied(f"API key {key.id} does not have the {scope!r} scope")
         self._take_token(key.id)
         return Principal(key.id)
+
+    def holds(self, metadata: Iterable[tuple[str, str | bytes]], scope: str) -> bool:
+        """Whether a caller `check` let in also holds `scope` (open mode: every scope)."""
+        if self.open_mode:
+            return True
+        token = _bearer(metadata)
+        parsed = parse(token) if token else None
+        key = self.keys.get(parsed[0]) if parsed else None
+        return (
+            key is not None
+            and parsed is not None
+            and matches(key, parsed[1])
+            and (scope in key.scopes)
+        )
 
     def _take_token(self, key_id: str) -> None:
         rate = self.settings.rate_limit_per_second

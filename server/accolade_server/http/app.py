@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, insights_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
@@ -22,11 +22,14 @@ from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.explain import ExplainService
+from accolade_server.service.insights import InsightsService
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
 from accolade_server.service.watch import WatchService
@@ -75,6 +78,10 @@ class Services:
     users: UserService
     user_directory: UserDirectoryServicer
     metrics: Metrics | None = None
+    #: Analytics and explanations (Insights service) and their servicer.
+    insights: InsightsService | None = None
+    explain: ExplainService | None = None
+    insights_servicer: InsightsServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -88,13 +95,19 @@ def build_http_app(services: Services) -> Starlette:
         services.tracker,
         services.admin,
         services.user_directory,
+        services.insights_servicer,
         metrics=services.metrics,
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
     )
     pictures = Pictures(settings, services.achievements, services.tracking, services.users)
     document = openapi_document(
-        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, users_pb2.DESCRIPTOR),
+        (
+            tracker_pb2.DESCRIPTOR,
+            admin_pb2.DESCRIPTOR,
+            users_pb2.DESCRIPTOR,
+            insights_pb2.DESCRIPTOR,
+        ),
         version=metadata.version("accolade"),
     )
 
