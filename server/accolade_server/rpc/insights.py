@@ -50,7 +50,9 @@ _STATE = {
 
 def _enum(table: dict[Any, Any], value: int, field: str, names: Any) -> Any:
     if value not in table:
-        valid = ", ".join(n for n in names if not n.endswith("UNSPECIFIED"))
+        valid = ", ".join(
+            v.name for v in names.DESCRIPTOR.values if not v.name.endswith("UNSPECIFIED")
+        )
         raise InvalidArgument(f"must be one of {valid}", field=field)
     return table[value]
 

@@ -132,24 +132,23 @@ class Books:
     ) -> list[str]:
         plan = self._plan(changes, records, now)
         parts: list[str] = []
-        shard = params.add(random.randrange(SHARDS), "::int2")
         sources: list[str] = []
         if plan.rollup:
             keys = sorted(plan.rollup)
             cols = list(zip(*keys, strict=True))
             sources.append(
                 "SELECT * FROM unnest("
-                f"{params.add(text_array(cols[0]), '::text[]')}, "
-                f"{params.add(text_array(cols[1]), '::text[]')}, "
-                f"{params.add(text_array(cols[2]), '::text[]')}, "
+                f"{params.add(text_array(cols[0]), '::text::text[]')}, "
+                f"{params.add(text_array(cols[1]), '::text::text[]')}, "
+                f"{params.add(text_array(cols[2]), '::text::text[]')}, "
                 f"{params.add(list(cols[3]), '::timestamptz[]')}, "
-                f"{params.add(text_array(cols[4]), '::text[]')}, "
-                f"{params.add(text_array(cols[5]), '::text[]')}, "
+                f"{params.add(text_array(cols[4]), '::text::text[]')}, "
+                f"{params.add(text_array(cols[5]), '::text::text[]')}, "
                 f"{params.add(number_array(plan.rollup[k] for k in keys), '::text::int8[]')}, "
                 f"{params.add(number_array(plan.amounts[k] for k in keys), '::text::int8[]')})"
             )
         if plan.users:
-            users = params.add(text_array(plan.users), "::text[]")
+            users = params.add(text_array(plan.users), "::text::text[]")
             parts.append(
                 "ius AS (SELECT u.user_id, (SELECT max(s.last_seen) FROM insights_last_seen s "
                 f"WHERE s.user_id = u.user_id) AS old FROM unnest({users}) AS u(user_id))"
@@ -175,8 +174,8 @@ class Books:
             parts.append(
                 "isn AS (INSERT INTO insights_last_seen AS t (user_id, event_type, last_seen) "
                 f"SELECT x.u, x.ty, {params.now(now)} FROM unnest("
-                f"{params.add(text_array(u), '::text[]')}, "
-                f"{params.add(text_array(ty), '::text[]')}) AS x(u, ty) "
+                f"{params.add(text_array(u), '::text::text[]')}, "
+                f"{params.add(text_array(ty), '::text::text[]')}) AS x(u, ty) "
                 "ON CONFLICT (user_id, event_type) DO UPDATE "
                 "SET last_seen = greatest(t.last_seen, excluded.last_seen))"
             )
@@ -187,13 +186,14 @@ class Books:
                 "AT TIME ZONE 'UTC', v.tier, floor("
                 f"{EARN_STEPS} * ln(greatest(extract(epoch FROM v.t - coalesce(f.first_time, v.t)),"
                 " 1)) / ln(2))::int8::text, 1::int8, 0::int8 FROM unnest("
-                f"{params.add(text_array(r.user_id for r in e), '::text[]')}, "
-                f"{params.add(text_array(r.achievement_id for r in e), '::text[]')}, "
-                f"{params.add(text_array(r.tier for r in e), '::text[]')}, "
+                f"{params.add(text_array(r.user_id for r in e), '::text::text[]')}, "
+                f"{params.add(text_array(r.achievement_id for r in e), '::text::text[]')}, "
+                f"{params.add(text_array(r.tier for r in e), '::text::text[]')}, "
                 f"{params.add([r.award_time for r in e], '::timestamptz[]')}) "
                 "AS v(uid, aid, tier, t) LEFT JOIN insights_first f "
                 "ON f.user_id = v.uid AND f.achievement_id = v.aid"
             )
+        shard = str(random.randrange(SHARDS))  # a literal: the statement is prepared per text
         if sources:
             union = "\nUNION ALL ".join(sources)
             parts.append(
@@ -210,7 +210,7 @@ class Books:
             keys2 = sorted(plan.totals)
             a, m, ti = zip(*keys2, strict=True)
             counts = number_array(plan.totals[k] for k in keys2)
-            arrays = ", ".join(params.add(text_array(col), "::text[]") for col in (a, m, ti))
+            arrays = ", ".join(params.add(text_array(col), "::text::text[]") for col in (a, m, ti))
             parts.append(
                 "ito AS (INSERT INTO insights_totals AS t "
                 "(achievement_id, metric, tier, shard, count) "
@@ -224,8 +224,8 @@ class Books:
             parts.append(
                 "ifi AS (INSERT INTO insights_first (user_id, achievement_id, first_time) "
                 f"SELECT x.u, x.a, {params.now(now)} FROM unnest("
-                f"{params.add(text_array(u2), '::text[]')}, "
-                f"{params.add(text_array(a2), '::text[]')}) AS x(u, a) ON CONFLICT DO NOTHING)"
+                f"{params.add(text_array(u2), '::text::text[]')}, "
+                f"{params.add(text_array(a2), '::text::text[]')}) AS x(u, a) ON CONFLICT DO NOTHING)"
             )
         return parts
 
