@@ -4,12 +4,14 @@ ExplainProgress, scopes, bad input and Connect JSON."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import httpx
 from google.protobuf import timestamp_pb2
 
+from accolade import AsyncClient
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import insights_pb2 as ipb
 from accolade.v1 import insights_pb2_grpc
@@ -18,6 +20,7 @@ from accolade.v1 import types_pb2 as pb
 from tests.conftest import Database, Running, start_server, stop_server
 from tests.connect import unary
 from tests.e2e.test_auth import auth, make_key, with_keys
+from tests.e2e.test_cli import client, ok
 from tests.helpers import achievement, expect_error
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -375,3 +378,24 @@ async def test_connect_json(server: Running) -> None:
             json={"metric": "METRIC_AWARDS"},
         )
         assert reply.status_code == 400 and "start_time" in reply.json()["message"]
+
+
+async def test_sdk_and_cli(server: Running) -> None:
+    await seeded(server)
+    async with AsyncClient(server.target) as c:
+        stats = await c.get_achievement_stats("buyer")
+        assert stats.holders == 3
+        listed = [s.achievement_id async for s in c.list_achievement_stats(order_by="completion")]
+        assert listed == ["buyer"]
+        series = await c.get_trends("events", datetime.now(UTC) - timedelta(days=1))
+        assert {s.label for s in series} == {"purchase", "login"}
+        e = await c.explain_progress("u2", "buyer")
+        assert e.levels[2].remaining == 2
+    out = ok(await client(server, "explain", "u2", "buyer")).out
+    assert "gold: 3 of 5; 2 more purchase events" in out
+    table = ok(await client(server, "stats")).out
+    assert "buyer" in table and "75" in table
+    one = json.loads(ok(await client(server, "stats", "buyer", "--json")).out)
+    assert one["stats"][0]["completed"] == "1"  # int64 in JSON is a string
+    missing = await client(server, "explain", "u2", "ghost")
+    assert missing.code != 0 and "ghost" in missing.err
