@@ -225,7 +225,8 @@ class Books:
                 "ifi AS (INSERT INTO insights_first (user_id, achievement_id, first_time) "
                 f"SELECT x.u, x.a, {params.now(now)} FROM unnest("
                 f"{params.add(text_array(u2), '::text::text[]')}, "
-                f"{params.add(text_array(a2), '::text::text[]')}) AS x(u, a) ON CONFLICT DO NOTHING)"
+                f"{params.add(text_array(a2), '::text::text[]')}) AS x(u, a) "
+                "ON CONFLICT DO NOTHING)"
             )
         return parts
 
