@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accolade_server.console import achievements, live, transfer, tryit, users
+from accolade_server.console import achievements, insights, live, transfer, tryit, users
 from accolade_server.console.context import Console
 from accolade_server.console.render import SECURITY_HEADERS, Renderer, static_files
 from accolade_server.console.security import (
@@ -136,6 +136,7 @@ def build_console(services: Services) -> Starlette:
         *live.routes(console),
         *tryit.routes(console),
         *transfer.routes(console),
+        *insights.routes(console),
     ]
     for route in routes:  # fail closed: no route without a permission
         if not isinstance(route, ConsoleRoute):

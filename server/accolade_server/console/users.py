@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from accolade_server.console import insights
 from accolade_server.console.achievements import all_achievements
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
@@ -72,10 +73,15 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "user_id": user_id,
             "flash": request.query_params.get("flash", ""),
             "error": request.query_params.get("error", ""),
+            "explain": request.query_params.get("explain", "").strip(),
+            "explanation": None,
         }
         if user_id:
             try:
                 context.update(await progress_context(user_id))
+                context["explanation"] = await insights.explanation(
+                    console, session, user_id, str(context["explain"])
+                )
             except AccoladeError as exc:
                 context["error"] = str(exc)
                 context["user_id"] = ""

@@ -11,8 +11,8 @@ What is kept (tables at the end of `store/tables.py`):
   user's first progress (log2 buckets, 4 per doubling); active users per hour, day and week;
   and, as metric "seen", how many users were last seen on each day (moved as users return).
 - `insights_totals`: holders per level and users who started, per achievement.
-- `insights_last_seen`, `insights_first`: per user, the last event of each type and the
-  first progress on each achievement.
+- `insights_last_seen`, `insights_first`: per user, the last event of each type (to the
+  minute on PostgreSQL) and the first progress on each achievement.
 """
 
 from __future__ import annotations
@@ -176,8 +176,12 @@ class Books:
                 f"SELECT x.u, x.ty, {params.now(now)} FROM unnest("
                 f"{params.add(text_array(u), '::text::text[]')}, "
                 f"{params.add(text_array(ty), '::text::text[]')}) AS x(u, ty) "
-                "ON CONFLICT (user_id, event_type) DO UPDATE "
-                "SET last_seen = greatest(t.last_seen, excluded.last_seen))"
+                "ON CONFLICT (user_id, event_type) DO UPDATE SET last_seen = excluded.last_seen"
+                # To the minute, and always into a new hour (active users count on it): most
+                # events of a busy user then leave the row as it is (no new row version).
+                " WHERE t.last_seen < excluded.last_seen - interval '1 minute'"
+                " OR date_trunc('hour', t.last_seen AT TIME ZONE 'UTC')"
+                " < date_trunc('hour', excluded.last_seen AT TIME ZONE 'UTC'))"
             )
         if plan.earned:
             e = plan.earned
