@@ -27,6 +27,7 @@ from accolade.v1 import insights_pb2 as ipb
 from accolade.v1 import insights_pb2_grpc
 from accolade.v1 import types_pb2 as pb
 from accolade_server.store.db import make_engine
+from bench import cpu
 from bench.harness import (
     POSTGRES_URL,
     TYPES,
@@ -198,6 +199,8 @@ def reads(target: str, quick: bool) -> dict[str, Any]:
 def throughput(opts: argparse.Namespace, secs: float) -> dict[str, Any]:
     rounds = 1 if opts.quick else 3
     results: dict[str, list[float]] = {"with": [], "without": []}
+    server_us: dict[str, list[float]] = {"with": [], "without": []}
+    db_us: dict[str, list[float]] = {"with": [], "without": []}
     for _ in range(rounds):
         for kind, path in (("with", None), ("without", opts.server_path)):
             if kind == "without" and not path:
@@ -206,17 +209,35 @@ def throughput(opts: argparse.Namespace, secs: float) -> dict[str, Any]:
             try:
                 port = free_port()
                 target = f"127.0.0.1:{port}"
-                with process(serve_args(), server_env(schema, port, path), 0, target):
+                with process(serve_args(), server_env(schema, port, path), 0, target) as server:
                     apply(target, realistic_definitions())
                     load("unary", target, TRACK, 16, 1.0, 10_000)
-                    results[kind].append(load("unary", target, TRACK, 64, secs, 10_000)["rps"])
+                    with cpu.measure(POSTGRES_URL, server.pid) as use:
+                        res = load("unary", target, TRACK, 64, secs, 10_000)
+                    results[kind].append(res["rps"])
+                    s_us, d_us = use.per(res["total_calls"])
+                    server_us[kind].append(s_us)
+                    db_us[kind].append(d_us)
             finally:
                 asyncio.run(drop_schema(schema))
-    r: dict[str, Any] = {"insights_track_rps": round(statistics.median(results["with"]))}
+
+    def med(d: dict[str, list[float]], kind: str) -> float:
+        return float(statistics.median(d[kind]))
+
+    r: dict[str, Any] = {
+        "insights_track_rps": round(med(results, "with")),
+        "insights_track_server_cpu_us": round(med(server_us, "with")),
+        "insights_track_db_cpu_us": round(med(db_us, "with")),
+    }
     if results["without"]:
-        without = statistics.median(results["without"])
-        r["insights_track_rps_without"] = round(without)
-        r["insights_track_ratio"] = round(statistics.median(results["with"]) / without, 3)
+        r["insights_track_rps_without"] = round(med(results, "without"))
+        r["insights_track_ratio"] = round(med(results, "with") / med(results, "without"), 3)
+        r["insights_track_server_cpu_us_without"] = round(med(server_us, "without"))
+        r["insights_track_db_cpu_us_without"] = round(med(db_us, "without"))
+        # Throughput as CPU allows it (steadier than rates on a shared machine).
+        cost = med(server_us, "with") + med(db_us, "with")
+        base = med(server_us, "without") + med(db_us, "without")
+        r["insights_track_cpu_ratio"] = round(base / cost, 3)
     return r
 
 

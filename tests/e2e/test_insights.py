@@ -399,3 +399,23 @@ async def test_sdk_and_cli(server: Running) -> None:
     assert one["stats"][0]["completed"] == "1"  # int64 in JSON is a string
     missing = await client(server, "explain", "u2", "ghost")
     assert missing.code != 0 and "ghost" in missing.err
+
+
+async def test_deleting_an_achievement_clears_who_started_it(server: Running) -> None:
+    await seeded(server)
+    await server.admin.DeleteAchievement(apb.DeleteAchievementRequest(id="buyer", force=True))
+    await create(server, achievement("buyer", rule={"event_types": ["purchase"]}, tiers=TIERS))
+    s = (
+        await insights(server).GetAchievementStats(
+            ipb.GetAchievementStatsRequest(achievement_id="buyer")
+        )
+    ).stats
+    # Holders keep their holdings (see DeleteAchievement); nobody has progress any more.
+    assert s.started == 0 and [lv.holders for lv in s.levels] == [3, 2, 1]
+    await track(server, "u1")
+    again = (
+        await insights(server).GetAchievementStats(
+            ipb.GetAchievementStatsRequest(achievement_id="buyer")
+        )
+    ).stats
+    assert again.started == 1
