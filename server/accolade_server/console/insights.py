@@ -90,12 +90,19 @@ async def achievement_stats(console: Console, achievement_id: str) -> Achievemen
 
 async def explanation(
     console: Console, session: Session | None, user_id: str, achievement_id: str
-) -> Explanation | None:
-    """The user page's explanation; hidden achievements only for admin sessions."""
+) -> dict[str, Explanation | str | None]:
+    """The user page's explanation (or why there is none); hidden achievements only for
+    admin sessions."""
     if console.services.explain is None or not achievement_id:
-        return None
+        return {}
     admin = session is not None and session.can_write
-    return await console.services.explain.explain(user_id, achievement_id, include_hidden=admin)
+    try:
+        found = await console.services.explain.explain(
+            user_id, achievement_id, include_hidden=admin
+        )
+    except AccoladeError as exc:
+        return {"explain_error": str(exc)}
+    return {"explanation": found}
 
 
 def routes(console: Console) -> list[ConsoleRoute]:

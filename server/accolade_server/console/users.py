@@ -75,12 +75,13 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "error": request.query_params.get("error", ""),
             "explain": request.query_params.get("explain", "").strip(),
             "explanation": None,
+            "explain_error": "",
         }
         if user_id:
             try:
                 context.update(await progress_context(user_id))
-                context["explanation"] = await insights.explanation(
-                    console, session, user_id, str(context["explain"])
+                context.update(
+                    await insights.explanation(console, session, user_id, str(context["explain"]))
                 )
             except AccoladeError as exc:
                 context["error"] = str(exc)

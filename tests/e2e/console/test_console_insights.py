@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from playwright.async_api import Page, expect
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
-from tests.e2e.console.conftest import ConsoleServer, browser_sign_in
+from tests.e2e.console.conftest import ConsoleServer, browser_sign_in, http_sign_in
 from tests.helpers import achievement
 
 
@@ -80,3 +81,26 @@ async def test_insights_page_achievement_stats_and_explain(
     )
     await expect(page.locator("#explanation")).to_contain_text("last sent 20")
     assert problems == []
+
+
+async def test_hidden_achievements_are_explained_and_listed_only_to_admin_sessions(
+    console: ConsoleServer,
+) -> None:
+    await console.running.admin.CreateAchievement(
+        apb.CreateAchievementRequest(
+            achievement=achievement("secret", rule={"event_types": ["x"]}, hidden=True)
+        ),
+        metadata=console.metadata(console.admin_key),
+    )
+    for key, shown in ((console.read_key, False), (console.admin_key, True)):
+        async with httpx.AsyncClient(base_url=console.running.http_url) as http:
+            await http_sign_in(http, key)
+            page = await http.get("/console/users", params={"user_id": "u1", "explain": "secret"})
+            assert page.status_code == 200
+            assert ('id="explanation"' in page.text) is shown
+            assert ('id="explain-error"' in page.text) is not shown
+            insights = await http.get("/console/insights")
+            assert insights.status_code == 200
+            assert ('href="/console/achievements/secret"' in insights.text) is shown
+    async with httpx.AsyncClient(base_url=console.running.http_url) as http:
+        assert (await http.get("/console/insights")).status_code in (303, 401, 302)
