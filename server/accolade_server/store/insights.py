@@ -104,12 +104,15 @@ class Books:
         for r in records:
             if r.kind is AwardKind.ERASURE:
                 continue
-            metric = "award" if r.kind is AwardKind.AWARD else "revocation"
+            # Counted by kind ("award", "revocation", and kinds added later, under their name).
             for period, bucket in (("h", hour_of(r.award_time)), ("d", day_of(r.award_time))):
-                k = (metric, period, r.achievement_id, bucket, r.tier, r.source.value)
+                k = (r.kind.value[:16], period, r.achievement_id, bucket, r.tier, r.source.value)
                 rollup[k] += 1
                 amounts[k] += r.points
-            totals[r.achievement_id, "holders", r.tier] += 1 if metric == "award" else -1
+            if r.kind is AwardKind.AWARD:
+                totals[r.achievement_id, "holders", r.tier] += 1
+            elif r.kind is AwardKind.REVOCATION:
+                totals[r.achievement_id, "holders", r.tier] -= 1
         first = sorted(k for k in changes.progress if k in self.asked and k not in self.found)
         self.found.update(first)
         for _, aid in first:
