@@ -89,6 +89,11 @@ def seed_statements(users: int, events: int) -> list[str]:
         " SELECT uid, aid, t.tier, 0, t.pts, now() - (u % 90) * interval '1 day'"
         f" + (t.pts * interval '1 hour') FROM ({pairs}) p CROSS JOIN {tiers}"
         " WHERE (u / 2) % t.every = 0",
+        # Fresh statistics before the joins and aggregates below (else a nested loop).
+        "ANALYZE events",
+        "ANALYZE progress",
+        "ANALYZE insights_first",
+        "ANALYZE holdings",
         # The counters the write path would have kept for the above.
         "INSERT INTO insights_last_seen (user_id, event_type, last_seen) SELECT user_id, type,"
         " max(received_at) FROM events GROUP BY 1, 2",
