@@ -52,6 +52,7 @@ SECTIONS: dict[str, str] = {
     "tracing": "bench.tracing",
     "points": "bench.points",
     "leaderboards": "bench.leaderboards",
+    "insights": "bench.insights",
 }
 
 

@@ -22,6 +22,8 @@ from accolade._streams import AwardStream
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    insights_pb2,
+    insights_pb2_grpc,
     leaderboards_pb2,
     leaderboards_pb2_grpc,
     points_pb2,
@@ -76,6 +78,7 @@ class Client:
         self.users = users_pb2_grpc.UserDirectoryStub(self.channel)
         self.points = points_pb2_grpc.PointsLedgerStub(self.channel)
         self.leaderboards = leaderboards_pb2_grpc.LeaderboardsStub(self.channel)
+        self.insights = insights_pb2_grpc.InsightsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -582,9 +585,97 @@ class Client:
                 self.points.ListPointsLedger, request, idempotent=True, timeout=timeout
             )
             yield from page.entries
+
+    # Insights ----------------------------------------------------------------------------
+
+    def get_achievement_stats(
+        self,
+        achievement_id: str,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        timeout: float | None = None,
+    ) -> insights_pb2.AchievementStats:
+        """Holders per level, rarity, completion, the tier funnel and time to earn of one
+        achievement; awards, revocations and time to earn within [start_time, end_time)."""
+        request = insights_pb2.GetAchievementStatsRequest(achievement_id=achievement_id)
+        if start_time is not None:
+            request.start_time.FromDatetime(start_time)
+        if end_time is not None:
+            request.end_time.FromDatetime(end_time)
+        response = self._call(
+            self.insights.GetAchievementStats, request, idempotent=True, timeout=timeout
+        )
+        return response.stats
+
+    def list_achievement_stats(
+        self, *, order_by: str = "rarity", page_size: int = 100, timeout: float | None = None
+    ) -> Iterator[insights_pb2.AchievementStats]:
+        """The stats of every achievement, rarest first (`order_by="completion"`: least
+        completed first)."""
+        order = parse_enum(
+            insights_pb2.ListAchievementStatsRequest.Order,
+            order_by,
+            what="an order",
+        )
+        token = ""
+        while True:
+            request = insights_pb2.ListAchievementStatsRequest(
+                order_by=order,  # type: ignore[arg-type]
+                page_size=page_size,
+                page_token=token,
+            )
+            page = self._call(
+                self.insights.ListAchievementStats, request, idempotent=True, timeout=timeout
+            )
+            yield from page.stats
             token = page.next_page_token
             if not token:
                 return
+
+    def get_trends(
+        self,
+        metric: str,
+        start_time: datetime,
+        *,
+        end_time: datetime | None = None,
+        interval: str = "day",
+        achievement_ids: Iterable[str] = (),
+        event_types: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> list[insights_pb2.TrendSeries]:
+        """A metric (awards, events, active_users, points, redemptions) per hour, day or
+        week from `start_time`, zero-filled: one series per achievement id (awards,
+        points) or event type (events)."""
+        request = insights_pb2.GetTrendsRequest(
+            metric=parse_enum(insights_pb2.GetTrendsRequest.Metric, metric, what="a metric"),  # type: ignore[arg-type]
+            interval=parse_enum(  # type: ignore[arg-type]
+                insights_pb2.GetTrendsRequest.Interval,
+                interval,
+                what="an interval",
+            ),
+            achievement_ids=list(achievement_ids),
+            event_types=list(event_types),
+        )
+        request.start_time.FromDatetime(start_time)
+        if end_time is not None:
+            request.end_time.FromDatetime(end_time)
+        response = self._call(
+            self.insights.GetTrends, request, idempotent=True, timeout=timeout
+        )
+        return list(response.series)
+
+    def explain_progress(
+        self, user_id: str, achievement_id: str, *, timeout: float | None = None
+    ) -> insights_pb2.ExplainProgressResponse:
+        """Why the user has (not yet) earned each level of the achievement: `summary` says
+        it in words; `levels`, `prerequisites` and `feeds` in detail."""
+        request = insights_pb2.ExplainProgressRequest(
+            user_id=user_id, achievement_id=achievement_id
+        )
+        return self._call(
+            self.insights.ExplainProgress, request, idempotent=True, timeout=timeout
+        )
 
     # Leaderboards --------------------------------------------------------------------------
 

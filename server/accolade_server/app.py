@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    insights_pb2,
+    insights_pb2_grpc,
     leaderboards_pb2,
     leaderboards_pb2_grpc,
     points_pb2,
@@ -46,6 +48,7 @@ from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import ErrorInterceptor
+from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
@@ -54,6 +57,8 @@ from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
+from accolade_server.service.explain import ExplainService
+from accolade_server.service.insights import InsightsService
 from accolade_server.service.leaderboards import LeaderboardService
 from accolade_server.service.points import PointsService
 from accolade_server.service.retention import Pruner
@@ -79,6 +84,7 @@ SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
     points_pb2.DESCRIPTOR.services_by_name["PointsLedger"].full_name,
     leaderboards_pb2.DESCRIPTOR.services_by_name["Leaderboards"].full_name,
+    insights_pb2.DESCRIPTOR.services_by_name["Insights"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -261,6 +267,12 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     leaderboards = LeaderboardService(uow, settings)
     leaderboards_servicer = LeaderboardsServicer(leaderboards)
     leaderboards_pb2_grpc.add_LeaderboardsServicer_to_server(leaderboards_servicer, server)
+    insights = InsightsService(uow, settings, conditions)
+    explain = ExplainService(uow, settings, rules, conditions)
+    insights_servicer = InsightsServicer(
+        insights, explain, lambda ctx: guard.holds(ctx.invocation_metadata() or (), "admin")
+    )
+    insights_pb2_grpc.add_InsightsServicer_to_server(insights_servicer, server)
     http = None
     if settings.http_listen:
         http = HttpServer(
@@ -284,6 +296,9 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
                     points_ledger=points_ledger,
                     leaderboards=leaderboards,
                     leaderboards_servicer=leaderboards_servicer,
+                    insights=insights,
+                    explain=explain,
+                    insights_servicer=insights_servicer,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),

@@ -266,6 +266,15 @@ class Settings(BaseSettings):
         description="Past periods a period leaderboard keeps readable besides the current one.",
     )
 
+    # Analytics (Insights service).
+    analytics_active_days: int = Field(
+        30,
+        ge=0,
+        le=3660,
+        description="Active users (rarity's denominator): users with an event in the last N "
+        "UTC days, today included; 0: every user who ever sent an event.",
+    )
+
     @field_validator("badge_level_threshold")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:

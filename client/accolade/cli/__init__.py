@@ -143,6 +143,19 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     awards.add_argument("user")
     awards.set_defaults(func=verbs.awards)
 
+    explain = verbs_.add_parser(
+        "explain", parents=[common], help="why a user has (not yet) earned an achievement"
+    )
+    explain.add_argument("user")
+    explain.add_argument("achievement")
+    explain.set_defaults(func=verbs.explain)
+    stats = verbs_.add_parser(
+        "stats", parents=[common], help="an achievement's stats, or every achievement's"
+    )
+    stats.add_argument("achievement", nargs="?")
+    stats.add_argument("--order-by", choices=("rarity", "completion"), default="rarity")
+    stats.set_defaults(func=verbs.stats)
+
     watch = verbs_.add_parser(
         "watch", parents=[common], help="print awards as they happen (resumes by itself)"
     )

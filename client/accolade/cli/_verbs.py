@@ -130,6 +130,47 @@ def balance_line(b: points_pb2.PointsBalance) -> str:
     return line
 
 
+def explain(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        result = c.explain_progress(args.user, args.achievement)
+    if args.json:
+        render.print_json(result)
+        return 0
+    print(f"{result.achievement_id} ({result.title}): value {result.value:g}")
+    for line in result.summary or ["every level is held"]:
+        print(f"- {line}")
+    return 0
+
+
+def stats(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        if args.achievement:
+            found = [c.get_achievement_stats(args.achievement)]
+        else:
+            found = list(c.list_achievement_stats(order_by=args.order_by))
+    if args.json:
+        render.print_json({"stats": [render.as_dict(s) for s in found]})
+        return 0
+    render.table(
+        ("ACHIEVEMENT", "STARTED", "HOLDERS", "RARITY %", "COMPLETION %", "FUNNEL"),
+        [
+            (
+                s.achievement_id,
+                s.started,
+                s.holders,
+                f"{s.rarity_percent:g}",
+                f"{s.completion_percent:g}",
+                " > ".join(
+                    f"{lv.tier or 'earned'} {lv.holders} ({lv.conversion_percent:g}%)"
+                    for lv in s.levels
+                ),
+            )
+            for s in found
+        ],
+    )
+    return 0
+
+
 def awards(args: argparse.Namespace) -> int:
     with client(args) as c:
         held = list(c.list_awards(args.user))

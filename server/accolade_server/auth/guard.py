@@ -63,6 +63,10 @@ METHOD_SCOPES = {
     "/accolade.v1.Leaderboards/ApplyLeaderboards": "admin",
     "/accolade.v1.Leaderboards/GetLeaderboard": "read",
     "/accolade.v1.Leaderboards/GetLeaderboardRank": "read",
+    "/accolade.v1.Insights/GetAchievementStats": "read",
+    "/accolade.v1.Insights/ListAchievementStats": "read",
+    "/accolade.v1.Insights/GetTrends": "read",
+    "/accolade.v1.Insights/ExplainProgress": "read",
 }
 #: Scopes a key has through another one it has.
 IMPLIED_BY = {"redeem": "admin"}
@@ -202,6 +206,20 @@ class Guard:
         if key is None:
             return "anonymous"
         return f"{key.name} ({key.id})" if key.name else key.id
+
+    def holds(self, metadata: Iterable[tuple[str, str | bytes]], scope: str) -> bool:
+        """Whether a caller `check` let in also holds `scope` (open mode: every scope)."""
+        if self.open_mode:
+            return True
+        token = _bearer(metadata)
+        parsed = parse(token) if token else None
+        key = self.keys.get(parsed[0]) if parsed else None
+        return (
+            key is not None
+            and parsed is not None
+            and matches(key, parsed[1])
+            and (scope in key.scopes)
+        )
 
     def _take_token(self, key_id: str) -> None:
         rate = self.settings.rate_limit_per_second

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accolade_server.console import (
     achievements,
+    insights,
     leaderboards,
     live,
     points,
@@ -146,6 +147,7 @@ def build_console(services: Services) -> Starlette:
         *live.routes(console),
         *tryit.routes(console),
         *transfer.routes(console),
+        *insights.routes(console),
     ]
     for route in routes:  # fail closed: no route without a permission
         if not isinstance(route, ConsoleRoute):

@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from accolade_server.console import forms
+from accolade_server.console import forms, insights
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.changes import ProgressPolicy
@@ -133,6 +133,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         flash: str = "",
         status: int = 200,
         health: DefinitionStatus | None = None,
+        stats: object = None,
     ) -> Response:
         return render.page(
             request,
@@ -146,6 +147,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
                 "position": forms.condition_position((errors or {}).get("rule-condition", "")),
                 "aggregates": forms.AGGREGATES,
                 "health": health,
+                "stats": stats,
             },
             status,
         )
@@ -168,6 +170,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             creating=False,
             flash=flash,
             health=service.status(a),
+            stats=await insights.achievement_stats(console, a.id),
         )
 
     async def validate(request: Request, session: Session | None) -> Response:

@@ -29,6 +29,7 @@ NAV: list[NavItem] = [
     NavItem("Users", "/users", Permission.READ),
     NavItem("Leaderboards", "/leaderboards", Permission.READ),
     NavItem("Live", "/live", Permission.READ),
+    NavItem("Insights", "/insights", Permission.READ),
     NavItem("Try it", "/try", Permission.ADMIN),
     NavItem("Import / export", "/import", Permission.READ),
 ]
@@ -78,6 +79,16 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def _duration(seconds: float | None) -> str:
+    """At most (`seconds` are bucket upper bounds): "≤ 1.2 s", "≤ 3.4 h", "≤ 2.1 d"."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"≤ {seconds / size:.1f} {unit}"
+    return f"≤ {seconds:.1f} s"
+
+
 def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("accolade_server.console", "templates"),
@@ -88,6 +99,7 @@ def environment() -> Environment:
     )
     env.filters["time"] = _time
     env.filters["number"] = _number
+    env.filters["duration"] = _duration
     return env
 
 

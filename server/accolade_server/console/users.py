@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from accolade_server.console import insights
 from accolade_server.console import points as points_page
 from accolade_server.console.achievements import all_achievements
 from accolade_server.console.context import Console
@@ -74,10 +75,16 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "user_id": user_id,
             "flash": request.query_params.get("flash", ""),
             "error": request.query_params.get("error", ""),
+            "explain": request.query_params.get("explain", "").strip(),
+            "explanation": None,
+            "explain_error": "",
         }
         if user_id:
             try:
                 context.update(await progress_context(user_id))
+                context.update(
+                    await insights.explanation(console, session, user_id, str(context["explain"]))
+                )
             except AccoladeError as exc:
                 context["error"] = str(exc)
                 context["user_id"] = ""

@@ -13,7 +13,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from accolade.v1 import admin_pb2, leaderboards_pb2, points_pb2, tracker_pb2, users_pb2
+from accolade.v1 import (
+    admin_pb2,
+    insights_pb2,
+    leaderboards_pb2,
+    points_pb2,
+    tracker_pb2,
+    users_pb2,
+)
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
@@ -24,6 +31,7 @@ from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
@@ -31,6 +39,8 @@ from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
 from accolade_server.service.catalogue import Catalogue
+from accolade_server.service.explain import ExplainService
+from accolade_server.service.insights import InsightsService
 from accolade_server.service.leaderboards import LeaderboardService
 from accolade_server.service.points import PointsService
 from accolade_server.service.tracking import TrackingService
@@ -90,6 +100,10 @@ class Services:
     #: Leaderboard definitions and reads, and their servicer.
     leaderboards: LeaderboardService | None = None
     leaderboards_servicer: LeaderboardsServicer | None = None
+    #: Analytics and explanations (Insights service) and their servicer.
+    insights: InsightsService | None = None
+    explain: ExplainService | None = None
+    insights_servicer: InsightsServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -103,6 +117,7 @@ def build_http_app(services: Services) -> ASGIApp:
         services.tracker,
         services.admin,
         services.user_directory,
+        services.insights_servicer,
         metrics=services.metrics,
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
@@ -125,6 +140,7 @@ def build_http_app(services: Services) -> ASGIApp:
             users_pb2.DESCRIPTOR,
             points_pb2.DESCRIPTOR,
             leaderboards_pb2.DESCRIPTOR,
+            insights_pb2.DESCRIPTOR,
         ),
         version=metadata.version("accolade"),
     )

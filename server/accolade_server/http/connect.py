@@ -25,17 +25,19 @@ from connectrpc.request import RequestContext
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accolade.v1 import admin_pb2, points_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, insights_pb2, points_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import METHOD_SCOPES, Guard
 from accolade_server.domain.errors import PermissionDenied
 from accolade_server.http.protojson import StrictJSONCodec
 from accolade_server.http.v1.admin_connect import AchievementAdmin, AchievementAdminASGIApplication
+from accolade_server.http.v1.insights_connect import Insights, InsightsASGIApplication
 from accolade_server.http.v1.points_connect import PointsLedger, PointsLedgerASGIApplication
 from accolade_server.http.v1.tracker_connect import BadgeTracker, BadgeTrackerASGIApplication
 from accolade_server.http.v1.users_connect import UserDirectory, UserDirectoryASGIApplication
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.errors import wrap_stream, wrap_unary
+from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
@@ -172,6 +174,7 @@ def connect_apps(
     tracker: BadgeTrackerServicer,
     admin: AchievementAdminServicer,
     users: UserDirectoryServicer,
+    insights: InsightsServicer | None = None,
     *,
     metrics: Metrics | None,
     guard: Guard | None,
@@ -190,7 +193,10 @@ def connect_apps(
         users, users_pb2.DESCRIPTOR.services_by_name["UserDirectory"], metrics, guard
     )
     apps: list[
-        BadgeTrackerASGIApplication | AchievementAdminASGIApplication | UserDirectoryASGIApplication
+        BadgeTrackerASGIApplication
+        | AchievementAdminASGIApplication
+        | UserDirectoryASGIApplication
+        | InsightsASGIApplication
     ] = [
         BadgeTrackerASGIApplication(
             cast(BadgeTracker, tracker_service), read_max_bytes=max_message_bytes, codecs=codecs
@@ -202,6 +208,15 @@ def connect_apps(
             cast(UserDirectory, users_service), read_max_bytes=max_message_bytes, codecs=codecs
         ),
     ]
+    if insights is not None:
+        insights_service = ConnectService(
+            insights, insights_pb2.DESCRIPTOR.services_by_name["Insights"], metrics, guard
+        )
+        apps.append(
+            InsightsASGIApplication(
+                cast(Insights, insights_service), read_max_bytes=max_message_bytes, codecs=codecs
+            )
+        )
     mounted: list[tuple[str, ASGIApp]] = [(app.path, cast(ASGIApp, app)) for app in apps]
     if points is not None:
         points_service = ConnectService(

@@ -20,6 +20,7 @@ from accolade_server.domain.state import ProgressState, Snapshot
 from accolade_server.store import columns as C
 from accolade_server.store.columns import Col, Read, Write
 from accolade_server.store.db import channel_name, utc
+from accolade_server.store.insights import Books
 from accolade_server.store.port import Changes, Keys, effects
 from accolade_server.store.scores import Scorer
 from accolade_server.store.tables import (
@@ -298,6 +299,14 @@ class _Base:
         self.schema = schema
         self.appended: list[AwardRecord] = []
         self.scorer = scorer
+        self.books = Books()  # analytics counters, written with the batch (store/insights.py)
+
+    async def _erase_counts(
+        self, changes: Changes, records: Sequence[AwardRecord], now: datetime
+    ) -> None:
+        erased = effects(records).erased
+        if changes.erased or erased:
+            await self.books.erase(self.conn, changes.erased, erased, now)
 
 
 class PostgresBatchStore(_Base):
@@ -332,12 +341,14 @@ class PostgresBatchStore(_Base):
             spec = reads[row[0]][0]
             start = offsets[row[0]]
             _add_row(snap, spec, row[start : start + len(spec.cols)])
+        self.books.saw(keys, snap)
         return snap
 
     async def write(self, changes: Changes, records: Sequence[AwardRecord], now: datetime) -> int:
         parts = _parts(changes, records)
         if not parts:
             return 0
+        await self._erase_counts(changes, records, now)
         params = C.PgParams()
         ctes = [
             f"p{i} AS ({C.pg_write(spec, rows, params, now)})"
@@ -345,6 +356,7 @@ class PostgresBatchStore(_Base):
         ]
         if self.scorer is not None:
             ctes += await self.scorer.ctes(self.conn, changes, records, now, params.add)
+        ctes += self.books.pg_parts(changes, records, params, now)
         counted = [f"p{i}" for i, (spec, _) in enumerate(parts) if spec.count]
         count = f"(SELECT count(*) FROM {counted[0]})" if counted else "0"
         notify = ""
@@ -376,16 +388,19 @@ class SqliteBatchStore(_Base):
         for spec, rows in _reads(keys):
             for row in await C.sqlite_read(self.conn, spec, rows):
                 _add_row(snap, spec, row)
+        self.books.saw(keys, snap)
         return snap
 
     async def write(self, changes: Changes, records: Sequence[AwardRecord], now: datetime) -> int:
         inserted = 0
         if self.scorer is not None:
             await self.scorer.apply(self.conn, changes, records, now)
+        await self._erase_counts(changes, records, now)
         for spec, rows in _parts(changes, records):
             written = await C.sqlite_write(self.conn, spec, rows, now)
             if spec.count:
                 inserted = written
+        await self.books.sqlite_write(self.conn, changes, records, now)
         self.appended.extend(records)
         return inserted
 

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from accolade_server.store.repository import Repository
-from accolade_server.store.tables import holdings, progress, progress_distinct, user_points
+from accolade_server.store.tables import (
+    holdings,
+    insights_first,
+    insights_totals,
+    progress,
+    progress_distinct,
+    user_points,
+)
 
 
 async def lock_users_with_progress(repo: Repository, ids: Sequence[str]) -> None:
@@ -54,8 +61,13 @@ async def reset_progress(repo: Repository, ids: Sequence[str]) -> None:
 
 async def delete_progress(repo: Repository, achievement_id: str) -> None:
     await lock_users_with_progress(repo, [achievement_id])
-    for table in (progress, progress_distinct):
+    for table in (progress, progress_distinct, insights_first):
         await repo.conn.execute(sa.delete(table).where(table.c.achievement_id == achievement_id))
+    # Nobody has started it any more (store/insights.py); holders keep their holdings.
+    t = insights_totals
+    await repo.conn.execute(
+        sa.delete(t).where(t.c.achievement_id == achievement_id, t.c.metric == "started")
+    )
 
 
 async def holder_count(repo: Repository, achievement_id: str) -> int:

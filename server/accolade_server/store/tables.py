@@ -290,3 +290,51 @@ leaderboard_counts = sa.Table(
     sa.Column("neg_score", sa.Float, primary_key=True),
     sa.Column("entries", sa.BigInteger, nullable=False),
 )
+
+# Analytics (see store/insights.py), kept by the write path in the transaction of what they
+# count, so counts are exact. Additive counters: `period` "h", "d" or "w" and `bucket` the
+# start of the hour, UTC day or ISO week; `shard` spreads the rows every batch updates over
+# several, so concurrent batches do not queue on one row (queries sum over shards).
+insights_rollup = sa.Table(
+    "insights_rollup",
+    metadata,
+    sa.Column("metric", sa.String(16), primary_key=True),
+    sa.Column("period", sa.String(1), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("tier", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_insights_rollup_bucket", "metric", "period", "bucket"),
+)
+
+# Current totals per achievement: holders of each level and users who started it.
+insights_totals = sa.Table(
+    "insights_totals",
+    metadata,
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.String(16), primary_key=True),
+    sa.Column("tier", sa.String(64), primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+# When each user last sent an event of each type (explanations; active users).
+insights_last_seen = sa.Table(
+    "insights_last_seen",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("event_type", sa.String(128), primary_key=True),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+)
+
+# When each user's progress on an achievement started (time to earn a level).
+insights_first = sa.Table(
+    "insights_first",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("first_time", sa.DateTime(timezone=True), nullable=False),
+)

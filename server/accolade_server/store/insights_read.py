@@ -1,0 +1,114 @@
+"""Reads of the analytics counters (see `store/insights.py`): all of them sum a few rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accolade_server.store.db import utc
+from accolade_server.store.tables import insights_last_seen, insights_rollup, insights_totals
+
+R = insights_rollup
+
+
+async def totals(
+    conn: AsyncConnection, achievement_ids: Collection[str] | None = None
+) -> Counter[tuple[str, str, str]]:
+    """(achievement, metric, tier) → holders of the level ("holders") or users who started
+    the achievement ("started", tier "")."""
+    t = insights_totals
+    query = sa.select(t.c.achievement_id, t.c.metric, t.c.tier, sa.func.sum(t.c.count)).group_by(
+        t.c.achievement_id, t.c.metric, t.c.tier
+    )
+    if achievement_ids is not None:
+        query = query.where(t.c.achievement_id.in_(sorted(achievement_ids)))
+    return Counter({(a, m, ti): int(n) for a, m, ti, n in await conn.execute(query)})
+
+
+async def active_users(conn: AsyncConnection, since: datetime | None) -> int:
+    """Users whose last event fell on `since`'s UTC day or later (None: any day)."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(R.c.count), 0)).where(
+        R.c.metric == "seen", R.c.period == "d", R.c.achievement_id == ""
+    )
+    if since is not None:
+        query = query.where(R.c.bucket >= since)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def by_level(
+    conn: AsyncConnection,
+    achievement_ids: Collection[str] | None,
+    metrics: Collection[str],
+    period: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[tuple[str, str, str, str, int, int]]:
+    """(metric, achievement, tier, key, count, amount) summed over buckets in [start, end)."""
+    query = (
+        sa.select(
+            R.c.metric,
+            R.c.achievement_id,
+            R.c.tier,
+            R.c.key,
+            sa.func.sum(R.c.count),
+            sa.func.sum(R.c.amount),
+        )
+        .where(R.c.metric.in_(sorted(metrics)), R.c.period == period)
+        .group_by(R.c.metric, R.c.achievement_id, R.c.tier, R.c.key)
+    )
+    if achievement_ids is not None:
+        query = query.where(R.c.achievement_id.in_(sorted(achievement_ids)))
+    if start is not None:
+        query = query.where(R.c.bucket >= start)
+    if end is not None:
+        query = query.where(R.c.bucket < end)
+    return [(m, a, ti, k, int(n), int(am)) for m, a, ti, k, n, am in await conn.execute(query)]
+
+
+async def series(
+    conn: AsyncConnection,
+    metric: str,
+    period: str,
+    start: datetime,
+    end: datetime,
+    *,
+    by: str,
+    achievement_ids: Collection[str] = (),
+    keys: Collection[str] = (),
+) -> list[tuple[datetime, str, int, int]]:
+    """(bucket, label, count, amount) per bucket in [start, end); the label is the column
+    named `by` ("achievement_id", "key") or "" for one series."""
+    label = R.c[by] if by else sa.literal("")
+    query = (
+        sa.select(R.c.bucket, label, sa.func.sum(R.c.count), sa.func.sum(R.c.amount))
+        .where(R.c.metric == metric, R.c.period == period, R.c.bucket >= start, R.c.bucket < end)
+        .group_by(R.c.bucket, label)
+    )
+    if achievement_ids:
+        query = query.where(R.c.achievement_id.in_(sorted(achievement_ids)))
+    if keys:
+        query = query.where(R.c.key.in_(sorted(keys)))
+    out = []
+    for bucket, name, n, am in await conn.execute(query):
+        b = utc(bucket)
+        assert b is not None
+        out.append((b, str(name), int(n), int(am)))
+    return out
+
+
+async def last_seen(conn: AsyncConnection, user_id: str) -> dict[str, datetime]:
+    """Event type → when the user last sent one."""
+    t = insights_last_seen
+    rows = await conn.execute(
+        sa.select(t.c.event_type, t.c.last_seen).where(t.c.user_id == user_id)
+    )
+    out = {}
+    for ty, seen in rows:
+        s = utc(seen)
+        assert s is not None
+        out[str(ty)] = s
+    return out
