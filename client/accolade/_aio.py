@@ -591,6 +591,9 @@ class AsyncClient:
             )
             for entry in page.entries:
                 yield entry
+            token = page.next_page_token
+            if not token:
+                return
 
     # Insights ----------------------------------------------------------------------------
 

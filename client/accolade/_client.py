@@ -585,6 +585,9 @@ class Client:
                 self.points.ListPointsLedger, request, idempotent=True, timeout=timeout
             )
             yield from page.entries
+            token = page.next_page_token
+            if not token:
+                return
 
     # Insights ----------------------------------------------------------------------------
 
