@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    backfills_pb2,
+    backfills_pb2_grpc,
     tracker_pb2,
     tracker_pb2_grpc,
     users_pb2,
@@ -38,11 +40,13 @@ from accolade_server.notify.delivery import DeliveryWorker
 from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.backfills import BackfillsServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.backfills import BackfillService, BackfillWorker
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.retention import Pruner
@@ -61,6 +65,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AchievementAdmin"].full_name,
     tracker_pb2.DESCRIPTOR.services_by_name["BadgeTracker"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserDirectory"].full_name,
+    backfills_pb2.DESCRIPTOR.services_by_name["Backfills"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -91,6 +96,7 @@ class App:
     metrics: Metrics | None = None
     metrics_port: int | None = None
     http: HttpServer | None = None
+    backfills: BackfillWorker | None = None
 
     @property
     def http_port(self) -> int | None:
@@ -113,6 +119,8 @@ class App:
             await self.delivery.close()
         if self.pruner is not None:
             await self.pruner.close()
+        if self.backfills is not None:
+            await self.backfills.close()
         if self.listener is not None:
             await self.listener.close()
         if self.guard is not None:
@@ -202,8 +210,13 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_servicer = AchievementAdminServicer(
-        achievements, awards, catalogue, EventTypeService(uow)
+        achievements, awards, catalogue, EventTypeService(uow), guard=guard
     )
+    backfill_worker = BackfillWorker(uow, settings, rules)
+    achievements.on_backfill = backfill_worker.wake
+    backfills = BackfillService(uow, settings, rules, wake=backfill_worker.wake)
+    backfills_servicer = BackfillsServicer(backfills, guard)
+    backfills_pb2_grpc.add_BackfillsServicer_to_server(backfills_servicer, server)
     tracker_servicer = BadgeTrackerServicer(tracking, awards, watch, catalogue)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(admin_servicer, server)
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(tracker_servicer, server)
@@ -228,6 +241,8 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
                     users=users,
                     user_directory=user_directory,
                     metrics=metrics,
+                    backfills=backfills,
+                    backfills_servicer=backfills_servicer,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
@@ -246,6 +261,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
     if worker is not None:
         await worker.start()
     guard.start()
+    backfill_worker.start()
     listener = None
     if not settings.is_sqlite:
         awards_channel = channel_name("awards", settings.database_schema)
@@ -290,6 +306,7 @@ async def _build(settings: Settings, engine: AsyncEngine) -> App:
         metrics_port=metrics_port,
         http=http,
         alerts=alerts,
+        backfills=backfill_worker,
     )
 
 

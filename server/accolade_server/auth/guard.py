@@ -49,6 +49,12 @@ METHOD_SCOPES = {
     "/accolade.v1.UserDirectory/UpsertUser": "admin",
     "/accolade.v1.UserDirectory/GetUser": "read",
     "/accolade.v1.UserDirectory/ListUsers": "read",
+    # Backfills: previews read every user's history; jobs write awards.
+    "/accolade.v1.Backfills/PreviewAchievement": "admin",
+    "/accolade.v1.Backfills/StartBackfill": "admin",
+    "/accolade.v1.Backfills/GetBackfill": "admin",
+    "/accolade.v1.Backfills/ListBackfills": "admin",
+    "/accolade.v1.Backfills/CancelBackfill": "admin",
 }
 
 
@@ -176,6 +182,14 @@ class Guard:
             raise PermissionDenied(f"API key {key.id} does not have the {scope!r} scope")
         self._take_token(key.id)
         return Principal(key.id)
+
+    def caller_name(self, metadata: Iterable[tuple[str, str | bytes]]) -> str:
+        """The name (or id) of the API key of a checked call; "" for an anonymous caller.
+        Recorded as the actor of what an admin call changes (e.g. backfills)."""
+        token = _bearer(metadata)
+        parsed = parse(token) if token else None
+        key = self.keys.get(parsed[0]) if parsed else None
+        return (key.name or key.id) if key is not None else ""
 
     def _take_token(self, key_id: str) -> None:
         rate = self.settings.rate_limit_per_second

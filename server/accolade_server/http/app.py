@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from accolade.v1 import admin_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, backfills_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import Guard
 from accolade_server.config import Settings
 from accolade_server.console import build_console
@@ -22,10 +22,12 @@ from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.backfills import BackfillsServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.backfills import BackfillService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.tracking import TrackingService
 from accolade_server.service.users import UserService
@@ -75,6 +77,9 @@ class Services:
     users: UserService
     user_directory: UserDirectoryServicer
     metrics: Metrics | None = None
+    #: Previews and backfill jobs (console) and their servicer (Connect).
+    backfills: BackfillService | None = None
+    backfills_servicer: BackfillsServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -91,10 +96,16 @@ def build_http_app(services: Services) -> Starlette:
         metrics=services.metrics,
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
+        backfills=services.backfills_servicer,
     )
     pictures = Pictures(settings, services.achievements, services.tracking, services.users)
     document = openapi_document(
-        (tracker_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, users_pb2.DESCRIPTOR),
+        (
+            tracker_pb2.DESCRIPTOR,
+            admin_pb2.DESCRIPTOR,
+            users_pb2.DESCRIPTOR,
+            backfills_pb2.DESCRIPTOR,
+        ),
         version=metadata.version("accolade"),
     )
 

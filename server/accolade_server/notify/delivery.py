@@ -109,7 +109,8 @@ class DeliveryWorker:
             achievements = await repo.get_achievements(sorted({r.achievement_id for r in records}))
         cursor, delivered, error = state.cursor, 0, None
         for record in records:
-            if sink.filter.matches(record):
+            # Backfilled entries are delivered only when their backfill asked to notify.
+            if record.source.notifies and sink.filter.matches(record):
                 try:
                     await sink.deliver(record, achievements.get(record.achievement_id))
                 except DeliveryFailed as exc:

@@ -1,0 +1,538 @@
+"""Previews and backfill jobs: a rule measured against, and applied to, stored history.
+
+History is read user by user in id order (keyset over `events (user_id, occurred_at)`), a
+chunk of users at a time, and each user's state for the achievement is recomputed from all of
+the user's stored events by the pure engine (`service/recompute.py`). A preview only counts;
+a backfill writes.
+
+Hand-over with live traffic (exactly once): a backfill processes a chunk in one transaction
+that locks the chunk's users (`lock_users`, the lock TrackEvent takes), reads their events,
+replaces their state for the achievement with the recomputed one, writes award-log entries
+through the one writer (`BatchStore.write`), and moves the job's checkpoint. Events are stored
+in the same transaction that counts them live, so under the lock every event of the user is
+either committed (and in the recompute, which replaces what the live path counted) or not yet
+(and counted live on top of the recomputed state). COUNT, SUM, MAX, DISTINCT (the user's
+DISTINCT values are replaced too) and STREAK_DAYS are all exact this way. Resuming from the
+checkpoint repeats no user; repeating one would change nothing anyway (same events, same state,
+levels already held are not awarded again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from accolade_server.config import Settings
+from accolade_server.domain import paging
+from accolade_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from accolade_server.domain.model import Achievement, AwardSource
+from accolade_server.domain.state import ProgressState, UserKey
+from accolade_server.domain.validation import check_slug, validate_achievement
+from accolade_server.rules import engine
+from accolade_server.service import ledger
+from accolade_server.service.recompute import Mode, Recomputed, recompute
+from accolade_server.service.rulecache import RuleCache
+from accolade_server.service.tracking import with_attributes
+from accolade_server.store import backfills as store
+from accolade_server.store.port import Changes
+from accolade_server.store.repository import Repository
+from accolade_server.store.uow import UnitOfWork
+
+log = structlog.get_logger("accolade.backfills")
+
+MAX_SAMPLE = 100
+DEFAULT_SAMPLE = 10
+#: Users a preview reads per query.
+PREVIEW_CHUNK = 500
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_name(job_id: str) -> str:
+    return f"backfills/{job_id}"
+
+
+def parse_name(name: str, field_name: str = "name") -> str:
+    prefix, _, job_id = name.partition("/")
+    if prefix != "backfills" or not job_id or len(job_id) > 32 or not job_id.isalnum():
+        raise InvalidArgument("must be backfills/{id}", field=field_name)
+    return job_id
+
+
+@dataclass(frozen=True, slots=True)
+class LevelReach:
+    tier: str
+    threshold: float
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    levels: list[LevelReach]
+    users_scanned: int
+    awards: int
+    notifications: int
+    holders_losing: int
+    revocations: int
+    sample: list[Recomputed]
+    events_scanned: int
+    elapsed_seconds: float
+    incomplete: bool
+    scanned_through_user: str
+    oldest_event_time: datetime | None
+    history_truncated: bool
+    retention_cutoff: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartOptions:
+    mode: Mode = Mode.REEVALUATE
+    notify: bool = False
+    reason: str = ""
+    actor: str = ""
+
+
+@dataclass
+class _Tally:
+    users: int = 0
+    events: int = 0
+    awards: int = 0
+    revocations: int = 0
+    losing: int = 0
+    reach: list[int] = field(default_factory=list)
+    sample: list[Recomputed] = field(default_factory=list)
+
+
+def check_backfillable(a: Achievement, field_name: str = "achievement") -> None:
+    if not a.rule.event_types:
+        raise InvalidArgument(
+            "a meta-achievement (no event types) has no events to backfill; it is earned "
+            "when its prerequisites are",
+            field=f"{field_name}.rule.event_types",
+        )
+
+
+async def queue_job(
+    repo: Repository, achievement: Achievement, options: StartOptions, now: datetime
+) -> store.Job:
+    """A queued backfill, in the caller's transaction (with the definition change)."""
+    check_backfillable(achievement)
+    if not achievement.enabled:
+        raise FailedPrecondition(
+            f"achievement {achievement.id!r} is disabled: enable it to backfill it",
+            field="achievement.enabled",
+        )
+    if await store.open_jobs(repo, achievement.id):
+        raise FailedPrecondition(
+            f"a backfill of {achievement.id!r} is already queued or running; cancel it first "
+            "(CancelBackfill) or wait for it"
+        )
+    return await store.insert(
+        repo,
+        job_id=uuid.uuid4().hex,
+        achievement_id=achievement.id,
+        mode=options.mode.value,
+        notify=options.notify,
+        reason=options.reason,
+        actor=options.actor,
+        now=now,
+    )
+
+
+def retention_cutoff(settings: Settings, now: datetime) -> datetime | None:
+    days = settings.event_retention_days
+    return now - timedelta(days=days) if days else None
+
+
+class BackfillService:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        settings: Settings,
+        rules: RuleCache,
+        *,
+        clock: Callable[[], datetime] = _now,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.uow = uow
+        self.settings = settings
+        self.rules = rules
+        self.clock = clock
+        self.wake = wake or (lambda: None)
+
+    # -- preview -----------------------------------------------------------------------
+
+    async def preview(
+        self,
+        a: Achievement,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        sample_size: int,
+        max_seconds: float | None = None,
+    ) -> Preview:
+        """What a backfill of `a` would do, from a read-only scan (see module docstring).
+
+        Stops at the deadline (`max_seconds`, at most `backfill_preview_max_seconds`) with
+        `incomplete` set; a cancelled call stops between chunks."""
+        validate_achievement(replace(a, enabled=True), "achievement")
+        check_backfillable(a)
+        if sample_size < 0:
+            raise InvalidArgument("must not be negative", field="sample_size")
+        if start is not None and end is not None and end <= start:
+            raise InvalidArgument("must be after start_time", field="end_time")
+        sample_size = min(sample_size or DEFAULT_SAMPLE, MAX_SAMPLE)
+        limit = self.settings.backfill_preview_max_seconds
+        budget = min(max_seconds, limit) if max_seconds else limit
+        began = time.monotonic()
+        now = self.clock()
+        async with self.uow.transaction() as repo:
+            stored = [x for x in await repo.all_achievements() if x.id != a.id]
+            oldest = await store.oldest_event(repo)
+        candidate = replace(a, enabled=True)
+        rules = engine.RuleSet(
+            [*stored, candidate],
+            level_thresholds=self.settings.badge_level_threshold,
+            points_per_badge=self.settings.points_per_badge,
+        )
+        if a.id not in rules.by_id:
+            raise InvalidArgument(rules.broken[a.id][1], field="achievement.rule.condition")
+        compiled = rules.by_id[a.id]
+        tally = _Tally(reach=[0] * len(compiled.levels))
+        after: str | None = None
+        incomplete = False
+        while True:
+            if time.monotonic() - began > budget:
+                incomplete = True
+                break
+            async with self.uow.transaction() as repo:
+                users = await store.next_users(
+                    repo,
+                    a.id,
+                    a.rule.event_types,
+                    after=after,
+                    limit=PREVIEW_CHUNK,
+                    start=start,
+                    end=end,
+                )
+                if not users:
+                    break
+                results = await _compute(
+                    repo,
+                    rules,
+                    a.id,
+                    users,
+                    Mode.REVOKE_NON_QUALIFYING,
+                    now,
+                    self.settings.enable_achievements,
+                    start=start,
+                    end=end,
+                )
+            for r in results:
+                _count(tally, r, sample_size)
+            after = users[-1]
+            await asyncio.sleep(0)  # a cancelled call stops here
+        cutoff = retention_cutoff(self.settings, now)
+        return Preview(
+            levels=[
+                LevelReach(level.name, level.threshold, n)
+                for level, n in zip(compiled.levels, tally.reach, strict=True)
+            ],
+            users_scanned=tally.users,
+            awards=tally.awards,
+            notifications=tally.awards,
+            holders_losing=tally.losing,
+            revocations=tally.revocations,
+            sample=tally.sample,
+            events_scanned=tally.events,
+            elapsed_seconds=time.monotonic() - began,
+            incomplete=incomplete,
+            scanned_through_user=after or "",
+            oldest_event_time=oldest,
+            history_truncated=cutoff is not None and (start is None or start < cutoff),
+            retention_cutoff=cutoff,
+        )
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def start(self, achievement_id: str, options: StartOptions) -> store.Job:
+        check_slug(achievement_id, "achievement_id")
+        async with self.uow.transaction() as repo:
+            found = await repo.get_achievement(achievement_id)
+            if found is None:
+                raise NotFound(f"achievement {achievement_id!r} not found")
+            job = await queue_job(repo, found, options, self.clock())
+        self.wake()
+        return job
+
+    async def get(self, name: str) -> store.Job:
+        job_id = parse_name(name)
+        async with self.uow.transaction() as repo:
+            job = await store.get(repo, job_id)
+        if job is None:
+            raise NotFound(f"{name} not found")
+        return job
+
+    async def list(
+        self, *, achievement_id: str, page_size: int, page_token: str
+    ) -> tuple[list[store.Job], str]:
+        if achievement_id:
+            check_slug(achievement_id, "achievement_id")
+        size = paging.page_size(page_size)
+        filters = {"achievement_id": achievement_id}
+        after = paging.decode(page_token, filters)
+        if after is not None and not (
+            isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)
+        ):
+            raise InvalidArgument("is not a token this server issued", field="page_token")
+        async with self.uow.transaction() as repo:
+            jobs = await store.page(
+                repo,
+                achievement_id=achievement_id,
+                after=(after[0], after[1]) if after else None,
+                limit=size + 1,
+            )
+        token = ""
+        if len(jobs) > size:
+            last = jobs[size - 1]
+            token = paging.encode([last.create_time.isoformat(), last.id], filters)
+        return jobs[:size], token
+
+    async def cancel(self, name: str) -> store.Job:
+        job_id = parse_name(name)
+        async with self.uow.transaction() as repo:
+            if await store.get(repo, job_id) is None:
+                raise NotFound(f"{name} not found")
+            await store.cancel(repo, job_id, self.clock())
+            job = await store.get(repo, job_id)
+        assert job is not None
+        return job
+
+
+def _count(tally: _Tally, r: Recomputed, sample_size: int) -> None:
+    tally.users += 1
+    tally.events += r.events
+    for i in range(min(r.reached, len(tally.reach))):
+        tally.reach[i] += 1
+    tally.awards += r.awards
+    tally.revocations += r.revocations
+    if r.revocations:
+        tally.losing += 1
+    if r.affected and len(tally.sample) < sample_size:
+        tally.sample.append(r)
+
+
+async def _compute(
+    repo: Repository,
+    rules: engine.RuleSet,
+    achievement_id: str,
+    users: list[str],
+    mode: Mode,
+    now: datetime,
+    awards_enabled: bool,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Recomputed]:
+    """Recompute `users` (read under the caller's transaction; locked by a backfill)."""
+    a = rules.by_id[achievement_id].achievement
+    history = await store.user_events(repo, users, a.rule.event_types, start=start, end=end)
+    if rules.reads_user:
+        for user, evs in history.items():
+            if evs:
+                history[user] = await with_attributes(repo, evs)
+    held = await store.user_holdings(repo, users)
+    stored: Mapping[UserKey, ProgressState] = await store.user_progress(
+        repo, users, rules.closure([achievement_id])
+    )
+    return [
+        recompute(
+            u,
+            history[u],
+            rules,
+            achievement_id,
+            holdings=held[u],
+            stored={k: v for k, v in stored.items() if k[0] == u},
+            mode=mode,
+            now=now,
+            awards_enabled=awards_enabled,
+        )
+        for u in users
+    ]
+
+
+class BackfillWorker:
+    """Runs queued backfills in the background, one at a time per server, each claimed
+    under a lease renewed with every chunk (see `store.backfills.claim`)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        settings: Settings,
+        rules: RuleCache,
+        *,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.uow = uow
+        self.settings = settings
+        self.rules = rules
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+        self.lease = timedelta(seconds=settings.backfill_lease_seconds)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._job: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="backfills")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._job is not None:  # hand it over at once rather than when the lease ends
+            with contextlib.suppress(Exception):
+                async with self.uow.transaction() as repo:
+                    await store.release(repo, self._job, self.owner)
+
+    async def _loop(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.backfill_poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                while await self.run_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("backfill step failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def run_once(self) -> bool:
+        """Claim one open job and run it to its end; False when there was none."""
+        async with self.uow.transaction() as repo:
+            job = await store.claim(repo, self.owner, self.clock(), self.lease)
+        if job is None:
+            return False
+        self._job = job.id
+        try:
+            await self._run(job)
+        except Unavailable as exc:  # the database is away: keep the job, retry later
+            log.warning("backfill paused", backfill=job.id, error=str(exc))
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("backfill failed", backfill=job.id)
+            async with self.uow.transaction() as repo:
+                await store.finish(
+                    repo,
+                    job.id,
+                    self.owner,
+                    state="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    now=self.clock(),
+                )
+        finally:
+            self._job = None
+        return True
+
+    async def _run(self, job: store.Job) -> None:
+        log.info("backfill running", backfill=job.id, achievement_id=job.achievement_id)
+        mode = Mode(job.mode)
+        source = AwardSource.BACKFILL_NOTIFIED if job.notify else AwardSource.BACKFILL
+        if job.checkpoint is None and job.users_done == 0:
+            async with self.uow.transaction() as repo:
+                a = await repo.get_achievement(job.achievement_id)
+                if a is not None:
+                    total = await store.count_events(repo, a.rule.event_types)
+                    truncated = retention_cutoff(self.settings, self.clock()) is not None
+                    await store.set_totals(repo, job.id, total=total, truncated=truncated)
+        after = job.checkpoint
+        while not self._closing:
+            now = self.clock()
+            async with self.uow.transaction() as repo:
+                current = await store.renew(repo, job.id, self.owner, now, self.lease)
+                if current is None:
+                    log.info("backfill stopped (cancelled or taken over)", backfill=job.id)
+                    return
+                rules = await self.rules.get(repo)
+                compiled = rules.by_id.get(job.achievement_id)
+                if compiled is None:
+                    raise FailedPrecondition(
+                        f"achievement {job.achievement_id!r} is deleted, disabled or cannot "
+                        "be compiled"
+                    )
+                a = compiled.achievement
+                users = await store.next_users(
+                    repo,
+                    a.id,
+                    a.rule.event_types,
+                    after=after,
+                    limit=self.settings.backfill_chunk_users,
+                )
+                if not users:
+                    await store.finish(
+                        repo, job.id, self.owner, state="succeeded", error="", now=now
+                    )
+                    log.info("backfill done", backfill=job.id)
+                    return
+                await repo.batch.lock_users(users, now)
+                results = await _compute(
+                    repo, rules, a.id, users, mode, now, self.settings.enable_achievements
+                )
+                await self._write(repo, job, a.id, results, source, now)
+                after = users[-1]
+                await store.advance(
+                    repo,
+                    job.id,
+                    checkpoint=after,
+                    events=sum(r.events for r in results),
+                    users=len(users),
+                    awards=sum(r.awards for r in results),
+                    revocations=sum(r.revocations for r in results),
+                )
+            await asyncio.sleep(0)
+
+    async def _write(
+        self,
+        repo: Repository,
+        job: store.Job,
+        achievement_id: str,
+        results: list[Recomputed],
+        source: AwardSource,
+        now: datetime,
+    ) -> None:
+        """The users' new state and award-log entries, through the one writer."""
+        reason = job.reason or f"backfill of {achievement_id}"
+        pending = [
+            ledger.Pending(
+                r.user_id, d.achievement_id, d.tier, d.points, source, d.kind, reason, job.actor
+            )
+            for r in results
+            for d in r.decisions
+        ]
+        await store.clear_distinct(repo, [r.user_id for r in results], achievement_id)
+        records = await ledger.allocate(repo.batch, pending, now)
+        progress = {k: v for r in results for k, v in r.progress.items()}
+        distinct = [d for r in results for d in r.distinct]
+        await repo.batch.write(Changes((), progress, distinct), records, now)
