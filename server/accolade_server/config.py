@@ -208,6 +208,11 @@ class Settings(BaseSettings):
         description="How long a replica's claim on a backfill lasts without renewal; a "
         "replica that dies is replaced this long after its last chunk.",
     )
+    backfill_pause_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Pause between a backfill's chunks, to leave the database to live traffic.",
+    )
     backfill_poll_seconds: float = Field(
         2.0, gt=0, description="How often a server looks for queued backfills."
     )

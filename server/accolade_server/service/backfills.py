@@ -511,7 +511,7 @@ class BackfillWorker:
                     awards=sum(r.awards for r in results),
                     revocations=sum(r.revocations for r in results),
                 )
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.settings.backfill_pause_seconds)
 
     async def _write(
         self,
