@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +20,7 @@ from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from tests.conftest import Database, Running, start_server, stop_server
 from tests.connect import unary
+from tests.e2e.test_cli import client, ok
 from tests.e2e.test_delivery import Receiver, eventually
 from tests.helpers import achievement, expect_error
 from tests.processes import free_port
@@ -383,3 +385,35 @@ async def test_connect_json_previews_and_lists(server: Running) -> None:
             bpb.ListBackfillsResponse,
         )
         assert list(listed.backfills) == []
+
+
+async def test_cli_previews_a_file_and_lists_gets_and_cancels_backfills(
+    server: Running, tmp_path: Path
+) -> None:
+    await seed(server)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "achievements:\n"
+        "  - id: buyer\n"
+        "    title: Buyer\n"
+        "    rule: {event_types: [purchase_completed]}\n"
+        "    tiers: [{name: bronze, threshold: 2}, {name: gold, threshold: 6}]\n"
+    )
+    shown = ok(await client(server, "rules", "preview", str(rules)))
+    assert "buyer:" in shown.out and "bronze" in shown.out
+    assert f"{sum(len(a) >= 6 for a in HISTORY.values())} users" in shown.out
+    data = json.loads(ok(await client(server, "rules", "preview", str(rules), "--json")).out)
+    assert data["buyer"]["levels"][0]["users"] == sum(len(a) >= 2 for a in HISTORY.values())
+
+    created = await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+    )
+    await finished(server, created.backfill.name)
+    listed = ok(await client(server, "backfills", "list"))
+    assert created.backfill.name in listed.out and "succeeded" in listed.out
+    got = json.loads(
+        ok(await client(server, "backfills", "get", created.backfill.name, "--json")).out
+    )
+    assert got["state"] == "STATE_SUCCEEDED"
+    cancelled = ok(await client(server, "backfills", "cancel", created.backfill.name))
+    assert "succeeded" in cancelled.out  # finished: unchanged
