@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accolade_server.console import achievements, live, transfer, tryit, users
+from accolade_server.console import achievements, backfills, live, transfer, tryit, users
 from accolade_server.console.context import Console
 from accolade_server.console.render import SECURITY_HEADERS, Renderer, static_files
 from accolade_server.console.security import (
@@ -131,6 +131,7 @@ def build_console(services: Services) -> Starlette:
     routes = [
         *_sign_in_routes(console),
         _static_route(console),
+        *backfills.routes(console),  # before achievements: /achievements/preview
         *achievements.routes(console),
         *users.routes(console),
         *live.routes(console),
