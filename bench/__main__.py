@@ -47,7 +47,9 @@ from bench.harness import (
 
 #: Further sections, each a module of `bench/` with `figures(opts) -> dict` that runs its own
 #: servers (see `bench/harness.py`); named like the built-in ones for `--only`.
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "backfill": "bench.backfill",
+}
 
 
 def scaling_definitions(extra: int) -> list[pb.Achievement]:
