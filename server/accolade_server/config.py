@@ -196,7 +196,7 @@ class Settings(BaseSettings):
 
     # -- backfills (service/backfills.py) --
     backfill_chunk_users: int = Field(
-        100,
+        50,
         ge=1,
         le=10_000,
         description="Users a backfill recomputes per transaction (their rows stay locked "

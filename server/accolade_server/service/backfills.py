@@ -217,15 +217,7 @@ class BackfillService:
                 incomplete = True
                 break
             async with self.uow.transaction() as repo:
-                users = await store.next_users(
-                    repo,
-                    a.id,
-                    a.rule.event_types,
-                    after=after,
-                    limit=PREVIEW_CHUNK,
-                    start=start,
-                    end=end,
-                )
+                users = await store.next_users(repo, a.id, after=after, limit=PREVIEW_CHUNK)
                 if not users:
                     break
                 results = await _compute(
@@ -321,7 +313,7 @@ class BackfillService:
 
 
 def _count(tally: _Tally, r: Recomputed, sample_size: int) -> None:
-    tally.users += 1
+    tally.users += r.events > 0
     tally.events += r.events
     for i in range(min(r.reached, len(tally.reach))):
         tally.reach[i] += 1
@@ -356,20 +348,26 @@ async def _compute(
     stored: Mapping[UserKey, ProgressState] = await store.user_progress(
         repo, users, rules.closure([achievement_id])
     )
-    return [
-        recompute(
-            u,
-            history[u],
-            rules,
-            achievement_id,
-            holdings=held[u],
-            stored={k: v for k, v in stored.items() if k[0] == u},
-            mode=mode,
-            now=now,
-            awards_enabled=awards_enabled,
+    by_user: dict[str, dict[UserKey, ProgressState]] = {u: {} for u in users}
+    for k, v in stored.items():
+        by_user[k[0]][k] = v
+    results = []
+    for u in users:
+        results.append(
+            recompute(
+                u,
+                history[u],
+                rules,
+                achievement_id,
+                holdings=held[u],
+                stored=by_user[u],
+                mode=mode,
+                now=now,
+                awards_enabled=awards_enabled,
+            )
         )
-        for u in users
-    ]
+        await asyncio.sleep(0)  # one user at a time: live calls run in between
+    return [r for r in results if r.touched]
 
 
 class BackfillWorker:
@@ -484,11 +482,7 @@ class BackfillWorker:
                     )
                 a = compiled.achievement
                 users = await store.next_users(
-                    repo,
-                    a.id,
-                    a.rule.event_types,
-                    after=after,
-                    limit=self.settings.backfill_chunk_users,
+                    repo, a.id, after=after, limit=self.settings.backfill_chunk_users
                 )
                 if not users:
                     await store.finish(
@@ -507,7 +501,7 @@ class BackfillWorker:
                     job.id,
                     checkpoint=after,
                     events=sum(r.events for r in results),
-                    users=len(users),
+                    users=len(results),
                     awards=sum(r.awards for r in results),
                     revocations=sum(r.revocations for r in results),
                 )

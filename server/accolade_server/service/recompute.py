@@ -43,6 +43,9 @@ class Recomputed:
     progress: Mapping[UserKey, ProgressState]
     distinct: tuple[DistinctKey, ...]
     events: int
+    #: Whether the user has anything to recompute: matching events, stored progress or
+    #: holdings of the achievement (a user with none is left as they are).
+    touched: bool = True
 
     @property
     def awards(self) -> int:
@@ -89,12 +92,18 @@ def recompute(
         progress={**stored, key: ProgressState(0.0, old.level)},
         holdings={user_id: list(holdings)},
     )
-    steps: list[engine.FoldStep] = []
+    # Every event is matched; their contributions are folded in one step, in event order.
+    # `apply` folds a step's contributions one by one, so the state is the one event-by-event
+    # folding reaches, and the levels it reaches are awarded once, in order, as they would
+    # have been one at a time (a recompute has no per-event outcome to attribute them to).
+    contributions: list[engine.Contribution] = []
     for event in events:
-        matched = engine.match(event, rules)
-        mine = tuple(c for c in matched.contributions if c.achievement_id == achievement_id)
-        if mine:
-            steps.append(engine.Tracked(event, engine.Match(mine)))
+        for c in engine.match(event, rules).contributions:
+            if c.achievement_id == achievement_id:
+                contributions.append(c)
+    steps: list[engine.FoldStep] = []
+    if contributions:
+        steps.append(engine.Tracked(events[-1], engine.Match(tuple(contributions))))
     folded = engine.fold(steps, snapshot, rules, now=now, awards_enabled=awards_enabled)
     decisions = [d for step in folded.steps for d in step.decisions]
     out = dict(folded.progress)
@@ -130,4 +139,5 @@ def recompute(
         progress=out,
         distinct=folded.distinct_new,
         events=len(events),
+        touched=bool(events) or key in stored or bool(mine_held),
     )
