@@ -18,6 +18,7 @@ from accolade.v1 import backfills_pb2 as bpb
 from accolade.v1 import backfills_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
+from accolade_server.service.backfills import PREVIEW_CHUNK
 from tests.conftest import Database, Running, start_server, stop_server
 from tests.connect import unary
 from tests.e2e.test_cli import client, ok
@@ -417,3 +418,18 @@ async def test_cli_previews_a_file_and_lists_gets_and_cancels_backfills(
     assert got["state"] == "STATE_SUCCEEDED"
     cancelled = ok(await client(server, "backfills", "cancel", created.backfill.name))
     assert "succeeded" in cancelled.out  # finished: unchanged
+
+
+async def test_a_preview_stops_at_its_time_limit_and_says_how_far_it_got(db: Database) -> None:
+    server = await start_server(db, backfill_preview_max_seconds=0.000001)
+    try:
+        many = {f"p{i:04d}": [1] for i in range(PREVIEW_CHUNK + 20)}
+        await seed(server, many)
+        preview = await stub(server).PreviewAchievement(
+            bpb.PreviewAchievementRequest(achievement=buyer())
+        )
+        assert preview.incomplete
+        assert preview.users_scanned == PREVIEW_CHUNK
+        assert preview.scanned_through_user == f"p{PREVIEW_CHUNK - 1:04d}"
+    finally:
+        await stop_server(server)

@@ -212,10 +212,7 @@ class BackfillService:
         tally = _Tally(reach=[0] * len(compiled.levels))
         after: str | None = None
         incomplete = False
-        while True:
-            if time.monotonic() - began > budget:
-                incomplete = True
-                break
+        while True:  # at least one chunk, however short the time limit
             async with self.uow.transaction() as repo:
                 users = await store.next_users(repo, a.id, after=after, limit=PREVIEW_CHUNK)
                 if not users:
@@ -234,6 +231,11 @@ class BackfillService:
             for r in results:
                 _count(tally, r, sample_size)
             after = users[-1]
+            if len(users) < PREVIEW_CHUNK:  # that was the last chunk
+                break
+            if time.monotonic() - began > budget:
+                incomplete = True
+                break
             await asyncio.sleep(0)  # a cancelled call stops here
         cutoff = retention_cutoff(self.settings, now)
         return Preview(
