@@ -433,3 +433,23 @@ async def test_a_preview_stops_at_its_time_limit_and_says_how_far_it_got(db: Dat
         assert preview.scanned_through_user == f"p{PREVIEW_CHUNK - 1:04d}"
     finally:
         await stop_server(server)
+
+
+async def test_apply_with_reevaluate_queues_a_backfill_per_changed_achievement(
+    server: Running,
+) -> None:
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    await seed(server)
+    lowered = buyer(tiers=[{"name": "bronze", "threshold": 1, "points": 1}])
+    applied = await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[lowered],
+            allow_field_removal=True,
+            progress_policy=apb.PROGRESS_POLICY_REEVALUATE,
+        )
+    )
+    assert applied.updated == ["buyer"] and len(applied.backfills) == 1
+    job = await finished(server, applied.backfills[0].name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert job.awards_made == sum(len(a) == 1 for a in HISTORY.values())
+    assert job.reason.startswith("ApplyAchievements buyer:")
