@@ -46,7 +46,8 @@ from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
-from accolade_server.service.backfills import BackfillService, BackfillWorker
+from accolade_server.service.backfill_worker import BackfillWorker
+from accolade_server.service.backfills import BackfillService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.retention import Pruner

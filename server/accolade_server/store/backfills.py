@@ -137,9 +137,12 @@ async def cancel(repo: Repository, job_id: str, now: datetime) -> None:
 
 
 async def claim(repo: Repository, owner: str, now: datetime, lease: timedelta) -> Job | None:
-    """Take the oldest open job nobody holds a live lease on (one replica at a time)."""
+    """Take the oldest open job nobody else holds a live lease on (one replica at a time)."""
     c = backfills.c
-    free = sa.and_(c.state.in_(OPEN_STATES), sa.or_(c.lease_until.is_(None), c.lease_until < now))
+    free = sa.and_(
+        c.state.in_(OPEN_STATES),
+        sa.or_(c.lease_until.is_(None), c.lease_until < now, c.lease_owner == owner),
+    )
     oldest = sa.select(c.id).where(free).order_by(c.create_time, c.id).limit(1).scalar_subquery()
     # `free` again on the row itself: a replica that lost the race re-checks it and skips.
     row = (
