@@ -71,7 +71,7 @@ def buyer(**fields: Any) -> pb.Achievement:
     return achievement("buyer", **fields)
 
 
-async def finished(server: Running, name: str, seconds: float = 30.0) -> bpb.Backfill:
+async def finished(server: Running, name: str, seconds: float = 90.0) -> bpb.Backfill:
     backfills = stub(server)
     for _ in range(int(seconds / 0.05)):
         got = (await backfills.GetBackfill(bpb.GetBackfillRequest(name=name))).backfill

@@ -20,9 +20,10 @@ levels already held are not awarded again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -31,8 +32,8 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.domain import paging
 from accolade_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from accolade_server.domain.model import Achievement
-from accolade_server.domain.state import ProgressState, UserKey
+from accolade_server.domain.model import Achievement, Holding
+from accolade_server.domain.state import Event, ProgressState, UserKey
 from accolade_server.domain.validation import check_slug, validate_achievement
 from accolade_server.rules import engine
 from accolade_server.service.recompute import Mode, Recomputed, recompute
@@ -205,33 +206,47 @@ class BackfillService:
             raise InvalidArgument(rules.broken[a.id][1], field="achievement.rule.condition")
         compiled = rules.by_id[a.id]
         tally = _Tally(reach=[0] * len(compiled.levels))
-        after: str | None = None
         incomplete = False
-        while True:  # at least one chunk, however short the time limit
+
+        async def fetch(after: str | None) -> Chunk | None:
             async with self.uow.transaction() as repo:
                 users = await store.next_users(repo, a.id, after=after, limit=PREVIEW_CHUNK)
                 if not users:
+                    return None
+                return await read_chunk(repo, rules, a.id, users, start=start, end=end)
+
+        # The next chunk is read while this one is folded: the database works beside us.
+        after: str | None = None
+        pending = asyncio.ensure_future(fetch(None))
+        try:
+            while True:  # at least one chunk, however short the time limit
+                chunk = await pending
+                if chunk is None:
                     break
-                results = await compute_chunk(
-                    repo,
+                after = chunk.users[-1]
+                last = len(chunk.users) < PREVIEW_CHUNK
+                if not last:
+                    pending = asyncio.ensure_future(fetch(after))
+                results = await recompute_chunk(
+                    chunk,
                     rules,
                     a.id,
-                    users,
                     Mode.REVOKE_NON_QUALIFYING,
                     now,
                     self.settings.enable_achievements,
-                    start=start,
-                    end=end,
                 )
-            for r in results:
-                _count(tally, r, sample_size)
-            after = users[-1]
-            if len(users) < PREVIEW_CHUNK:  # that was the last chunk
-                break
-            if time.monotonic() - began > budget:
-                incomplete = True
-                break
-            await asyncio.sleep(0)  # a cancelled call stops here
+                for r in results:
+                    _count(tally, r, sample_size)
+                if last:
+                    break
+                if time.monotonic() - began > budget:
+                    incomplete = True
+                    break
+        finally:
+            if not pending.done():  # cancelled or out of time: stop the read too
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
         cutoff = retention_cutoff(self.settings, now)
         return Preview(
             levels=[
@@ -322,6 +337,67 @@ def _count(tally: _Tally, r: Recomputed, sample_size: int) -> None:
         tally.sample.append(r)
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What a recompute of some users reads: their events, holdings and stored progress."""
+
+    users: list[str]
+    history: dict[str, list[Event]]
+    holdings: dict[str, list[Holding]]
+    stored: dict[str, dict[UserKey, ProgressState]]
+
+
+async def read_chunk(
+    repo: Repository,
+    rules: engine.RuleSet,
+    achievement_id: str,
+    users: list[str],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Chunk:
+    a = rules.by_id[achievement_id].achievement
+    history = await store.user_events(repo, users, a.rule.event_types, start=start, end=end)
+    if rules.reads_user:
+        for user, evs in history.items():
+            if evs:
+                history[user] = await with_attributes(repo, evs)
+    held = await store.user_holdings(repo, users)
+    stored = await store.user_progress(repo, users, rules.closure([achievement_id]))
+    by_user: dict[str, dict[UserKey, ProgressState]] = {u: {} for u in users}
+    for k, v in stored.items():
+        by_user[k[0]][k] = v
+    return Chunk(users, history, held, by_user)
+
+
+async def recompute_chunk(
+    chunk: Chunk,
+    rules: engine.RuleSet,
+    achievement_id: str,
+    mode: Mode,
+    now: datetime,
+    awards_enabled: bool,
+) -> list[Recomputed]:
+    """The users' recomputed states, one user at a time (live calls run in between)."""
+    results = []
+    for u in chunk.users:
+        results.append(
+            recompute(
+                u,
+                chunk.history[u],
+                rules,
+                achievement_id,
+                holdings=chunk.holdings[u],
+                stored=chunk.stored[u],
+                mode=mode,
+                now=now,
+                awards_enabled=awards_enabled,
+            )
+        )
+        await asyncio.sleep(0)
+    return [r for r in results if r.touched]
+
+
 async def compute_chunk(
     repo: Repository,
     rules: engine.RuleSet,
@@ -330,38 +406,8 @@ async def compute_chunk(
     mode: Mode,
     now: datetime,
     awards_enabled: bool,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
 ) -> list[Recomputed]:
-    """Recompute `users` (read under the caller's transaction; locked by a backfill)."""
-    a = rules.by_id[achievement_id].achievement
-    history = await store.user_events(repo, users, a.rule.event_types, start=start, end=end)
-    if rules.reads_user:
-        for user, evs in history.items():
-            if evs:
-                history[user] = await with_attributes(repo, evs)
-    held = await store.user_holdings(repo, users)
-    stored: Mapping[UserKey, ProgressState] = await store.user_progress(
-        repo, users, rules.closure([achievement_id])
-    )
-    by_user: dict[str, dict[UserKey, ProgressState]] = {u: {} for u in users}
-    for k, v in stored.items():
-        by_user[k[0]][k] = v
-    results = []
-    for u in users:
-        results.append(
-            recompute(
-                u,
-                history[u],
-                rules,
-                achievement_id,
-                holdings=held[u],
-                stored=by_user[u],
-                mode=mode,
-                now=now,
-                awards_enabled=awards_enabled,
-            )
-        )
-        await asyncio.sleep(0)  # one user at a time: live calls run in between
-    return [r for r in results if r.touched]
+    """Recompute `users`, read under the caller's transaction (a backfill's, which has
+    locked them)."""
+    chunk = await read_chunk(repo, rules, achievement_id, users)
+    return await recompute_chunk(chunk, rules, achievement_id, mode, now, awards_enabled)
