@@ -171,6 +171,17 @@ async def test_preview_counts_exactly_what_the_backfill_then_does(server: Runnin
     assert (await values(server, "buyer"))["u01"] == 2.0
     listed = await stub(server).ListBackfills(bpb.ListBackfillsRequest(achievement_id="buyer"))
     assert [b.name for b in listed.backfills] == [job2.name, job.name]
+    first = await stub(server).ListBackfills(bpb.ListBackfillsRequest(page_size=1))
+    second = await stub(server).ListBackfills(
+        bpb.ListBackfillsRequest(page_size=1, page_token=first.next_page_token)
+    )
+    assert [b.name for b in [*first.backfills, *second.backfills]] == [job2.name, job.name]
+    assert second.next_page_token == ""
+    await expect_error(
+        stub(server).ListBackfills(bpb.ListBackfillsRequest(page_token="nonsense")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page_token",
+    )
 
 
 async def test_reevaluate_awards_new_levels_and_keeps_held_ones(server: Running) -> None:
