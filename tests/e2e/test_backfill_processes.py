@@ -127,7 +127,7 @@ async def test_a_killed_backfill_resumes_with_the_counts_of_an_uninterrupted_one
 ) -> None:
     _backend, env = setup
     first = ServerProcess(env, tmp_path)
-    await first.start()
+    await first.start(deadline_s=90)
     channel = grpc.aio.insecure_channel(first.target)
     try:
         await track_all(tracker_pb2_grpc.BadgeTrackerStub(channel), history())
@@ -149,7 +149,7 @@ async def test_a_killed_backfill_resumes_with_the_counts_of_an_uninterrupted_one
     assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
 
     second = ServerProcess(env, tmp_path)
-    await second.start()
+    await second.start(deadline_s=90)
     channel = grpc.aio.insecure_channel(second.target)
     try:
         backfills = backfills_pb2_grpc.BackfillsStub(channel)
@@ -184,7 +184,7 @@ async def test_live_events_on_two_replicas_during_a_backfill_count_exactly_once(
     if backend == "sqlite":
         pytest.skip("replicas share a PostgreSQL database; SQLite serves one process")
     servers = [ServerProcess(env, tmp_path), ServerProcess(env, tmp_path)]
-    await asyncio.gather(*(s.start() for s in servers))
+    await asyncio.gather(*(s.start(deadline_s=90) for s in servers))
     channels = [grpc.aio.insecure_channel(s.target) for s in servers]
     try:
         trackers = [tracker_pb2_grpc.BadgeTrackerStub(c) for c in channels]
