@@ -20,6 +20,7 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition, Unavailable
 from accolade_server.domain.model import AwardSource
+from accolade_server.notify.tasks import finish_then_cancel
 from accolade_server.service import ledger
 from accolade_server.service.backfills import compute_chunk, retention_cutoff
 from accolade_server.service.recompute import Mode, Recomputed
@@ -66,12 +67,10 @@ class BackfillWorker:
         self._wake.set()
 
     async def close(self) -> None:
+        """Let the chunk in progress commit (cancelling it mid-transaction could leave its
+        connection holding SQLite's write lock), then hand the job over."""
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await finish_then_cancel(self._task, self._wake.set, grace=10.0)
         if self._job is not None:  # hand it over at once rather than when the lease ends
             with contextlib.suppress(Exception):
                 async with self.uow.transaction() as repo:
@@ -84,7 +83,7 @@ class BackfillWorker:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                while await self.run_once():
+                while not self._closing and await self.run_once():
                     pass
             except asyncio.CancelledError:
                 raise
@@ -100,6 +99,8 @@ class BackfillWorker:
         self._job = job.id
         try:
             await self._run(job)
+            if self._closing:
+                return False
         except Unavailable as exc:  # the database is away: keep the job, retry later
             log.warning("backfill paused", backfill=job.id, error=str(exc))
             return False
@@ -116,8 +117,7 @@ class BackfillWorker:
                     error=f"{type(exc).__name__}: {exc}",
                     now=self.clock(),
                 )
-        finally:
-            self._job = None
+        self._job = None
         return True
 
     async def _run(self, job: store.Job) -> None:
