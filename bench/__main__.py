@@ -53,6 +53,7 @@ SECTIONS: dict[str, str] = {
     "points": "bench.points",
     "leaderboards": "bench.leaderboards",
     "insights": "bench.insights",
+    "backfill": "bench.backfill",
 }
 
 

@@ -23,6 +23,8 @@ from accolade._streams import AsyncAwardStream
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    backfills_pb2,
+    backfills_pb2_grpc,
     insights_pb2,
     insights_pb2_grpc,
     leaderboards_pb2,
@@ -80,6 +82,7 @@ class AsyncClient:
         self.points = points_pb2_grpc.PointsLedgerStub(self.channel)
         self.leaderboards = leaderboards_pb2_grpc.LeaderboardsStub(self.channel)
         self.insights = insights_pb2_grpc.InsightsStub(self.channel)
+        self.backfills = backfills_pb2_grpc.BackfillsStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -310,7 +313,8 @@ class AsyncClient:
         replace all). A non-empty `etag` must match the stored one (else `AbortedError`).
 
         Changing what stored progress means (the rule's event types, aggregate or field)
-        while users have progress needs `progress_policy` ("keep" or "reset"), else
+        while users have progress needs `progress_policy` ("keep", "reset", "reevaluate" or
+        "revoke_non_qualifying"; the last two start a backfill, see `list_backfills`), else
         `FailedPreconditionError`. Warnings about the rule are logged (see `create_achievement`).
         """
         request = admin_pb2.UpdateAchievementRequest(
@@ -783,3 +787,88 @@ class AsyncClient:
         return await self._call(
             self.leaderboards.GetLeaderboardRank, request, idempotent=True, timeout=timeout
         )
+
+    # Backfills ----------------------------------------------------------------------------
+
+    async def preview_achievement(
+        self,
+        achievement: AchievementLike,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        sample_size: int = 10,
+        timeout: float | None = None,
+    ) -> backfills_pb2.PreviewAchievementResponse:
+        """What a definition (new, or a changed version of a stored one) would do over the
+        stored events, without writing: users reaching each level, awards, revocations, a
+        sample of affected users. The server stops at the call's deadline (`incomplete`)."""
+        request = backfills_pb2.PreviewAchievementRequest(
+            achievement=_common.achievement(achievement), sample_size=sample_size
+        )
+        if start_time is not None:
+            request.start_time.FromDatetime(start_time)
+        if end_time is not None:
+            request.end_time.FromDatetime(end_time)
+        return await self._call(
+            self.backfills.PreviewAchievement, request, idempotent=True, timeout=timeout
+        )
+
+    async def start_backfill(
+        self,
+        achievement_id: str,
+        *,
+        mode: backfills_pb2.BackfillMode.ValueType | str | None = None,
+        notify: bool = False,
+        reason: str = "",
+        timeout: float | None = None,
+    ) -> backfills_pb2.Backfill:
+        """Queue a backfill of a stored, enabled achievement ("reevaluate", the default, or
+        "revoke_non_qualifying"); its awards are not notified unless `notify`."""
+        request = backfills_pb2.StartBackfillRequest(
+            achievement_id=achievement_id,
+            mode=_common.backfill_mode(mode),
+            notify=notify,
+            reason=reason,
+        )
+        response = await self._call(
+            self.backfills.StartBackfill, request, idempotent=False, timeout=timeout
+        )
+        return response.backfill
+
+    async def get_backfill(
+        self, name: str, *, timeout: float | None = None
+    ) -> backfills_pb2.Backfill:
+        """A backfill by name ("backfills/{id}"), with its state and progress."""
+        request = backfills_pb2.GetBackfillRequest(name=name)
+        response = await self._call(
+            self.backfills.GetBackfill, request, idempotent=True, timeout=timeout
+        )
+        return response.backfill
+
+    async def list_backfills(
+        self, *, achievement_id: str = "", page_size: int = 100, timeout: float | None = None
+    ) -> AsyncIterator[backfills_pb2.Backfill]:
+        """Every backfill (optionally of one achievement), newest first."""
+        token = ""
+        while True:
+            request = backfills_pb2.ListBackfillsRequest(
+                page_size=page_size, page_token=token, achievement_id=achievement_id
+            )
+            page = await self._call(
+                self.backfills.ListBackfills, request, idempotent=True, timeout=timeout
+            )
+            for job in page.backfills:
+                yield job
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_backfill(
+        self, name: str, *, timeout: float | None = None
+    ) -> backfills_pb2.Backfill:
+        """Cancel a queued or running backfill (it stops after its current chunk)."""
+        request = backfills_pb2.CancelBackfillRequest(name=name)
+        response = await self._call(
+            self.backfills.CancelBackfill, request, idempotent=True, timeout=timeout
+        )
+        return response.backfill

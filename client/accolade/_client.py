@@ -22,6 +22,8 @@ from accolade._streams import AwardStream
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    backfills_pb2,
+    backfills_pb2_grpc,
     insights_pb2,
     insights_pb2_grpc,
     leaderboards_pb2,
@@ -79,6 +81,7 @@ class Client:
         self.points = points_pb2_grpc.PointsLedgerStub(self.channel)
         self.leaderboards = leaderboards_pb2_grpc.LeaderboardsStub(self.channel)
         self.insights = insights_pb2_grpc.InsightsStub(self.channel)
+        self.backfills = backfills_pb2_grpc.BackfillsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -307,7 +310,8 @@ class Client:
         replace all). A non-empty `etag` must match the stored one (else `AbortedError`).
 
         Changing what stored progress means (the rule's event types, aggregate or field)
-        while users have progress needs `progress_policy` ("keep" or "reset"), else
+        while users have progress needs `progress_policy` ("keep", "reset", "reevaluate" or
+        "revoke_non_qualifying"; the last two start a backfill, see `list_backfills`), else
         `FailedPreconditionError`. Warnings about the rule are logged (see `create_achievement`).
         """
         request = admin_pb2.UpdateAchievementRequest(
@@ -775,3 +779,87 @@ class Client:
         return self._call(
             self.leaderboards.GetLeaderboardRank, request, idempotent=True, timeout=timeout
         )
+
+    # Backfills ----------------------------------------------------------------------------
+
+    def preview_achievement(
+        self,
+        achievement: AchievementLike,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        sample_size: int = 10,
+        timeout: float | None = None,
+    ) -> backfills_pb2.PreviewAchievementResponse:
+        """What a definition (new, or a changed version of a stored one) would do over the
+        stored events, without writing: users reaching each level, awards, revocations, a
+        sample of affected users. The server stops at the call's deadline (`incomplete`)."""
+        request = backfills_pb2.PreviewAchievementRequest(
+            achievement=_common.achievement(achievement), sample_size=sample_size
+        )
+        if start_time is not None:
+            request.start_time.FromDatetime(start_time)
+        if end_time is not None:
+            request.end_time.FromDatetime(end_time)
+        return self._call(
+            self.backfills.PreviewAchievement, request, idempotent=True, timeout=timeout
+        )
+
+    def start_backfill(
+        self,
+        achievement_id: str,
+        *,
+        mode: backfills_pb2.BackfillMode.ValueType | str | None = None,
+        notify: bool = False,
+        reason: str = "",
+        timeout: float | None = None,
+    ) -> backfills_pb2.Backfill:
+        """Queue a backfill of a stored, enabled achievement ("reevaluate", the default, or
+        "revoke_non_qualifying"); its awards are not notified unless `notify`."""
+        request = backfills_pb2.StartBackfillRequest(
+            achievement_id=achievement_id,
+            mode=_common.backfill_mode(mode),
+            notify=notify,
+            reason=reason,
+        )
+        response = self._call(
+            self.backfills.StartBackfill, request, idempotent=False, timeout=timeout
+        )
+        return response.backfill
+
+    def get_backfill(
+        self, name: str, *, timeout: float | None = None
+    ) -> backfills_pb2.Backfill:
+        """A backfill by name ("backfills/{id}"), with its state and progress."""
+        request = backfills_pb2.GetBackfillRequest(name=name)
+        response = self._call(
+            self.backfills.GetBackfill, request, idempotent=True, timeout=timeout
+        )
+        return response.backfill
+
+    def list_backfills(
+        self, *, achievement_id: str = "", page_size: int = 100, timeout: float | None = None
+    ) -> Iterator[backfills_pb2.Backfill]:
+        """Every backfill (optionally of one achievement), newest first."""
+        token = ""
+        while True:
+            request = backfills_pb2.ListBackfillsRequest(
+                page_size=page_size, page_token=token, achievement_id=achievement_id
+            )
+            page = self._call(
+                self.backfills.ListBackfills, request, idempotent=True, timeout=timeout
+            )
+            yield from page.backfills
+            token = page.next_page_token
+            if not token:
+                return
+
+    def cancel_backfill(
+        self, name: str, *, timeout: float | None = None
+    ) -> backfills_pb2.Backfill:
+        """Cancel a queued or running backfill (it stops after its current chunk)."""
+        request = backfills_pb2.CancelBackfillRequest(name=name)
+        response = self._call(
+            self.backfills.CancelBackfill, request, idempotent=True, timeout=timeout
+        )
+        return response.backfill

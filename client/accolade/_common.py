@@ -16,7 +16,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from accolade import __version__, definitions
 from accolade._enums import parse_enum
-from accolade.v1 import admin_pb2, tracker_pb2, types_pb2
+from accolade.v1 import admin_pb2, backfills_pb2, tracker_pb2, types_pb2
 
 log = logging.getLogger("accolade")
 
@@ -185,6 +185,12 @@ def progress_policy(value: admin_pb2.ProgressPolicy.ValueType | str | None) -> A
     if value is None:
         return admin_pb2.PROGRESS_POLICY_UNSPECIFIED
     return parse_enum(admin_pb2.ProgressPolicy, value, what="a progress policy")
+
+
+def backfill_mode(value: backfills_pb2.BackfillMode.ValueType | str | None) -> Any:
+    if value is None:
+        return backfills_pb2.BACKFILL_MODE_UNSPECIFIED
+    return parse_enum(backfills_pb2.BackfillMode, value, what="a backfill mode")
 
 
 def event_type(

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accolade.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    backfills_pb2,
+    backfills_pb2_grpc,
     insights_pb2,
     insights_pb2_grpc,
     leaderboards_pb2,
@@ -47,6 +49,7 @@ from accolade_server.notify.ga4 import ga4_sinks
 from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.backfills import BackfillsServicer
 from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.leaderboards import LeaderboardsServicer
@@ -55,6 +58,8 @@ from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.backfill_worker import BackfillWorker
+from accolade_server.service.backfills import BackfillService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.explain import ExplainService
@@ -85,6 +90,7 @@ SERVICE_NAMES = (
     points_pb2.DESCRIPTOR.services_by_name["PointsLedger"].full_name,
     leaderboards_pb2.DESCRIPTOR.services_by_name["Leaderboards"].full_name,
     insights_pb2.DESCRIPTOR.services_by_name["Insights"].full_name,
+    backfills_pb2.DESCRIPTOR.services_by_name["Backfills"].full_name,
 )
 
 #: Garbage-collection thresholds of the serving process (young, middle, old generation; see
@@ -122,6 +128,7 @@ class App:
     metrics_port: int | None = None
     http: HttpServer | None = None
     tracing: Tracing | None = None
+    backfills: BackfillWorker | None = None
 
     @property
     def http_port(self) -> int | None:
@@ -144,6 +151,8 @@ class App:
             await self.delivery.close()
         if self.pruner is not None:
             await self.pruner.close()
+        if self.backfills is not None:
+            await self.backfills.close()
         if self.listener is not None:
             await self.listener.close()
         if self.guard is not None:
@@ -251,8 +260,13 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_servicer = AchievementAdminServicer(
-        achievements, awards, catalogue, EventTypeService(uow)
+        achievements, awards, catalogue, EventTypeService(uow), guard=guard
     )
+    backfill_worker = BackfillWorker(uow, settings, rules)
+    achievements.on_backfill = backfill_worker.wake
+    backfills = BackfillService(uow, settings, rules, wake=backfill_worker.wake)
+    backfills_servicer = BackfillsServicer(backfills, guard)
+    backfills_pb2_grpc.add_BackfillsServicer_to_server(backfills_servicer, server)
     tracker_servicer = BadgeTrackerServicer(tracking, awards, watch, catalogue)
     admin_pb2_grpc.add_AchievementAdminServicer_to_server(admin_servicer, server)
     tracker_pb2_grpc.add_BadgeTrackerServicer_to_server(tracker_servicer, server)
@@ -299,6 +313,8 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
                     insights=insights,
                     explain=explain,
                     insights_servicer=insights_servicer,
+                    backfills=backfills,
+                    backfills_servicer=backfills_servicer,
                 )
             ),
             bind_socket(settings.http_listen, reuse_port=settings.workers > 1),
@@ -317,6 +333,7 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     if worker is not None:
         await worker.start()
     guard.start()
+    backfill_worker.start()
     listener = None
     if not settings.is_sqlite:
         awards_channel = channel_name("awards", settings.database_schema)
@@ -362,6 +379,7 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
         http=http,
         alerts=alerts,
         tracing=tracing,
+        backfills=backfill_worker,
     )
 
 

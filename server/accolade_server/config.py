@@ -275,6 +275,32 @@ class Settings(BaseSettings):
         "UTC days, today included; 0: every user who ever sent an event.",
     )
 
+    # -- backfills (service/backfills.py) --
+    backfill_chunk_users: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Users a backfill recomputes per transaction (their rows stay locked "
+        "for it; smaller chunks interfere less with live events).",
+    )
+    backfill_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a replica's claim on a backfill lasts without renewal; a "
+        "replica that dies is replaced this long after its last chunk.",
+    )
+    backfill_pause_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Pause between a backfill's chunks, to leave the database to live traffic.",
+    )
+    backfill_poll_seconds: float = Field(
+        2.0, gt=0, description="How often a server looks for queued backfills."
+    )
+    backfill_preview_max_seconds: float = Field(
+        60.0, gt=0, description="Longest a PreviewAchievement call scans (also its deadline)."
+    )
+
     @field_validator("badge_level_threshold")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:

@@ -270,14 +270,24 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
     apply.add_argument(
         "--progress",
         type=verbs.enum_arg(ProgressPolicy, "a progress policy"),
-        metavar="{keep,reset}",
+        metavar="{keep,reset,reevaluate,revoke_non_qualifying}",
         help="what to do with users' progress when a rule's event types, aggregate or field "
-        "change: keep it, or reset it to 0 (awards already made stay)",
+        "change: keep it, reset it to 0 (awards already made stay), or recompute it from "
+        "stored events (a backfill; revoke_non_qualifying also revokes levels no longer "
+        "reached)",
     )
     apply.add_argument(
         "--source", metavar="NAME", help="recorded with each achievement (default: file name)"
     )
     apply.set_defaults(func=verbs.rules_apply)
+    preview = rules_verbs.add_parser(
+        "preview",
+        parents=[common],
+        help="what each definition of a file would do over the stored events (writes nothing)",
+    )
+    preview.add_argument("file")
+    preview.add_argument("--sample", type=int, default=5, help="affected users to show")
+    preview.set_defaults(func=verbs.rules_preview)
     export = rules_verbs.add_parser(
         "export", parents=[common], help="write every definition as YAML"
     )
@@ -324,6 +334,18 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         help="delete even if users hold it (they keep it and its points; awards stay logged)",
     )
     delete.set_defaults(func=verbs.achievements_delete)
+
+    bf = verbs_.add_parser("backfills", help="backfill jobs: progress computed from history")
+    bf_verbs = bf.add_subparsers(dest="backfills_verb", required=True, metavar="ACTION")
+    bf_list = bf_verbs.add_parser("list", parents=[common], help="backfills, newest first")
+    bf_list.add_argument("--achievement", help="only backfills of this achievement")
+    bf_list.set_defaults(func=verbs.backfills_list)
+    bf_get = bf_verbs.add_parser("get", parents=[common], help="one backfill's progress")
+    bf_get.add_argument("name", help="backfills/ID (or ID)")
+    bf_get.set_defaults(func=verbs.backfills_get)
+    bf_cancel = bf_verbs.add_parser("cancel", parents=[common], help="cancel a backfill")
+    bf_cancel.add_argument("name", help="backfills/ID (or ID)")
+    bf_cancel.set_defaults(func=verbs.backfills_cancel)
 
     types = verbs_.add_parser("event-types", help="what events of each type carry")
     types_verbs = types.add_subparsers(dest="types_verb", required=True, metavar="ACTION")

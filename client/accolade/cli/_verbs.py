@@ -15,7 +15,7 @@ from accolade._common import TLS
 from accolade._enums import EnumType, parse_enum, short_name
 from accolade._retry import RetryPolicy
 from accolade.cli import _render as render
-from accolade.v1 import admin_pb2, points_pb2, types_pb2, users_pb2
+from accolade.v1 import admin_pb2, backfills_pb2, points_pb2, types_pb2, users_pb2
 from accolade.v1 import leaderboards_pb2 as lpb
 
 
@@ -581,4 +581,101 @@ def event_types_get(args: argparse.Namespace) -> int:
             for p in shape.properties
         ],
     )
+    return 0
+
+
+def rules_preview(args: argparse.Namespace) -> int:
+    """What each definition of the file would do over the stored events (nothing written)."""
+    defs = definitions.load_file(args.file)
+    with client(args) as c:
+        previews = [
+            (a, c.preview_achievement(a, sample_size=args.sample)) for a in defs.achievements
+        ]
+    if args.json:
+        render.print_json({a.id: render.as_dict(p) for a, p in previews})
+        return 0
+    for a, p in previews:
+        print(
+            f"{a.id}: {render.count(p.users_scanned, 'user')} with events, "
+            f"{render.count(p.events_scanned, 'event')} scanned in {p.elapsed_seconds:.2f}s"
+            + (" (deadline reached: partial)" if p.incomplete else "")
+        )
+        for level in p.levels:
+            name = level.tier or "earned"
+            print(f"  {name:<10} {render.number(level.threshold):>10}  {level.users} users")
+        print(
+            f"  backfill would award {p.awards} (notifications if asked: {p.notifications}); "
+            f"{p.holders_losing} holders would lose levels ({p.revocations} revocations) "
+            "under revoke_non_qualifying"
+        )
+        if p.history_truncated:
+            cutoff = p.retention_cutoff.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z"
+            print(f"  history is truncated: events received before {cutoff} are gone")
+        for user in p.sample:
+            print(
+                f"    {user.user_id}: value {render.number(user.value)}, "
+                f"levels {user.levels_held} -> {user.levels_reached}"
+            )
+    return 0
+
+
+def _backfill_row(b: backfills_pb2.Backfill) -> tuple[str, ...]:
+    total = f"{b.events_scanned}/{b.events_total}"
+    return (
+        b.name,
+        b.achievement_id,
+        short_name(backfills_pb2.Backfill.State, b.state),
+        short_name(backfills_pb2.BackfillMode, b.mode),
+        total,
+        str(b.users_done),
+        str(b.awards_made),
+        str(b.revocations_made),
+        b.error or "-",
+    )
+
+
+_BACKFILL_HEADER = (
+    "NAME",
+    "ACHIEVEMENT",
+    "STATE",
+    "MODE",
+    "EVENTS",
+    "USERS",
+    "AWARDS",
+    "REVOKED",
+    "ERROR",
+)
+
+
+def backfills_list(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        items = list(c.list_backfills(achievement_id=args.achievement or "", page_size=1000))
+    if args.json:
+        render.print_json(backfills_pb2.ListBackfillsResponse(backfills=items))
+        return 0
+    render.table(_BACKFILL_HEADER, [_backfill_row(b) for b in items])
+    return 0
+
+
+def _backfill_name(text: str) -> str:
+    return text if text.startswith("backfills/") else f"backfills/{text}"
+
+
+def backfills_get(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        job = c.get_backfill(_backfill_name(args.name))
+    if args.json:
+        render.print_json(job)
+        return 0
+    render.table(_BACKFILL_HEADER, [_backfill_row(job)])
+    return 0
+
+
+def backfills_cancel(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        job = c.cancel_backfill(_backfill_name(args.name))
+    if args.json:
+        render.print_json(job)
+        return 0
+    print(f"{job.name}: {short_name(backfills_pb2.Backfill.State, job.state)}")
     return 0

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from accolade.v1 import backfills_pb2 as _backfills_pb2
 from accolade.v1 import types_pb2 as _types_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -30,11 +31,23 @@ class _ProgressPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Progre
     PROGRESS_POLICY_UNSPECIFIED: _ProgressPolicy.ValueType  # 0
     """Refuse such a change (FAILED_PRECONDITION) when users have progress."""
     PROGRESS_POLICY_KEEP: _ProgressPolicy.ValueType  # 1
-    """Keep every user's stored value as it is and continue from it."""
+    """Grandfather: keep every user's stored value and levels as they are;
+    progress continues from them under the new rule from now on (nothing is
+    recomputed from history).
+    """
     PROGRESS_POLICY_RESET: _ProgressPolicy.ValueType  # 2
     """Start every user at 0 (the stored value, DISTINCT values seen and streak
     state are cleared). Awards already made stay, and the levels already
     awarded are not awarded again.
+    """
+    PROGRESS_POLICY_REEVALUATE: _ProgressPolicy.ValueType  # 3
+    """Recompute every user's progress from stored events (a backfill job,
+    returned as `backfill`); award levels newly reached, keep levels held.
+    """
+    PROGRESS_POLICY_REVOKE_NON_QUALIFYING: _ProgressPolicy.ValueType  # 4
+    """Recompute as REEVALUATE, and revoke levels no longer reached, with their
+    points. Each revocation is in the award log with the change as its
+    reason and the admin as its actor.
     """
 
 class ProgressPolicy(_ProgressPolicy, metaclass=_ProgressPolicyEnumTypeWrapper):
@@ -45,11 +58,23 @@ class ProgressPolicy(_ProgressPolicy, metaclass=_ProgressPolicyEnumTypeWrapper):
 PROGRESS_POLICY_UNSPECIFIED: ProgressPolicy.ValueType  # 0
 """Refuse such a change (FAILED_PRECONDITION) when users have progress."""
 PROGRESS_POLICY_KEEP: ProgressPolicy.ValueType  # 1
-"""Keep every user's stored value as it is and continue from it."""
+"""Grandfather: keep every user's stored value and levels as they are;
+progress continues from them under the new rule from now on (nothing is
+recomputed from history).
+"""
 PROGRESS_POLICY_RESET: ProgressPolicy.ValueType  # 2
 """Start every user at 0 (the stored value, DISTINCT values seen and streak
 state are cleared). Awards already made stay, and the levels already
 awarded are not awarded again.
+"""
+PROGRESS_POLICY_REEVALUATE: ProgressPolicy.ValueType  # 3
+"""Recompute every user's progress from stored events (a backfill job,
+returned as `backfill`); award levels newly reached, keep levels held.
+"""
+PROGRESS_POLICY_REVOKE_NON_QUALIFYING: ProgressPolicy.ValueType  # 4
+"""Recompute as REEVALUATE, and revoke levels no longer reached, with their
+points. Each revocation is in the award log with the change as its
+reason and the admin as its actor.
 """
 Global___ProgressPolicy: _TypeAlias = ProgressPolicy  # noqa: Y015
 
@@ -84,6 +109,16 @@ class CreateAchievementRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIELD_NUMBER: _builtins.int
+    NOTIFY_FIELD_NUMBER: _builtins.int
+    backfill: _builtins.bool
+    """Compute progress and awards from stored events (a backfill job,
+    returned as `backfill`).
+    """
+    notify: _builtins.bool
+    """Notify the backfill's awards through webhook and email sinks (default:
+    they are in the award log and streams, marked AWARD_SOURCE_BACKFILL).
+    """
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement:
         """The achievement to create; its id is `achievement.id`."""
@@ -92,10 +127,12 @@ class CreateAchievementRequest(_message.Message):
         self,
         *,
         achievement: _types_pb2.Achievement | None = ...,
+        backfill: _builtins.bool = ...,
+        notify: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "backfill", b"backfill", "notify", b"notify"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -107,6 +144,7 @@ class CreateAchievementResponse(_message.Message):
 
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement: ...
     @_builtins.property
@@ -115,15 +153,20 @@ class CreateAchievementResponse(_message.Message):
         property path (e.g. a path no event of the rule's types has carried).
         """
 
+    @_builtins.property
+    def backfill(self) -> _backfills_pb2.Backfill:
+        """The backfill started, when `backfill` was asked for."""
+
     def __init__(
         self,
         *,
         achievement: _types_pb2.Achievement | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        backfill: _backfills_pb2.Backfill | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "backfill", b"backfill"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "backfill", b"backfill", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,10 +276,19 @@ class UpdateAchievementRequest(_message.Message):
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     PROGRESS_POLICY_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIELD_NUMBER: _builtins.int
+    NOTIFY_FIELD_NUMBER: _builtins.int
     progress_policy: Global___ProgressPolicy.ValueType
     """Required when the change alters what users' stored progress means (the
     rule's event types, aggregate or field) and users have progress on it.
     """
+    backfill: _builtins.bool
+    """Backfill from stored events after the change (e.g. when enabling it or
+    changing its rule). Implied by PROGRESS_POLICY_REEVALUATE and
+    PROGRESS_POLICY_REVOKE_NON_QUALIFYING.
+    """
+    notify: _builtins.bool
+    """Notify the backfill's awards through webhook and email sinks."""
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement:
         """The new values; `achievement.id` names the achievement, and a non-empty
@@ -255,10 +307,12 @@ class UpdateAchievementRequest(_message.Message):
         achievement: _types_pb2.Achievement | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         progress_policy: Global___ProgressPolicy.ValueType = ...,
+        backfill: _builtins.bool = ...,
+        notify: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "progress_policy", b"progress_policy", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "backfill", b"backfill", "notify", b"notify", "progress_policy", b"progress_policy", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -270,21 +324,27 @@ class UpdateAchievementResponse(_message.Message):
 
     ACHIEVEMENT_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def achievement(self) -> _types_pb2.Achievement: ...
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Conditions that may never fire, as in CreateAchievementResponse."""
 
+    @_builtins.property
+    def backfill(self) -> _backfills_pb2.Backfill:
+        """The backfill started, if any."""
+
     def __init__(
         self,
         *,
         achievement: _types_pb2.Achievement | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        backfill: _backfills_pb2.Backfill | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "backfill", b"backfill"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement", b"achievement", "backfill", b"backfill", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -345,6 +405,7 @@ class ApplyAchievementsRequest(_message.Message):
     ALLOW_FIELD_REMOVAL_FIELD_NUMBER: _builtins.int
     PROGRESS_POLICY_FIELD_NUMBER: _builtins.int
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    NOTIFY_FIELD_NUMBER: _builtins.int
     validate_only: _builtins.bool
     """Validate only and report the changes; write nothing. Refused exactly
     when the same request without it would be.
@@ -368,6 +429,10 @@ class ApplyAchievementsRequest(_message.Message):
     """What to do with stored progress of achievements whose change alters its
     meaning (see UpdateAchievementRequest.progress_policy).
     """
+    notify: _builtins.bool
+    """With PROGRESS_POLICY_REEVALUATE or PROGRESS_POLICY_REVOKE_NON_QUALIFYING:
+    notify the backfills' awards through webhook and email sinks.
+    """
     @_builtins.property
     def achievements(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Achievement]:
         """The full definitions to create or replace (matched by id)."""
@@ -388,10 +453,11 @@ class ApplyAchievementsRequest(_message.Message):
         allow_field_removal: _builtins.bool = ...,
         progress_policy: Global___ProgressPolicy.ValueType = ...,
         event_types: _abc.Iterable[Global___EventType] | None = ...,
+        notify: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievements", b"achievements", "allow_field_removal", b"allow_field_removal", "allow_replace", b"allow_replace", "event_types", b"event_types", "progress_policy", b"progress_policy", "source", b"source", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievements", b"achievements", "allow_field_removal", b"allow_field_removal", "allow_replace", b"allow_replace", "event_types", b"event_types", "notify", b"notify", "progress_policy", b"progress_policy", "source", b"source", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -499,6 +565,7 @@ class ApplyAchievementsResponse(_message.Message):
     UNCHANGED_FIELD_NUMBER: _builtins.int
     CHANGES_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    BACKFILLS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def created(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids created by this call."""
@@ -519,6 +586,12 @@ class ApplyAchievementsResponse(_message.Message):
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Conditions that may never fire, as in CreateAchievementResponse."""
 
+    @_builtins.property
+    def backfills(self) -> _containers.RepeatedCompositeFieldContainer[_backfills_pb2.Backfill]:
+        """Backfills queued by a recomputing progress policy (one per changed,
+        enabled achievement).
+        """
+
     def __init__(
         self,
         *,
@@ -527,10 +600,11 @@ class ApplyAchievementsResponse(_message.Message):
         unchanged: _abc.Iterable[_builtins.str] | None = ...,
         changes: _abc.Iterable[Global___AchievementChange] | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        backfills: _abc.Iterable[_backfills_pb2.Backfill] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "created", b"created", "unchanged", b"unchanged", "updated", b"updated", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfills", b"backfills", "changes", b"changes", "created", b"created", "unchanged", b"unchanged", "updated", b"updated", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -126,6 +126,12 @@ class _AwardSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AwardSour
     """Earned through a rule."""
     AWARD_SOURCE_MANUAL: _AwardSource.ValueType  # 2
     """Granted or revoked by an administrator."""
+    AWARD_SOURCE_BACKFILL: _AwardSource.ValueType  # 3
+    """Made by a backfill job from stored history (see Backfills), which did
+    not ask to notify: webhook and email sinks skip it.
+    """
+    AWARD_SOURCE_BACKFILL_NOTIFIED: _AwardSource.ValueType  # 4
+    """Made by a backfill job that asked to notify: sinks deliver it."""
 
 class AwardSource(_AwardSource, metaclass=_AwardSourceEnumTypeWrapper):
     """Why an award was made."""
@@ -135,6 +141,12 @@ AWARD_SOURCE_RULE: AwardSource.ValueType  # 1
 """Earned through a rule."""
 AWARD_SOURCE_MANUAL: AwardSource.ValueType  # 2
 """Granted or revoked by an administrator."""
+AWARD_SOURCE_BACKFILL: AwardSource.ValueType  # 3
+"""Made by a backfill job from stored history (see Backfills), which did
+not ask to notify: webhook and email sinks skip it.
+"""
+AWARD_SOURCE_BACKFILL_NOTIFIED: AwardSource.ValueType  # 4
+"""Made by a backfill job that asked to notify: sinks deliver it."""
 Global___AwardSource: _TypeAlias = AwardSource  # noqa: Y015
 
 class _AwardKind:

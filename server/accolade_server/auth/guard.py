@@ -67,6 +67,12 @@ METHOD_SCOPES = {
     "/accolade.v1.Insights/ListAchievementStats": "read",
     "/accolade.v1.Insights/GetTrends": "read",
     "/accolade.v1.Insights/ExplainProgress": "read",
+    # Backfills: previews read every user's history; jobs write awards.
+    "/accolade.v1.Backfills/PreviewAchievement": "admin",
+    "/accolade.v1.Backfills/StartBackfill": "admin",
+    "/accolade.v1.Backfills/GetBackfill": "admin",
+    "/accolade.v1.Backfills/ListBackfills": "admin",
+    "/accolade.v1.Backfills/CancelBackfill": "admin",
 }
 #: Scopes a key has through another one it has.
 IMPLIED_BY = {"redeem": "admin"}

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accolade_server.console import (
     achievements,
+    backfills,
     insights,
     leaderboards,
     live,
@@ -140,6 +141,7 @@ def build_console(services: Services) -> Starlette:
     routes = [
         *_sign_in_routes(console),
         _static_route(console),
+        *backfills.routes(console),  # before achievements: /achievements/preview
         *achievements.routes(console),
         *users.routes(console),
         *points.routes(console),

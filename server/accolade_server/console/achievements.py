@@ -13,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from accolade_server.console import forms, insights
+from accolade_server.console.backfills import start_options
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.changes import ProgressPolicy
 from accolade_server.domain.errors import Aborted, AccoladeError, NotFound
 from accolade_server.domain.model import MUTABLE_FIELDS, Achievement, DefinitionStatus
+from accolade_server.service.backfills import StartOptions
 from accolade_server.store import samples
 
 #: Recent events the editor reads to warn about properties no event has.
@@ -215,13 +217,18 @@ def routes(console: Console) -> list[ConsoleRoute]:
         return warnings
 
     async def create(request: Request, session: Session | None) -> Response:
-        values = forms.from_form(await request.form())
+        form = await request.form()
+        values = forms.from_form(form)
         try:
-            created = await service.create(forms.to_achievement(values))
+            created = await service.create(
+                forms.to_achievement(values), backfill=start_options(form, session)
+            )
         except AccoladeError as exc:
             return form_page(
                 request, values, creating=True, errors=errors_of(exc, values), status=422
             )
+        if created.backfill is not None:
+            return RedirectResponse(f"{request.scope['root_path']}/backfills", status_code=303)
         return RedirectResponse(
             f"{request.scope['root_path']}/achievements/{created.achievement.id}?saved=1",
             status_code=303,
@@ -237,11 +244,12 @@ def routes(console: Console) -> list[ConsoleRoute]:
             a = forms.to_achievement(values)
             patch = {name: getattr(a, name) for name in MUTABLE_FIELDS}
             policy = str(form.get("progress_policy") or "")
-            await service.update(
-                achievement_id,
-                patch,
-                etag=etag,
-                progress_policy=ProgressPolicy(policy) if policy else ProgressPolicy.UNSPECIFIED,
+            progress_policy = ProgressPolicy(policy) if policy else ProgressPolicy.UNSPECIFIED
+            backfill = start_options(form, session)
+            if backfill is None and progress_policy.recomputes:
+                backfill = StartOptions(actor=session.actor if session else "")
+            saved = await service.update(
+                achievement_id, patch, etag=etag, progress_policy=progress_policy, backfill=backfill
             )
         except Aborted:
             return form_page(request, values, creating=False, conflict=True, status=409)
@@ -251,6 +259,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
             return form_page(
                 request, values, creating=False, errors=errors_of(exc, values), status=422
             )
+        if saved.backfill is not None:
+            return RedirectResponse(f"{request.scope['root_path']}/backfills", status_code=303)
         return RedirectResponse(
             f"{request.scope['root_path']}/achievements/{achievement_id}?saved=1", status_code=303
         )

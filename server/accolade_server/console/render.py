@@ -32,6 +32,7 @@ NAV: list[NavItem] = [
     NavItem("Insights", "/insights", Permission.READ),
     NavItem("Try it", "/try", Permission.ADMIN),
     NavItem("Import / export", "/import", Permission.READ),
+    NavItem("Backfills", "/backfills", Permission.ADMIN),
 ]
 
 #: Files under static/, served at /console/static/NAME (see `static_files`).

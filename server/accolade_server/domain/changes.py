@@ -20,6 +20,14 @@ class ProgressPolicy(enum.StrEnum):
     UNSPECIFIED = "unspecified"  # refuse when users have progress
     KEEP = "keep"
     RESET = "reset"
+    #: Recompute from stored events (a backfill); award new levels, keep those held.
+    REEVALUATE = "reevaluate"
+    #: Recompute; also revoke levels no longer reached.
+    REVOKE_NON_QUALIFYING = "revoke_non_qualifying"
+
+    @property
+    def recomputes(self) -> bool:
+        return self in (ProgressPolicy.REEVALUATE, ProgressPolicy.REVOKE_NON_QUALIFYING)
 
 
 class Kind(enum.StrEnum):

@@ -160,6 +160,15 @@ RULE_FIELDS = (
 class AwardSource(enum.StrEnum):
     RULE = "rule"
     MANUAL = "manual"
+    #: Made by a backfill from stored history; sinks do not notify it.
+    BACKFILL = "backfill"
+    #: Made by a backfill that asked to notify.
+    BACKFILL_NOTIFIED = "backfill_notify"
+
+    @property
+    def notifies(self) -> bool:
+        """Whether webhook and email sinks deliver entries of this source."""
+        return self is not AwardSource.BACKFILL
 
 
 class AwardKind(enum.StrEnum):

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from accolade.v1 import (
     admin_pb2,
+    backfills_pb2,
     insights_pb2,
     leaderboards_pb2,
     points_pb2,
@@ -31,6 +32,7 @@ from accolade_server.http.permissions import Permission, enforce, mount, route
 from accolade_server.http.pictures import Pictures
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.backfills import BackfillsServicer
 from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.leaderboards import LeaderboardsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
@@ -38,6 +40,7 @@ from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
 from accolade_server.service.achievements import AchievementService
 from accolade_server.service.awards import AwardService
+from accolade_server.service.backfills import BackfillService
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.explain import ExplainService
 from accolade_server.service.insights import InsightsService
@@ -104,6 +107,9 @@ class Services:
     insights: InsightsService | None = None
     explain: ExplainService | None = None
     insights_servicer: InsightsServicer | None = None
+    #: Previews and backfill jobs (console) and their servicer (Connect).
+    backfills: BackfillService | None = None
+    backfills_servicer: BackfillsServicer | None = None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -122,6 +128,7 @@ def build_http_app(services: Services) -> ASGIApp:
         guard=services.guard,
         max_message_bytes=settings.max_message_bytes,
         points=services.points_ledger,
+        backfills=services.backfills_servicer,
     )
     if services.leaderboards_servicer is not None:
         connect.append(
@@ -141,6 +148,7 @@ def build_http_app(services: Services) -> ASGIApp:
             points_pb2.DESCRIPTOR,
             leaderboards_pb2.DESCRIPTOR,
             insights_pb2.DESCRIPTOR,
+            backfills_pb2.DESCRIPTOR,
         ),
         version=metadata.version("accolade"),
     )

@@ -25,17 +25,19 @@ from connectrpc.request import RequestContext
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accolade.v1 import admin_pb2, insights_pb2, points_pb2, tracker_pb2, users_pb2
+from accolade.v1 import admin_pb2, backfills_pb2, insights_pb2, points_pb2, tracker_pb2, users_pb2
 from accolade_server.auth.guard import METHOD_SCOPES, Guard
 from accolade_server.domain.errors import PermissionDenied
 from accolade_server.http.protojson import StrictJSONCodec
 from accolade_server.http.v1.admin_connect import AchievementAdmin, AchievementAdminASGIApplication
+from accolade_server.http.v1.backfills_connect import Backfills, BackfillsASGIApplication
 from accolade_server.http.v1.insights_connect import Insights, InsightsASGIApplication
 from accolade_server.http.v1.points_connect import PointsLedger, PointsLedgerASGIApplication
 from accolade_server.http.v1.tracker_connect import BadgeTracker, BadgeTrackerASGIApplication
 from accolade_server.http.v1.users_connect import UserDirectory, UserDirectoryASGIApplication
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
+from accolade_server.rpc.backfills import BackfillsServicer
 from accolade_server.rpc.errors import wrap_stream, wrap_unary
 from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.points import PointsLedgerServicer
@@ -180,6 +182,7 @@ def connect_apps(
     guard: Guard | None,
     max_message_bytes: int,
     points: PointsLedgerServicer | None = None,
+    backfills: BackfillsServicer | None = None,
 ) -> list[tuple[str, ASGIApp]]:
     """(path prefix, ASGI app) of each service: Connect, gRPC-Web and gRPC, JSON or binary."""
     codecs = [google_protobuf_binary_codec(), StrictJSONCodec()]
@@ -226,6 +229,14 @@ def connect_apps(
             cast(PointsLedger, points_service), read_max_bytes=max_message_bytes, codecs=codecs
         )
         mounted.append((points_app.path, cast(ASGIApp, points_app)))
+    if backfills is not None:
+        backfills_service = ConnectService(
+            backfills, backfills_pb2.DESCRIPTOR.services_by_name["Backfills"], metrics, guard
+        )
+        backfills_app = BackfillsASGIApplication(
+            cast(Backfills, backfills_service), read_max_bytes=max_message_bytes, codecs=codecs
+        )
+        mounted.append((backfills_app.path, cast(ASGIApp, backfills_app)))
     return [(path, _with_length(app)) for path, app in mounted]
 
 

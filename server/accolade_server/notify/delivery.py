@@ -112,7 +112,8 @@ class DeliveryWorker:
             achievements = await repo.get_achievements(sorted({r.achievement_id for r in records}))
         cursor, delivered, error = state.cursor, 0, None
         for group in batches(sink, records):
-            matching = [r for r in group if sink.filter.matches(r)]
+            # Backfilled entries are delivered only when their backfill asked to notify.
+            matching = [r for r in group if r.source.notifies and sink.filter.matches(r)]
             if matching:
                 try:
                     with attempt_span(self.tracing, sink.name, matching):

@@ -6,9 +6,12 @@ from typing import Any
 
 from accolade.v1 import admin_pb2 as pb
 from accolade.v1 import admin_pb2_grpc
+from accolade_server.auth.guard import Guard
 from accolade_server.rpc import convert
+from accolade_server.rpc.backfills import caller, job_to_proto
 from accolade_server.service.achievements import AchievementService, ApplyItem, ApplyOptions
 from accolade_server.service.awards import AwardService
+from accolade_server.service.backfills import StartOptions
 from accolade_server.service.catalogue import Catalogue
 from accolade_server.service.shapes import EventTypeService
 
@@ -22,7 +25,11 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         awards: AwardService,
         catalogue: Catalogue,
         event_types: EventTypeService,
+        *,
+        guard: Guard | None = None,
     ) -> None:
+        #: Names the admin (API key) recorded as the actor of backfills a change starts.
+        self.guard = guard
         self.achievements = achievements
         self.awards = awards
         self.catalogue = catalogue
@@ -31,13 +38,19 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
     async def CreateAchievement(
         self, request: pb.CreateAchievementRequest, context: Context
     ) -> pb.CreateAchievementResponse:
+        backfill = None
+        if request.backfill:
+            backfill = StartOptions(notify=request.notify, actor=caller(self.guard, context))
         created = await self.achievements.create(
-            convert.achievement_from_proto(request.achievement)
+            convert.achievement_from_proto(request.achievement), backfill=backfill
         )
-        return pb.CreateAchievementResponse(
+        out = pb.CreateAchievementResponse(
             achievement=convert.achievement_to_proto(created.achievement),
             warnings=created.warnings,
         )
+        if created.backfill is not None:
+            out.backfill.CopyFrom(job_to_proto(created.backfill))
+        return out
 
     async def GetAchievement(
         self, request: pb.GetAchievementRequest, context: Context
@@ -66,16 +79,24 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         self, request: pb.UpdateAchievementRequest, context: Context
     ) -> pb.UpdateAchievementResponse:
         patch = convert.patch_from_mask(request.achievement, list(request.update_mask.paths))
+        policy = convert.progress_policy_from_proto(request.progress_policy)
+        backfill = None
+        if request.backfill or policy.recomputes:
+            backfill = StartOptions(notify=request.notify, actor=caller(self.guard, context))
         updated = await self.achievements.update(
             request.achievement.id,
             patch,
             etag=request.achievement.etag,
-            progress_policy=convert.progress_policy_from_proto(request.progress_policy),
+            progress_policy=policy,
+            backfill=backfill,
         )
-        return pb.UpdateAchievementResponse(
+        out = pb.UpdateAchievementResponse(
             achievement=convert.achievement_to_proto(updated.achievement),
             warnings=updated.warnings,
         )
+        if updated.backfill is not None:
+            out.backfill.CopyFrom(job_to_proto(updated.backfill))
+        return out
 
     async def DeleteAchievement(
         self, request: pb.DeleteAchievementRequest, context: Context
@@ -99,8 +120,13 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             allow_field_removal=request.allow_field_removal,
             progress_policy=convert.progress_policy_from_proto(request.progress_policy),
             event_types=[convert.event_type_from_proto(t) for t in request.event_types],
+            notify=request.notify,
+            actor=caller(self.guard, context),
         )
-        return convert.apply_result_to_proto(await self.achievements.apply(items, options))
+        result = await self.achievements.apply(items, options)
+        out = convert.apply_result_to_proto(result)
+        out.backfills.extend(job_to_proto(j) for j in result.backfills)
+        return out
 
     async def GrantAward(
         self, request: pb.GrantAwardRequest, context: Context

@@ -245,6 +245,8 @@ def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
 _SOURCE_TO_PROTO = {
     AwardSource.RULE: pb.AWARD_SOURCE_RULE,
     AwardSource.MANUAL: pb.AWARD_SOURCE_MANUAL,
+    AwardSource.BACKFILL: pb.AWARD_SOURCE_BACKFILL,
+    AwardSource.BACKFILL_NOTIFIED: pb.AWARD_SOURCE_BACKFILL_NOTIFIED,
 }
 _STATUS_TO_PROTO = {
     Status.LOCKED: pb.PROGRESS_STATUS_LOCKED,
@@ -426,6 +428,8 @@ _POLICY_TO_DOMAIN = {
     apb.PROGRESS_POLICY_UNSPECIFIED: ProgressPolicy.UNSPECIFIED,
     apb.PROGRESS_POLICY_KEEP: ProgressPolicy.KEEP,
     apb.PROGRESS_POLICY_RESET: ProgressPolicy.RESET,
+    apb.PROGRESS_POLICY_REEVALUATE: ProgressPolicy.REEVALUATE,
+    apb.PROGRESS_POLICY_REVOKE_NON_QUALIFYING: ProgressPolicy.REVOKE_NON_QUALIFYING,
 }
 _CHANGE_KIND_TO_PROTO = {
     Kind.CREATE: apb.AchievementChange.KIND_CREATE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ from accolade_server.domain.shapes import EventTypeShape
 from accolade_server.domain.validation import check_slug, validate_achievement, validate_graph
 from accolade_server.rules.engine import load_problem
 from accolade_server.service import shapes
+from accolade_server.service.backfills import StartOptions, queue_job
 from accolade_server.service.diagnostics import ConditionErrors
-from accolade_server.store import progress_admin
+from accolade_server.service.recompute import Mode
+from accolade_server.store import backfills, progress_admin
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
@@ -60,6 +63,8 @@ class Saved:
 
     achievement: Achievement
     warnings: list[str]
+    #: The backfill queued with the change, if one was asked for (see service/backfills.py).
+    backfill: backfills.Job | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,9 @@ class ApplyOptions:
     allow_field_removal: bool = False
     progress_policy: ProgressPolicy = ProgressPolicy.UNSPECIFIED
     event_types: Sequence[EventTypeShape] = ()
+    #: With a recomputing policy: whether the backfills notify, and who asked (their actor).
+    notify: bool = False
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +100,18 @@ class Change:
 class ApplyResult:
     changes: list[Change]
     warnings: list[str]
+    #: Backfills queued by a recomputing progress policy, one per changed achievement.
+    backfills: list[backfills.Job] = dataclasses.field(default_factory=list)
 
     def ids(self, kind: Kind) -> list[str]:
         return [c.id for c in self.changes if c.kind is kind]
 
 
 _POLICY_HINT = (
-    "say what to do with it: progress_policy KEEP (keep every user's value as it is) or RESET "
-    "(start everyone at 0; awards already made stay); CLI: --progress keep|reset"
+    "say what to do with it: progress_policy KEEP (keep every user's value as it is), RESET "
+    "(start everyone at 0; awards already made stay), REEVALUATE (recompute from stored "
+    "events; award new levels, keep those held) or REVOKE_NON_QUALIFYING (recompute; revoke "
+    "levels no longer reached); CLI: --progress keep|reset"
 )
 
 
@@ -116,7 +128,7 @@ async def _check_progress_meaning(
     users = await progress_admin.users_with_progress(repo, list(changed))
     if policy is ProgressPolicy.RESET:
         return [], [aid for aid in changed if users.get(aid)]
-    if policy is ProgressPolicy.KEEP:
+    if policy is ProgressPolicy.KEEP or policy.recomputes:  # recomputed by a backfill
         return [], []
     problems = [
         f"{prefix}: {aid}: changing {'; '.join(what)} changes what the stored progress of "
@@ -217,6 +229,8 @@ class AchievementService:
         self.settings = settings
         self.clock = clock
         self.on_change = on_change or (lambda: None)
+        #: Called after a change queued a backfill (wakes the backfill worker).
+        self.on_backfill: Callable[[], None] = lambda: None
         self.conditions = conditions
 
     def status(self, a: Achievement) -> DefinitionStatus:
@@ -241,7 +255,8 @@ class AchievementService:
         validate_achievement(a, prefix)
         self._check_tracked(a, prefix)
 
-    async def create(self, a: Achievement) -> Saved:
+    async def create(self, a: Achievement, *, backfill: StartOptions | None = None) -> Saved:
+        """Create `a`; with `backfill`, queue a backfill of it in the same transaction."""
         self._check(a, "achievement")
         async with self.uow.transaction() as repo:
             graph = await repo.prerequisite_graph()
@@ -254,8 +269,16 @@ class AchievementService:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
             await repo.bump_definitions_version()
             warnings = await shapes.warnings_for(repo, [created])
+            job = None
+            if backfill is not None:
+                reason = backfill.reason or f"CreateAchievement {a.id}"
+                job = await queue_job(
+                    repo, created, dataclasses.replace(backfill, reason=reason), self.clock()
+                )
         self.on_change()
-        return Saved(created, warnings)
+        if job is not None:
+            self.on_backfill()
+        return Saved(created, warnings, job)
 
     async def validate(self, a: Achievement, *, replacing: bool) -> None:
         """The checks of `create` (or, `replacing` an existing one, of `update`), without
@@ -298,8 +321,19 @@ class AchievementService:
         *,
         etag: str,
         progress_policy: ProgressPolicy = ProgressPolicy.UNSPECIFIED,
+        backfill: StartOptions | None = None,
     ) -> Saved:
+        """Apply `patch`. A recomputing policy (REEVALUATE, REVOKE_NON_QUALIFYING) or
+        `backfill` queues a backfill in the same transaction, whose award-log entries carry
+        the change as their reason."""
         check_slug(achievement_id, "achievement.id")
+        if progress_policy.recomputes:
+            mode = (
+                Mode.REVOKE_NON_QUALIFYING
+                if progress_policy is ProgressPolicy.REVOKE_NON_QUALIFYING
+                else Mode.REEVALUATE
+            )
+            backfill = dataclasses.replace(backfill or StartOptions(), mode=mode)
         async with self.uow.transaction() as repo:
             current = await repo.get_achievement(achievement_id, for_update=True)
             if current is None:
@@ -316,7 +350,14 @@ class AchievementService:
             graph[updated.id] = updated.prerequisites
             validate_graph([("achievement", updated)], graph)
             if updated.same_definition(current):
-                return Saved(current, await shapes.warnings_for(repo, [current]))
+                job = None
+                if backfill is not None:  # asked for explicitly: run it on the definition
+                    reason = backfill.reason or f"UpdateAchievement {achievement_id}"
+                    options = dataclasses.replace(backfill, reason=reason)
+                    job = await queue_job(repo, current, options, self.clock())
+                if job is not None:
+                    self.on_backfill()
+                return Saved(current, await shapes.warnings_for(repo, [current]), job)
             problems, reset = await _check_progress_meaning(
                 repo, [("achievement", current, updated)], progress_policy
             )
@@ -330,8 +371,19 @@ class AchievementService:
             await progress_admin.reset_progress(repo, reset)
             await repo.bump_definitions_version()
             warnings = await shapes.warnings_for(repo, [saved])
+            job = None
+            if backfill is not None:
+                changed = "; ".join(
+                    f"{f.field} {f.old or '(none)'} -> {f.new or '(none)'}"
+                    for f in diff(current, saved)
+                )
+                reason = backfill.reason or f"UpdateAchievement {achievement_id}: {changed}"
+                options = dataclasses.replace(backfill, reason=reason[:4000])
+                job = await queue_job(repo, saved, options, self.clock())
         self.on_change()
-        return Saved(saved, warnings)
+        if job is not None:
+            self.on_backfill()
+        return Saved(saved, warnings, job)
 
     async def delete(self, achievement_id: str, *, etag: str = "", force: bool = False) -> None:
         """Delete the definition and every user's progress towards it. Awards stay in the log;
@@ -385,6 +437,7 @@ class AchievementService:
             for i, shape in enumerate(options.event_types)
         }
         self._check_all([item.achievement for item in items])
+        jobs: list[backfills.Job] = []
         async with self.uow.transaction() as repo:
             graph = await repo.prerequisite_graph()
             graph.update({item.achievement.id: item.achievement.prerequisites for item in items})
@@ -414,9 +467,36 @@ class AchievementService:
                     await self._write_all(repo, writes, existing)
                     await progress_admin.reset_progress(repo, reset)
                     await repo.bump_definitions_version()
+                    jobs = await self._queue_recomputes(repo, pairs, options)
         if not options.validate_only and writes:
             self.on_change()
-        return ApplyResult(changes, warnings)
+        if jobs:
+            self.on_backfill()
+        return ApplyResult(changes, warnings, jobs)
+
+    async def _queue_recomputes(
+        self,
+        repo: Repository,
+        pairs: Sequence[tuple[str, Achievement, Achievement]],
+        options: ApplyOptions,
+    ) -> builtins.list[backfills.Job]:
+        """A backfill per changed, enabled achievement under a recomputing policy."""
+        if not options.progress_policy.recomputes:
+            return []
+        mode = (
+            Mode.REVOKE_NON_QUALIFYING
+            if options.progress_policy is ProgressPolicy.REVOKE_NON_QUALIFYING
+            else Mode.REEVALUATE
+        )
+        jobs = []
+        for _prefix, old, new in pairs:
+            if not new.enabled or not new.rule.event_types:
+                continue
+            changed = "; ".join(f"{f.field} {f.old} -> {f.new}" for f in diff(old, new))
+            reason = f"ApplyAchievements {options.source or new.id}: {changed}"[:4000]
+            start = StartOptions(mode, options.notify, reason, options.actor)
+            jobs.append(await queue_job(repo, new, start, self.clock()))
+        return jobs
 
     def _check_all(self, items: Sequence[Achievement]) -> None:
         """Every entry's first error at once (each prefixed with its path), and duplicates."""

@@ -338,3 +338,33 @@ insights_first = sa.Table(
     sa.Column("achievement_id", sa.String(64), primary_key=True),
     sa.Column("first_time", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Backfill jobs (see service/backfills.py): progress and awards computed from stored events,
+# claimed under a lease, resumed from `checkpoint` (the last user done) on any replica.
+backfills = sa.Table(
+    "backfills",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("notify", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("actor", sa.String(128), nullable=False, server_default=""),
+    sa.Column("checkpoint", sa.String(128), nullable=True),
+    sa.Column("events_total", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("events_scanned", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("users_done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("awards_made", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("revocations_made", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("history_truncated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("start_time", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finish_time", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_backfills_create_time", "create_time"),
+)
+# A user's events in time order: backfills and previews read history user by user.
+sa.Index("ix_events_user_occurred", events.c.user_id, events.c.occurred_at)

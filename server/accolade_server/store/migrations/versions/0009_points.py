@@ -1,7 +1,7 @@
 """Spendable points, redemptions and entitlements.
 
 Revision ID: 0009_points
-Revises: 0007_users
+Revises: 0008_streaks
 Create Date: 2026-12-01
 """
 

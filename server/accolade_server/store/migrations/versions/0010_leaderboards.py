@@ -2,7 +2,7 @@
 points totals.
 
 Revision ID: 0010_leaderboards
-Revises: 0007_users
+Revises: 0009_points
 Create Date: 2026-12-01
 """
 

@@ -1,7 +1,7 @@
 """Analytics rollups: counters by period, totals per achievement, last seen, first progress.
 
 Revision ID: 0012_insights
-Revises: 0007_users
+Revises: 0010_leaderboards
 Create Date: 2026-12-01
 """
 

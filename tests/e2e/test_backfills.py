@@ -1,0 +1,466 @@
+"""Previews and backfills on a real server, PostgreSQL and SQLite: preview equals what the
+backfill does, the change policies, notification suppression, retention, and the job API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from google.protobuf import field_mask_pb2
+from google.protobuf.struct_pb2 import Struct
+
+from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import backfills_pb2 as bpb
+from accolade.v1 import backfills_pb2_grpc
+from accolade.v1 import tracker_pb2 as tpb
+from accolade.v1 import types_pb2 as pb
+from accolade_server.service.backfills import PREVIEW_CHUNK
+from tests.conftest import Database, Running, start_server, stop_server
+from tests.connect import unary
+from tests.e2e.test_cli import client, ok
+from tests.e2e.test_delivery import Receiver, eventually
+from tests.helpers import achievement, expect_error
+from tests.processes import free_port
+
+DONE = (bpb.Backfill.STATE_SUCCEEDED, bpb.Backfill.STATE_FAILED, bpb.Backfill.STATE_CANCELLED)
+
+#: Purchases per user of the seeded history (user id -> amounts).
+HISTORY = {f"u{i:02d}": [10 * (j + 1) for j in range(i % 7)] for i in range(30)}
+
+
+def stub(server: Running) -> backfills_pb2_grpc.BackfillsAsyncStub:
+    return backfills_pb2_grpc.BackfillsStub(server.channel)
+
+
+def props(**values: Any) -> Struct:
+    s = Struct()
+    s.update(values)
+    return s
+
+
+async def seed(server: Running, history: dict[str, list[int]] = HISTORY, prefix: str = "h") -> int:
+    """Track the history (no achievement counts it yet); return how many events."""
+    events = [
+        tpb.TrackEventRequest(
+            event_id=f"{prefix}-{user}-{n}",
+            user_id=user,
+            type="purchase_completed",
+            properties=props(amount=amount, premium=n % 2 == 0),
+        )
+        for user, amounts in history.items()
+        for n, amount in enumerate(amounts)
+    ]
+    for start in range(0, len(events), 100):
+        await server.tracker.TrackEvents(tpb.TrackEventsRequest(events=events[start : start + 100]))
+    return len(events)
+
+
+def buyer(**fields: Any) -> pb.Achievement:
+    fields.setdefault(
+        "tiers",
+        [
+            {"name": "bronze", "threshold": 2, "points": 1},
+            {"name": "silver", "threshold": 4, "points": 2},
+            {"name": "gold", "threshold": 6, "points": 4},
+        ],
+    )
+    return achievement("buyer", **fields)
+
+
+async def finished(server: Running, name: str, seconds: float = 90.0) -> bpb.Backfill:
+    backfills = stub(server)
+    for _ in range(int(seconds / 0.05)):
+        got = (await backfills.GetBackfill(bpb.GetBackfillRequest(name=name))).backfill
+        if got.state in DONE:
+            return got
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} did not finish: {got}")
+
+
+async def holders(server: Running, achievement_id: str) -> dict[str, list[str]]:
+    """The tiers each user holds, lowest first."""
+    order = ["bronze", "silver", "gold", ""]
+    out: dict[str, list[str]] = {}
+    for user in HISTORY:
+        listed = await server.tracker.ListAwards(tpb.ListAwardsRequest(user_id=user))
+        tiers = [a.tier for a in listed.awards if a.achievement_id == achievement_id]
+        out[user] = sorted(tiers, key=order.index)
+    return out
+
+
+async def log_of(server: Running, user_id: str) -> list[pb.Award]:
+    """Every award-log entry of the user, in cursor order (replayed by WatchAwards)."""
+    entries: list[pb.Award] = []
+    call = server.tracker.WatchAwards(tpb.WatchAwardsRequest(user_ids=[user_id], after_cursor=0))
+    try:
+        async with asyncio.timeout(1.0):
+            async for item in call:
+                if item.HasField("award"):
+                    entries.append(item.award)
+    except TimeoutError:
+        call.cancel()
+    return entries
+
+
+async def values(server: Running, achievement_id: str) -> dict[str, float]:
+    out = {}
+    for user in HISTORY:
+        progress = await server.tracker.GetProgress(
+            tpb.GetProgressRequest(user_id=user, achievement_ids=[achievement_id])
+        )
+        out[user] = progress.progress[0].current
+    return out
+
+
+async def test_preview_counts_exactly_what_the_backfill_then_does(server: Running) -> None:
+    scanned = await seed(server)
+    preview = await stub(server).PreviewAchievement(
+        bpb.PreviewAchievementRequest(achievement=buyer(), sample_size=3)
+    )
+    expected = [sum(len(a) >= t for a in HISTORY.values()) for t in (2, 4, 6)]
+    assert [lv.users for lv in preview.levels] == expected
+    assert [lv.tier for lv in preview.levels] == ["bronze", "silver", "gold"]
+    assert preview.awards == sum(expected) == preview.notifications
+    assert preview.events_scanned == scanned
+    assert preview.users_scanned == sum(bool(a) for a in HISTORY.values())
+    assert preview.holders_losing == 0 and preview.revocations == 0
+    assert len(preview.sample) == 3 and not preview.incomplete
+    assert all(s.levels_reached > s.levels_held for s in preview.sample)
+    assert not preview.history_truncated and preview.HasField("oldest_event_time")
+    # Nothing was written: the achievement does not exist.
+    await expect_error(
+        server.admin.GetAchievement(apb.GetAchievementRequest(id="buyer")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+    created = await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+    )
+    assert created.backfill.name.startswith("backfills/")
+    job = await finished(server, created.backfill.name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert job.awards_made == preview.awards and job.revocations_made == 0
+    assert job.events_scanned == scanned == job.events_total
+    assert job.users_done >= preview.users_scanned
+    assert job.reason == "CreateAchievement buyer"
+    assert job.HasField("finish_time") and job.HasField("start_time")
+    got = await values(server, "buyer")
+    assert got == {u: float(len(a)) for u, a in HISTORY.items()}
+
+    awards = await server.tracker.ListAwards(tpb.ListAwardsRequest(user_id="u06"))
+    assert sorted(a.tier for a in awards.awards) == ["bronze", "gold", "silver"]
+    assert {a.source for a in awards.awards} == {pb.AWARD_SOURCE_BACKFILL}
+    assert {a.reason for a in awards.awards} == {"CreateAchievement buyer"}
+    points = await server.tracker.GetProgress(tpb.GetProgressRequest(user_id="u06"))
+    assert points.total_points == 7
+
+    # Live events after the backfill count on top of the recomputed state; a second
+    # backfill changes nothing (idempotent).
+    await server.tracker.TrackEvent(
+        tpb.TrackEventRequest(
+            event_id="live-1", user_id="u01", type="purchase_completed", properties=props(amount=1)
+        )
+    )
+    again = await stub(server).StartBackfill(bpb.StartBackfillRequest(achievement_id="buyer"))
+    job2 = await finished(server, again.backfill.name)
+    assert job2.state == bpb.Backfill.STATE_SUCCEEDED and job2.awards_made == 0
+    assert (await values(server, "buyer"))["u01"] == 2.0
+    listed = await stub(server).ListBackfills(bpb.ListBackfillsRequest(achievement_id="buyer"))
+    assert [b.name for b in listed.backfills] == [job2.name, job.name]
+    first = await stub(server).ListBackfills(bpb.ListBackfillsRequest(page_size=1))
+    second = await stub(server).ListBackfills(
+        bpb.ListBackfillsRequest(page_size=1, page_token=first.next_page_token)
+    )
+    assert [b.name for b in [*first.backfills, *second.backfills]] == [job2.name, job.name]
+    assert second.next_page_token == ""
+    await expect_error(
+        stub(server).ListBackfills(bpb.ListBackfillsRequest(page_token="nonsense")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page_token",
+    )
+
+
+async def test_reevaluate_awards_new_levels_and_keeps_held_ones(server: Running) -> None:
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    await seed(server)  # counted live: u06 holds gold
+    lowered = buyer(
+        tiers=[
+            {"name": "bronze", "threshold": 1, "points": 1},
+            {"name": "silver", "threshold": 3, "points": 2},
+            {"name": "gold", "threshold": 9, "points": 4},
+        ]
+    )
+    preview = await stub(server).PreviewAchievement(
+        bpb.PreviewAchievementRequest(achievement=lowered)
+    )
+    updated = await server.admin.UpdateAchievement(
+        apb.UpdateAchievementRequest(
+            achievement=lowered,
+            update_mask=field_mask_pb2.FieldMask(paths=["tiers"]),
+            progress_policy=apb.PROGRESS_POLICY_REEVALUATE,
+        )
+    )
+    job = await finished(server, updated.backfill.name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert job.mode == bpb.BACKFILL_MODE_REEVALUATE
+    assert "tiers[0].threshold 2 -> 1" in job.reason
+    # Newly reached: bronze for 1 event, silver for 3 events; gold is kept by its holders.
+    newly = sum(len(a) == 1 for a in HISTORY.values()) + sum(len(a) == 3 for a in HISTORY.values())
+    assert job.awards_made == preview.awards == newly and job.revocations_made == 0
+    assert preview.holders_losing == sum(len(a) >= 6 for a in HISTORY.values())
+    held = await holders(server, "buyer")
+    assert held["u06"] == ["bronze", "silver", "gold"]
+    assert held["u01"] == ["bronze"] and held["u03"] == ["bronze", "silver"]
+
+
+async def test_revoke_non_qualifying_revokes_levels_no_longer_reached_with_points(
+    server: Running,
+) -> None:
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    await seed(server)
+    # A changed condition: only premium purchases count (every other one of a user's).
+    narrowed = buyer(
+        rule={"event_types": ["purchase_completed"], "condition": "event.properties.premium"}
+    )
+    preview = await stub(server).PreviewAchievement(
+        bpb.PreviewAchievementRequest(achievement=narrowed)
+    )
+    updated = await server.admin.UpdateAchievement(
+        apb.UpdateAchievementRequest(
+            achievement=narrowed,
+            update_mask=field_mask_pb2.FieldMask(paths=["rule"]),
+            progress_policy=apb.PROGRESS_POLICY_REVOKE_NON_QUALIFYING,
+        )
+    )
+    job = await finished(server, updated.backfill.name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert job.revocations_made == preview.revocations > 0
+    assert job.awards_made == preview.awards == 0
+    got = await values(server, "buyer")
+    assert got == {u: float((len(a) + 1) // 2) for u, a in HISTORY.items()}
+    # u06: 6 purchases, 3 premium: silver (4) and gold (6) revoked, bronze kept.
+    held = await holders(server, "buyer")
+    assert held["u06"] == ["bronze"]
+    progress = await server.tracker.GetProgress(tpb.GetProgressRequest(user_id="u06"))
+    assert progress.total_points == 1
+    revoked = [a for a in await log_of(server, "u06") if a.revoked]
+    assert sorted(a.tier for a in revoked) == ["gold", "silver"]
+    assert all("rule.condition" in a.reason for a in revoked)
+    assert {a.points for a in revoked} == {-2, -4}
+
+
+async def test_keep_grandfathers_holders_and_counts_on_from_the_stored_value(
+    server: Running,
+) -> None:
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    await seed(server)
+    narrowed = buyer(
+        rule={"event_types": ["purchase_completed"], "condition": "event.properties.premium"}
+    )
+    updated = await server.admin.UpdateAchievement(
+        apb.UpdateAchievementRequest(
+            achievement=narrowed,
+            update_mask=field_mask_pb2.FieldMask(paths=["rule"]),
+            progress_policy=apb.PROGRESS_POLICY_KEEP,
+        )
+    )
+    assert not updated.HasField("backfill")
+    assert (await holders(server, "buyer"))["u06"] == ["bronze", "silver", "gold"]
+    assert (await values(server, "buyer"))["u06"] == 6.0
+
+
+async def test_backfilled_awards_are_not_notified_unless_the_job_asks(db: Database) -> None:
+    receiver = Receiver(free_port())
+    receiver.start()
+    server = await start_server(
+        db,
+        notification_type="webhook",
+        webhook_urls=[receiver.url],
+        webhook_secret="s3cret",
+        delivery_initial_backoff_seconds=0.05,
+    )
+    try:
+        await seed(server)
+        created = await server.admin.CreateAchievement(
+            apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+        )
+        job = await finished(server, created.backfill.name)
+        assert job.awards_made > 0 and not job.notify
+        # A live award after them is delivered: the sink has passed the backfilled ones.
+        await server.tracker.TrackEvent(
+            tpb.TrackEventRequest(event_id="live", user_id="u01", type="purchase_completed")
+        )
+        await eventually(lambda: len(receiver.requests) >= 1)
+        await asyncio.sleep(0.3)
+        bodies = [json.loads(body) for _, body in receiver.requests]
+        assert [(b["award"]["user_id"], b["award"]["source"]) for b in bodies] == [("u01", "rule")]
+
+        loud = achievement("loud", rule={"event_types": ["purchase_completed"]})
+        created = await server.admin.CreateAchievement(
+            apb.CreateAchievementRequest(achievement=loud, backfill=True, notify=True)
+        )
+        job = await finished(server, created.backfill.name)
+        assert job.notify and job.awards_made == sum(bool(a) for a in HISTORY.values()) + 0
+        await eventually(lambda: len(receiver.requests) >= 1 + job.awards_made)
+        sources = {json.loads(body)["award"]["source"] for _, body in receiver.requests[1:]}
+        assert sources == {"backfill_notify"}
+    finally:
+        await stop_server(server)
+        receiver.stop()
+
+
+async def test_preview_and_backfill_say_when_retention_has_removed_history(
+    db: Database,
+) -> None:
+    server = await start_server(db, event_retention_days=30)
+    try:
+        await seed(server)
+        preview = await stub(server).PreviewAchievement(
+            bpb.PreviewAchievementRequest(achievement=buyer())
+        )
+        assert preview.history_truncated and preview.HasField("retention_cutoff")
+        created = await server.admin.CreateAchievement(
+            apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+        )
+        job = await finished(server, created.backfill.name)
+        assert job.history_truncated
+    finally:
+        await stop_server(server)
+
+
+async def test_bad_requests_are_refused_naming_the_field(server: Running) -> None:
+    backfills = stub(server)
+    await expect_error(
+        backfills.GetBackfill(bpb.GetBackfillRequest(name="jobs/1")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "name",
+    )
+    await expect_error(
+        backfills.GetBackfill(bpb.GetBackfillRequest(name="backfills/abc")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    await expect_error(
+        backfills.StartBackfill(bpb.StartBackfillRequest(achievement_id="nope")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    meta = achievement("meta", rule={}, prerequisites=["x"])
+    await expect_error(
+        backfills.PreviewAchievement(bpb.PreviewAchievementRequest(achievement=meta)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    await expect_error(
+        backfills.PreviewAchievement(
+            bpb.PreviewAchievementRequest(achievement=buyer(), sample_size=-1)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "sample_size",
+    )
+    await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(enabled=False))
+    )
+    await expect_error(
+        backfills.StartBackfill(bpb.StartBackfillRequest(achievement_id="buyer")),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "disabled",
+    )
+
+
+async def test_cancel_stops_a_backfill(server: Running) -> None:
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    started = await stub(server).StartBackfill(bpb.StartBackfillRequest(achievement_id="buyer"))
+    cancelled = await stub(server).CancelBackfill(
+        bpb.CancelBackfillRequest(name=started.backfill.name)
+    )
+    assert cancelled.backfill.state in DONE
+
+
+async def test_connect_json_previews_and_lists(server: Running) -> None:
+    await seed(server)
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        preview = await unary(
+            http,
+            server.http_url,
+            "Backfills/PreviewAchievement",
+            bpb.PreviewAchievementRequest(achievement=buyer()),
+            bpb.PreviewAchievementResponse,
+        )
+        assert preview.levels[0].users == sum(len(a) >= 2 for a in HISTORY.values())
+        listed = await unary(
+            http,
+            server.http_url,
+            "Backfills/ListBackfills",
+            bpb.ListBackfillsRequest(),
+            bpb.ListBackfillsResponse,
+        )
+        assert list(listed.backfills) == []
+
+
+async def test_cli_previews_a_file_and_lists_gets_and_cancels_backfills(
+    server: Running, tmp_path: Path
+) -> None:
+    await seed(server)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "achievements:\n"
+        "  - id: buyer\n"
+        "    title: Buyer\n"
+        "    rule: {event_types: [purchase_completed]}\n"
+        "    tiers: [{name: bronze, threshold: 2}, {name: gold, threshold: 6}]\n"
+    )
+    shown = ok(await client(server, "rules", "preview", str(rules)))
+    assert "buyer:" in shown.out and "bronze" in shown.out
+    assert f"{sum(len(a) >= 6 for a in HISTORY.values())} users" in shown.out
+    data = json.loads(ok(await client(server, "rules", "preview", str(rules), "--json")).out)
+    assert data["buyer"]["levels"][0]["users"] == sum(len(a) >= 2 for a in HISTORY.values())
+
+    created = await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+    )
+    await finished(server, created.backfill.name)
+    listed = ok(await client(server, "backfills", "list"))
+    assert created.backfill.name in listed.out and "succeeded" in listed.out
+    got = json.loads(
+        ok(await client(server, "backfills", "get", created.backfill.name, "--json")).out
+    )
+    assert got["state"] == "STATE_SUCCEEDED"
+    cancelled = ok(await client(server, "backfills", "cancel", created.backfill.name))
+    assert "succeeded" in cancelled.out  # finished: unchanged
+
+
+async def test_a_preview_stops_at_its_time_limit_and_says_how_far_it_got(db: Database) -> None:
+    server = await start_server(db, backfill_preview_max_seconds=0.000001)
+    try:
+        many = {f"p{i:04d}": [1] for i in range(PREVIEW_CHUNK + 20)}
+        await seed(server, many)
+        preview = await stub(server).PreviewAchievement(
+            bpb.PreviewAchievementRequest(achievement=buyer())
+        )
+        assert preview.incomplete
+        assert preview.users_scanned == PREVIEW_CHUNK
+        assert preview.scanned_through_user == f"p{PREVIEW_CHUNK - 1:04d}"
+    finally:
+        await stop_server(server)
+
+
+async def test_apply_with_reevaluate_queues_a_backfill_per_changed_achievement(
+    server: Running,
+) -> None:
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    await seed(server)
+    lowered = buyer(tiers=[{"name": "bronze", "threshold": 1, "points": 1}])
+    applied = await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[lowered],
+            allow_field_removal=True,
+            progress_policy=apb.PROGRESS_POLICY_REEVALUATE,
+        )
+    )
+    assert applied.updated == ["buyer"] and len(applied.backfills) == 1
+    job = await finished(server, applied.backfills[0].name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert job.awards_made == sum(len(a) == 1 for a in HISTORY.values())
+    assert job.reason.startswith("ApplyAchievements buyer:")
