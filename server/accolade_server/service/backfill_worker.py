@@ -21,7 +21,8 @@ from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition, Unavailable
 from accolade_server.domain.model import AwardSource
 from accolade_server.notify.tasks import finish_then_cancel
-from accolade_server.service import ledger
+from accolade_server.rules import engine
+from accolade_server.service import economy, ledger
 from accolade_server.service.backfills import compute_chunk, retention_cutoff
 from accolade_server.service.recompute import Mode, Recomputed
 from accolade_server.service.rulecache import RuleCache
@@ -160,7 +161,7 @@ class BackfillWorker:
                 results = await compute_chunk(
                     repo, rules, a.id, users, mode, now, self.settings.enable_achievements
                 )
-                await self._write(repo, job, a.id, results, source, now)
+                await self._write(repo, rules, job, a.id, results, source, now)
                 after = users[-1]
                 await store.advance(
                     repo,
@@ -176,6 +177,7 @@ class BackfillWorker:
     async def _write(
         self,
         repo: Repository,
+        rules: engine.RuleSet,
         job: store.Job,
         achievement_id: str,
         results: list[Recomputed],
@@ -191,6 +193,8 @@ class BackfillWorker:
             for r in results
             for d in r.decisions
         ]
+        # Rewards and point levels follow the awards as on the live path.
+        pending = await economy.extend(repo, rules, self.settings, pending)
         await store.clear_distinct(repo, [r.user_id for r in results], achievement_id)
         records = await ledger.allocate(repo.batch, pending, now)
         progress = {k: v for r in results for k, v in r.progress.items()}
