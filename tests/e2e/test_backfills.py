@@ -15,7 +15,8 @@ from google.protobuf.struct_pb2 import Struct
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import backfills_pb2 as bpb
-from accolade.v1 import backfills_pb2_grpc
+from accolade.v1 import backfills_pb2_grpc, points_pb2_grpc
+from accolade.v1 import points_pb2 as ppb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from accolade_server.service.backfills import PREVIEW_CHUNK
@@ -464,3 +465,34 @@ async def test_apply_with_reevaluate_queues_a_backfill_per_changed_achievement(
     assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
     assert job.awards_made == sum(len(a) == 1 for a in HISTORY.values())
     assert job.reason.startswith("ApplyAchievements buyer:")
+
+
+async def test_backfilled_awards_reach_point_levels_and_grant_rewards(db: Database) -> None:
+    """A backfill writes what a live award writes: the point level crossed (a LEVEL entry in
+    the log) and the achievement's rewards (entitlements)."""
+    levels = [{"name": "Novice", "threshold": 0}, {"name": "Regular", "threshold": 5}]
+    server = await start_server(db, point_levels=levels)
+    try:
+        await seed(server, {"u1": [10, 20, 30]})
+        rich = achievement(
+            "rich",
+            points=7,
+            rule={"event_types": ["purchase_completed"], "target": 3},
+            rewards=[ppb.Reward(name="feature:vip")],
+        )
+        created = await server.admin.CreateAchievement(
+            apb.CreateAchievementRequest(achievement=rich, backfill=True)
+        )
+        job = await finished(server, created.backfill.name)
+        assert job.state == bpb.Backfill.STATE_SUCCEEDED and job.awards_made == 1
+        entries = await log_of(server, "u1")
+        assert [(e.kind, e.achievement_id, e.tier) for e in entries] == [
+            (pb.AWARD_KIND_AWARD, "rich", ""),
+            (pb.AWARD_KIND_LEVEL, "", "Regular"),
+        ]
+        got = await points_pb2_grpc.PointsLedgerStub(server.channel).GetEntitlements(
+            ppb.GetEntitlementsRequest(user_id="u1")
+        )
+        assert [e.name for e in got.entitlements] == ["feature:vip"]
+    finally:
+        await stop_server(server)

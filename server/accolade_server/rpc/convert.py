@@ -34,8 +34,12 @@ from accolade_server.domain.model import (
 from accolade_server.domain.points import Balance
 from accolade_server.domain.rewards import expiry, granted
 from accolade_server.domain.validation import PropertyStats
-from accolade_server.rules.progress import ProgressView, Status
 from accolade_server.service.achievements import ApplyResult
+from accolade_server.wire import (
+    AGGREGATE_TO_PROTO as _AGGREGATE_TO_PROTO,
+)
+from accolade_server.wire import progress_to_proto as progress_to_proto
+from accolade_server.wire import set_timestamp as set_timestamp
 
 _AGGREGATE_TO_DOMAIN = {
     pb.AGGREGATE_UNSPECIFIED: Aggregate.COUNT,
@@ -44,13 +48,6 @@ _AGGREGATE_TO_DOMAIN = {
     pb.AGGREGATE_MAX: Aggregate.MAX,
     pb.AGGREGATE_DISTINCT: Aggregate.DISTINCT,
     pb.AGGREGATE_STREAK_DAYS: Aggregate.STREAK_DAYS,
-}
-_AGGREGATE_TO_PROTO = {
-    Aggregate.COUNT: pb.AGGREGATE_COUNT,
-    Aggregate.SUM: pb.AGGREGATE_SUM,
-    Aggregate.MAX: pb.AGGREGATE_MAX,
-    Aggregate.DISTINCT: pb.AGGREGATE_DISTINCT,
-    Aggregate.STREAK_DAYS: pb.AGGREGATE_STREAK_DAYS,
 }
 
 MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
@@ -63,25 +60,13 @@ def timestamp_to_datetime(ts: Timestamp, field: str) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_NAIVE = datetime(1970, 1, 1)
-
-
-def set_timestamp(ts: Timestamp, value: datetime) -> None:
-    """`ts.FromDatetime(value)` (a naive value is UTC) without its time-tuple round trip,
-    which cost more than the rest of a Progress message."""
-    delta = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
-    ts.seconds = delta.days * 86_400 + delta.seconds
-    ts.nanos = value.microsecond * 1000
-
-
 def datetime_to_timestamp(value: datetime) -> Timestamp:
     ts = Timestamp()
     set_timestamp(ts, value)
     return ts
 
 
-def _optional_time(msg: Any, name: str, field: str) -> datetime | None:
+def optional_time(msg: Any, name: str, field: str) -> datetime | None:
     return timestamp_to_datetime(getattr(msg, name), field) if msg.HasField(name) else None
 
 
@@ -121,8 +106,8 @@ def achievement_from_proto(a: pb.Achievement, field: str = "achievement") -> Ach
         rule=rule_from_proto(a.rule, f"{field}.rule"),
         tiers=tuple(_tier(t) for t in a.tiers),
         prerequisites=tuple(a.prerequisites),
-        start_time=_optional_time(a, "start_time", f"{field}.start_time"),
-        end_time=_optional_time(a, "end_time", f"{field}.end_time"),
+        start_time=optional_time(a, "start_time", f"{field}.start_time"),
+        end_time=optional_time(a, "end_time", f"{field}.end_time"),
         use_level_thresholds=a.use_level_thresholds,
         time_zone=a.time_zone,
         rewards=rewards_from_proto(a.rewards),
@@ -226,7 +211,7 @@ def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
                 patch["rule"] = rule
         elif head in MUTABLE_FIELDS and not sub:
             if head in ("start_time", "end_time"):
-                patch[head] = _optional_time(a, head, f"achievement.{head}")
+                patch[head] = optional_time(a, head, f"achievement.{head}")
             elif head == "enabled":
                 patch[head] = a.enabled
             elif head == "tiers":
@@ -247,12 +232,6 @@ _SOURCE_TO_PROTO = {
     AwardSource.MANUAL: pb.AWARD_SOURCE_MANUAL,
     AwardSource.BACKFILL: pb.AWARD_SOURCE_BACKFILL,
     AwardSource.BACKFILL_NOTIFIED: pb.AWARD_SOURCE_BACKFILL_NOTIFIED,
-}
-_STATUS_TO_PROTO = {
-    Status.LOCKED: pb.PROGRESS_STATUS_LOCKED,
-    Status.IN_PROGRESS: pb.PROGRESS_STATUS_IN_PROGRESS,
-    Status.UNLOCKED: pb.PROGRESS_STATUS_UNLOCKED,
-    Status.CLOSED: pb.PROGRESS_STATUS_CLOSED,
 }
 _KIND_TO_PROTO = {
     AwardKind.AWARD: pb.AWARD_KIND_AWARD,
@@ -328,38 +307,6 @@ def awards_to_proto(
 ) -> list[pb.Award]:
     """`award_to_proto` of each record, with its achievement's `definition(id)`."""
     return [award_to_proto(r, definition(r.achievement_id)) for r in records]
-
-
-def progress_to_proto(v: ProgressView) -> pb.Progress:
-    msg = pb.Progress(
-        achievement_id=v.achievement_id,
-        status=_STATUS_TO_PROTO[v.status],
-        current=v.current,
-        target=v.target,
-        percent=v.percent,
-        tier=v.tier,
-        title=v.title,
-        description=v.description,
-        icon_url=v.icon_url,
-        category=v.category,
-        hidden=v.hidden,
-        next_tier=v.next_tier,
-        next_threshold=v.next_threshold,
-        previous_threshold=v.previous_threshold,
-        step_percent=v.step_percent,
-        overall_percent=v.overall_percent,
-        levels_total=v.levels_total,
-        levels_earned=v.levels_earned,
-        aggregate=_AGGREGATE_TO_PROTO[v.aggregate] if v.aggregate else pb.AGGREGATE_UNSPECIFIED,
-        current_streak=v.current_streak,
-        best_streak=v.best_streak,
-        last_counted_day=v.last_counted_day,
-        streak_alive=v.streak_alive,
-        freezes_used=v.freezes_used,
-    )
-    if v.earned_time is not None:
-        set_timestamp(msg.earned_time, v.earned_time)
-    return msg
 
 
 def source_from_proto(value: int) -> AwardSource | None:

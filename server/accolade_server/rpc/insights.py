@@ -7,6 +7,7 @@ from typing import Any
 
 from accolade.v1 import insights_pb2 as pb
 from accolade.v1 import insights_pb2_grpc
+from accolade_server import wire
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.rpc import convert
 from accolade_server.service.explain import ExplainService, Explanation, LevelState
@@ -107,8 +108,8 @@ def explanation_to_proto(e: Explanation) -> pb.ExplainProgressResponse:
     out = pb.ExplainProgressResponse(
         achievement_id=e.achievement_id,
         title=e.title,
-        status=convert._STATUS_TO_PROTO[e.status],
-        aggregate=convert._AGGREGATE_TO_PROTO[e.aggregate],
+        status=wire.STATUS_TO_PROTO[e.status],
+        aggregate=wire.AGGREGATE_TO_PROTO[e.aggregate],
         field=e.field,
         condition=e.condition,
         value=e.value,
@@ -158,8 +159,8 @@ class InsightsServicer(insights_pb2_grpc.InsightsServicer):
     ) -> pb.GetAchievementStatsResponse:
         stats = await self.insights.stats(
             request.achievement_id,
-            convert._optional_time(request, "start_time", "start_time"),
-            convert._optional_time(request, "end_time", "end_time"),
+            convert.optional_time(request, "start_time", "start_time"),
+            convert.optional_time(request, "end_time", "end_time"),
             include_hidden=self.is_admin(context),
         )
         return pb.GetAchievementStatsResponse(stats=stats_to_proto(stats))
@@ -192,8 +193,8 @@ class InsightsServicer(insights_pb2_grpc.InsightsServicer):
         series = await self.insights.trends(
             metric,
             interval,
-            convert._optional_time(request, "start_time", "start_time"),
-            convert._optional_time(request, "end_time", "end_time"),
+            convert.optional_time(request, "start_time", "start_time"),
+            convert.optional_time(request, "end_time", "end_time"),
             list(request.achievement_ids),
             list(request.event_types),
         )

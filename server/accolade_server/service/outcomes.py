@@ -24,8 +24,8 @@ from typing import Any
 from accolade.v1 import tracker_pb2
 from accolade.v1 import types_pb2 as pb
 from accolade_server.domain.model import Aggregate, AwardRecord
-from accolade_server.rpc.convert import progress_to_proto
 from accolade_server.rules.progress import ProgressView, Status
+from accolade_server.wire import progress_to_proto
 
 #: The tag of `TrackEventResponse.progress` (field 4, length-delimited).
 _PROGRESS_TAG = b"\x22"
