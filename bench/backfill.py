@@ -27,6 +27,7 @@ from accolade_server.store.db import make_engine
 from bench.cpu import cpu_seconds
 from bench.harness import (
     POSTGRES_URL,
+    TRACK,
     drop_schema,
     free_port,
     load,
@@ -36,7 +37,6 @@ from bench.harness import (
     server_env,
 )
 
-TRACK = "/accolade.v1.BadgeTracker/TrackEvent"
 DONE = (
     backfills_pb2.Backfill.STATE_SUCCEEDED,
     backfills_pb2.Backfill.STATE_FAILED,

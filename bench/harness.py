@@ -31,6 +31,8 @@ from accolade_server.store.db import make_engine
 POSTGRES_URL = os.environ.get(
     "ACCOLADE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+#: The method every TrackEvent load calls.
+TRACK = "/accolade.v1.BadgeTracker/TrackEvent"
 TYPES = ["purchase", "login", "lesson", "workout", "share"]
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,6 +30,7 @@ from accolade_server.store.db import make_engine
 from bench import cpu
 from bench.harness import (
     POSTGRES_URL,
+    TRACK,
     TYPES,
     apply,
     drop_schema,
@@ -43,7 +44,6 @@ from bench.harness import (
 )
 
 ACHIEVEMENTS = 100
-TRACK = "/accolade.v1.BadgeTracker/TrackEvent"
 
 
 def definitions() -> list[pb.Achievement]:

@@ -30,6 +30,7 @@ from accolade_server.store.db import make_engine
 from bench import cpu
 from bench.harness import (
     POSTGRES_URL,
+    TRACK,
     apply,
     drop_schema,
     free_port,
@@ -41,7 +42,6 @@ from bench.harness import (
     server_env,
 )
 
-TRACK = "/accolade.v1.BadgeTracker/TrackEvent"
 LOAD_USERS = 10_000
 
 BOARDS = [

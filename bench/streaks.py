@@ -19,6 +19,7 @@ from accolade.v1 import types_pb2 as pb
 from bench import cpu
 from bench.harness import (
     POSTGRES_URL,
+    TRACK,
     apply,
     drop_schema,
     free_port,
@@ -30,7 +31,6 @@ from bench.harness import (
     server_env,
 )
 
-TRACK = "/accolade.v1.BadgeTracker/TrackEvent"
 USERS = 2000
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from bench import cpu
 from bench.harness import (
     POSTGRES_URL,
+    TRACK,
     apply,
     drop_schema,
     free_port,
@@ -29,8 +30,6 @@ from bench.harness import (
     serve_args,
     server_env,
 )
-
-TRACK = "/accolade.v1.BadgeTracker/TrackEvent"
 
 
 def tracing_env(on: bool) -> dict[str, str]:

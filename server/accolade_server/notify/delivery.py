@@ -40,6 +40,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def lease_owner() -> str:
+    """Who holds a lease (delivery sinks, backfill jobs): host, process and a random part, so
+    two workers never pass for one another, even in one process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -57,7 +63,7 @@ class DeliveryWorker:
         self.sinks = list(sinks)
         self.settings = settings
         self.clock = clock
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+        self.owner = lease_owner()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False

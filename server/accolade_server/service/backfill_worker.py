@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +17,7 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition, Unavailable
 from accolade_server.domain.model import AwardSource
+from accolade_server.notify.delivery import lease_owner
 from accolade_server.notify.tasks import finish_then_cancel
 from accolade_server.rules import engine
 from accolade_server.service import economy, ledger
@@ -54,7 +52,7 @@ class BackfillWorker:
         self.settings = settings
         self.rules = rules
         self.clock = clock
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+        self.owner = lease_owner()
         self.lease = timedelta(seconds=settings.backfill_lease_seconds)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
