@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from accolade_server.console import forms, insights
+from accolade_server.console import forms, insights, messages
 from accolade_server.console.backfills import start_options
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
@@ -118,7 +118,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "filters": [(f, f.choices(items), chosen[f.name]) for f in FILTERS],
             "sorts": [(k, label) for k, (label, _) in SORTS.items()],
             "sort": sort,
-            "flash": params.get("flash", ""),
+            "flash": messages.read(request, "flash"),
             "shown": urlencode([(k, v) for k, v in params.items() if k in LIST_PARAMS]),
         }
         if request.headers.get("hx-request") == "true":
@@ -265,11 +265,12 @@ def routes(console: Console) -> list[ConsoleRoute]:
             f"{request.scope['root_path']}/achievements/{achievement_id}?saved=1", status_code=303
         )
 
-    def back_to_list(request: Request, form: FormData, flash: str) -> Response:
+    def back_to_list(request: Request, form: FormData, message: str) -> Response:
         """The list as it was shown (search, filters, sort), with a message."""
         shown = form.get("shown")
         params = dict(parse_qsl(shown if isinstance(shown, str) else ""))
-        params = {k: v for k, v in params.items() if k in LIST_PARAMS} | {"flash": flash}
+        params = {k: v for k, v in params.items() if k in LIST_PARAMS}
+        params |= messages.signed(request, flash=message)
         return RedirectResponse(
             f"{request.scope['root_path']}/achievements?{urlencode(params)}", status_code=303
         )

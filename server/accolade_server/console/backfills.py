@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from accolade_server.console import forms
+from accolade_server.console import forms, messages
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.errors import AccoladeError
@@ -49,7 +51,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
 
     async def page(request: Request, session: Session | None) -> Response:
         jobs, _ = await service().list(achievement_id="", page_size=SHOWN, page_token="")
-        context = {"jobs": jobs, "name": job_name, "flash": request.query_params.get("flash", "")}
+        context = {"jobs": jobs, "name": job_name, "flash": messages.read(request, "flash")}
         if request.headers.get("hx-request") == "true":
             return render.page(request, "_backfill_table.html", context)
         return render.page(request, "backfills.html", context)
@@ -60,9 +62,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
             job = await service().cancel(name)
         except AccoladeError as exc:
             return console.error_page(request, exc)
-        return RedirectResponse(
-            f"{request.scope['root_path']}/backfills?flash={name}+{job.state}", status_code=303
-        )
+        done = urlencode(messages.signed(request, flash=f"{name} {job.state}"))
+        return RedirectResponse(f"{request.scope['root_path']}/backfills?{done}", status_code=303)
 
     r = console.route
     return [

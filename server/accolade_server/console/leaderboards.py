@@ -9,6 +9,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from accolade_server.console import messages
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.errors import AccoladeError, InvalidArgument
@@ -86,6 +87,11 @@ def routes(console: Console) -> list[ConsoleRoute]:
     def listing(request: Request) -> str:
         return f"{request.scope['root_path']}/leaderboards"
 
+    def back(request: Request, target: str, **message: str) -> Response:
+        """To `target` with a message for this session (see `messages`)."""
+        query = urlencode(messages.signed(request, **message))
+        return RedirectResponse(f"{target}?{query}", status_code=303)
+
     async def index(request: Request, session: Session | None, **extra: object) -> Response:
         found = await service().list(page_size=1000, page_token="")
         context: dict[str, object] = {
@@ -94,7 +100,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "periods": [(p.value, label) for p, label in PERIODS],
             "weekdays": list(enumerate(WEEKDAYS, start=1)),
             "form": {},
-            "flash": request.query_params.get("flash", ""),
+            "flash": messages.read(request, "flash"),
             "error": "",
             **extra,
         }
@@ -106,8 +112,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             board = await service().create(board_from_form(form))
         except AccoladeError as exc:
             return await index(request, session, error=str(exc), form=dict(form))
-        flash = urlencode({"flash": f"Defined {board.id}"})
-        return RedirectResponse(f"{listing(request)}/{quote(board.id)}?{flash}", status_code=303)
+        return back(request, f"{listing(request)}/{quote(board.id)}", flash=f"Defined {board.id}")
 
     async def show(request: Request, session: Session | None) -> Response:
         board_id = request.path_params["id"]
@@ -140,8 +145,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
             "user_id": user_id,
             "period": q.get("period", ""),
             "previous_period": _before(view.period[0]) if view.period else "",
-            "flash": q.get("flash", ""),
-            "error": q.get("error", ""),
+            "flash": messages.read(request, "flash"),
+            "error": messages.read(request, "error"),
         }
         return render.page(request, "leaderboard.html", context)
 
@@ -159,8 +164,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
             )
             await service().update(changed, ["title", "description"])
         except AccoladeError as exc:
-            return RedirectResponse(f"{target}?{urlencode({'error': str(exc)})}", status_code=303)
-        return RedirectResponse(f"{target}?{urlencode({'flash': 'Saved'})}", status_code=303)
+            return back(request, target, error=str(exc))
+        return back(request, target, flash="Saved")
 
     async def delete(request: Request, session: Session | None) -> Response:
         board_id = request.path_params["id"]
@@ -168,9 +173,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
             await service().delete(board_id)
         except AccoladeError as exc:
             target = f"{listing(request)}/{quote(board_id)}"
-            return RedirectResponse(f"{target}?{urlencode({'error': str(exc)})}", status_code=303)
-        flash = urlencode({"flash": f"Deleted {board_id}"})
-        return RedirectResponse(f"{listing(request)}?{flash}", status_code=303)
+            return back(request, target, error=str(exc))
+        return back(request, listing(request), flash=f"Deleted {board_id}")
 
     async def index_page(request: Request, session: Session | None) -> Response:
         return await index(request, session)

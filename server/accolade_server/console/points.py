@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from accolade_server.console import messages
 from accolade_server.console.context import Console
 from accolade_server.console.security import ConsoleRoute, Permission, Session
 from accolade_server.domain.errors import AccoladeError, InvalidArgument
@@ -39,7 +40,7 @@ async def user_context(console: Console, user_id: str) -> dict[str, Any]:
 
 def routes(console: Console) -> list[ConsoleRoute]:
     def back(request: Request, user_id: str, **message: str) -> Response:
-        query = urlencode({"user_id": user_id, **message})
+        query = urlencode({"user_id": user_id, **messages.signed(request, **message)})
         return RedirectResponse(f"{request.scope['root_path']}/users?{query}", status_code=303)
 
     async def fields(request: Request) -> dict[str, str]:

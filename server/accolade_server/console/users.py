@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from accolade_server.console import insights
+from accolade_server.console import insights, messages
 from accolade_server.console import points as points_page
 from accolade_server.console.achievements import all_achievements
 from accolade_server.console.context import Console
@@ -73,8 +73,8 @@ def routes(console: Console) -> list[ConsoleRoute]:
         user_id = request.query_params.get("user_id", "").strip()
         context: dict[str, object] = {
             "user_id": user_id,
-            "flash": request.query_params.get("flash", ""),
-            "error": request.query_params.get("error", ""),
+            "flash": messages.read(request, "flash"),
+            "error": messages.read(request, "error"),
             "explain": request.query_params.get("explain", "").strip(),
             "explanation": None,
             "explain_error": "",
@@ -100,7 +100,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         return render.page(request, "_user_live.html", context)
 
     def back(request: Request, user_id: str, **message: str) -> Response:
-        query = urlencode({"user_id": user_id, **message})
+        query = urlencode({"user_id": user_id, **messages.signed(request, **message)})
         return RedirectResponse(f"{request.scope['root_path']}/users?{query}", status_code=303)
 
     async def change(request: Request, session: Session | None, *, grant: bool) -> Response:
