@@ -13,7 +13,7 @@ CONSOLE_STATIC := server/accolade_server/console/static
 
 help:
 	@echo "make run     set up .venv and serve on SQLite at 127.0.0.1:50051"
-	@echo "make test    set up .venv with dev tools; ruff, mypy, buf lint, pytest"
+	@echo "make test    set up .venv with dev tools; ruff, mypy, buf lint, pytest (PYTEST_WORKERS=2)"
 	@echo "make proto   regenerate client/accolade/v1, the Connect handlers and the blocking client"
 	@echo "make bench   run the benchmarks in bench/"
 	@echo "make vendor  refresh the console's vendored htmx from npm (HTMX_VERSION=$(HTMX_VERSION))"
@@ -55,8 +55,14 @@ buflint:
 	  .tools/node_modules/.bin/buf lint && echo "buf lint: ok"; \
 	else echo "buf lint: skipped (npm not found)"; fi
 
+# Two pytest runs: everything but tests/faults on PYTEST_WORKERS xdist workers (each with its
+# own PostgreSQL schema, SQLite file, ports and temporary directory; a test file stays on one
+# worker, so its module-scoped server or virtualenv is built once), then tests/faults alone
+# and serially, since it restarts PostgreSQL under every other test.
+PYTEST_WORKERS ?= 2
 pytest: $(VENV)/.dev-installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/faults $(PYTEST_ARGS)
+	$(BIN)/pytest -n 0 tests/faults $(PYTEST_ARGS)
 
 proto: $(VENV)/.dev-installed
 	$(BIN)/python tools/gen_protos.py
