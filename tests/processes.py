@@ -37,7 +37,7 @@ class ServerProcess:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    async def start(self, deadline_s: float = 20.0, listen: str | None = None) -> None:
+    async def start(self, deadline_s: float = 60.0, listen: str | None = None) -> None:
         """Start and wait for SERVING; `listen` overrides the address (health is still
         checked on 127.0.0.1 at the same port)."""
         env = {

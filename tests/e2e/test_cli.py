@@ -93,7 +93,7 @@ async def accolade(
         cwd=cwd,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -550,6 +550,6 @@ async def test_a_closed_pipe_ends_the_command_quietly(server: Running) -> None:
         stderr=asyncio.subprocess.PIPE,
         env=clean_env(),
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert out.split()[0] == b"ID" and len(out.splitlines()) == 1
     assert b"Traceback" not in err and b"Broken pipe" not in err, err.decode()
