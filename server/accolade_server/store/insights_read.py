@@ -10,7 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accolade_server.store.db import utc
-from accolade_server.store.tables import insights_last_seen, insights_rollup, insights_totals
+from accolade_server.store.tables import (
+    insights_errors,
+    insights_last_seen,
+    insights_rollup,
+    insights_totals,
+)
 
 R = insights_rollup
 
@@ -112,3 +117,48 @@ async def last_seen(conn: AsyncConnection, user_id: str) -> dict[str, datetime]:
         assert s is not None
         out[str(ty)] = s
     return out
+
+
+async def last_errors(
+    conn: AsyncConnection, achievement_ids: Collection[str]
+) -> dict[str, tuple[str, datetime]]:
+    """Achievement → its newest condition error (message, when), of the users not erased;
+    one index lookup per achievement (ask only for those whose count is not 0)."""
+    e = insights_errors
+    newest = [
+        sa.select(e.c.achievement_id, e.c.last_error, e.c.last_time)
+        .where(e.c.achievement_id == aid)
+        .order_by(e.c.last_time.desc(), e.c.user_id)
+        .limit(1)
+        .subquery()
+        for aid in sorted(achievement_ids)
+    ]
+    if not newest:
+        return {}
+    query = sa.union_all(*(sa.select(sub) for sub in newest))
+    out = {}
+    for aid, message, at in await conn.execute(query):
+        t = utc(at)
+        assert t is not None
+        out[str(aid)] = (str(message), t)
+    return out
+
+
+async def user_errors(
+    conn: AsyncConnection, user_id: str, achievement_id: str
+) -> tuple[int, str, datetime] | None:
+    """The condition errors on one user's events for an achievement: how many, the last
+    message and when; None when there were none."""
+    e = insights_errors
+    row = (
+        await conn.execute(
+            sa.select(e.c.count, e.c.last_error, e.c.last_time).where(
+                e.c.user_id == user_id, e.c.achievement_id == achievement_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    t = utc(row[2])
+    assert t is not None
+    return int(row[0]), str(row[1]), t
