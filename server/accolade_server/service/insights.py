@@ -192,18 +192,18 @@ class InsightsService:
         end: datetime | None,
     ) -> list[AchievementStats]:
         ids = [a.id for a in achievements] if len(achievements) <= 1 else None
-        totals = await read.totals(conn, ids)
-        active = await read.active_users(conn, self.active_since())
         aligned = all(t is None or t == day_of(t) for t in (start, end))
         period = "d" if aligned else "h"
         s = (start if aligned else hour_of(start)) if start else None
         e = end
         if e is not None and not aligned and e != hour_of(e):
             e = hour_of(e) + timedelta(hours=1)
+        ds = day_of(start) if start else None
+        de = (day_of(end) + timedelta(days=0 if end == day_of(end) else 1)) if end else None
+        found = await read.stats_counts(conn, ids, self.active_since(), (period, s, e), (ds, de))
+        totals, active = found.totals, found.active
         counts: dict[tuple[str, str, str], int] = Counter()  # (aid, tier, kind)
-        for m, aid, tier, key, n, _ in await read.by_level(
-            conn, ids, ("award", "revocation"), period, s, e
-        ):
+        for m, aid, tier, key, n, _ in found.levels:
             kind = (
                 "revocation"
                 if m == "revocation"
@@ -213,9 +213,7 @@ class InsightsService:
             )
             counts[aid, tier, kind] += n
         earn: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
-        ds = day_of(start) if start else None
-        de = (day_of(end) + timedelta(days=0 if end == day_of(end) else 1)) if end else None
-        for _, aid, tier, key, n, _ in await read.by_level(conn, ids, ("earn",), "d", ds, de):
+        for _, aid, tier, key, n, _ in found.earn:
             earn[aid, tier][int(key)] += n
         failing = [a.id for a in achievements if totals[a.id, "errors", ""]]
         newest = await read.last_errors(conn, failing)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,41 +22,48 @@ from accolade_server.store.tables import (
 R = insights_rollup
 
 
-async def totals(
-    conn: AsyncConnection, achievement_ids: Collection[str] | None = None
-) -> Counter[tuple[str, str, str]]:
-    """(achievement, metric, tier) → holders of the level ("holders") or users who started
-    the achievement ("started", tier "")."""
+def _totals(part: str, achievement_ids: Collection[str] | None) -> sa.Select[Any]:
     t = insights_totals
-    query = sa.select(t.c.achievement_id, t.c.metric, t.c.tier, sa.func.sum(t.c.count)).group_by(
-        t.c.achievement_id, t.c.metric, t.c.tier
-    )
+    query = sa.select(
+        sa.literal(part),
+        t.c.metric,
+        t.c.achievement_id,
+        t.c.tier,
+        sa.literal(""),
+        sa.func.sum(t.c.count),
+        sa.literal(0),
+    ).group_by(t.c.achievement_id, t.c.metric, t.c.tier)
     if achievement_ids is not None:
         query = query.where(t.c.achievement_id.in_(sorted(achievement_ids)))
-    return Counter({(a, m, ti): int(n) for a, m, ti, n in await conn.execute(query)})
+    return query
 
 
-async def active_users(conn: AsyncConnection, since: datetime | None) -> int:
-    """Users whose last event fell on `since`'s UTC day or later (None: any day)."""
-    query = sa.select(sa.func.coalesce(sa.func.sum(R.c.count), 0)).where(
-        R.c.metric == "seen", R.c.period == "d", R.c.achievement_id == ""
-    )
+def _active(part: str, since: datetime | None) -> sa.Select[Any]:
+    query = sa.select(
+        sa.literal(part),
+        sa.literal(""),
+        sa.literal(""),
+        sa.literal(""),
+        sa.literal(""),
+        sa.func.coalesce(sa.func.sum(R.c.count), 0),
+        sa.literal(0),
+    ).where(R.c.metric == "seen", R.c.period == "d", R.c.achievement_id == "")
     if since is not None:
         query = query.where(R.c.bucket >= since)
-    return int((await conn.execute(query)).scalar_one())
+    return query
 
 
-async def by_level(
-    conn: AsyncConnection,
+def _by_level(
+    part: str,
     achievement_ids: Collection[str] | None,
     metrics: Collection[str],
     period: str,
     start: datetime | None,
     end: datetime | None,
-) -> list[tuple[str, str, str, str, int, int]]:
-    """(metric, achievement, tier, key, count, amount) summed over buckets in [start, end)."""
+) -> sa.Select[Any]:
     query = (
         sa.select(
+            sa.literal(part),
             R.c.metric,
             R.c.achievement_id,
             R.c.tier,
@@ -71,7 +80,59 @@ async def by_level(
         query = query.where(R.c.bucket >= start)
     if end is not None:
         query = query.where(R.c.bucket < end)
-    return [(m, a, ti, k, int(n), int(am)) for m, a, ti, k, n, am in await conn.execute(query)]
+    return query
+
+
+Level = tuple[str, str, str, str, int, int]  # metric, achievement, tier, key, count, amount
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    #: (achievement, metric, tier) → holders of the level ("holders"), users who started
+    #: the achievement ("started", tier ""), condition errors ("errors", tier "").
+    totals: Counter[tuple[str, str, str]]
+    #: Users whose last event fell on the active days (see `stats_counts`).
+    active: int
+    #: Awards and revocations summed over the range, by level, and time-to-earn buckets.
+    levels: list[Level]
+    earn: list[Level]
+
+
+async def stats_counts(
+    conn: AsyncConnection,
+    achievement_ids: Collection[str] | None,
+    active_since: datetime | None,
+    awards: tuple[str, datetime | None, datetime | None],
+    earn: tuple[datetime | None, datetime | None],
+) -> Counts:
+    """The counters of AchievementStats in one statement (one round trip, one snapshot):
+    totals, active users (last event on `active_since`'s UTC day or later; None: any day),
+    award and revocation entries of (period, start, end), and time-to-earn buckets of the
+    UTC days in [start, end)."""
+    query = sa.union_all(
+        _totals("t", achievement_ids),
+        _active("a", active_since),
+        _by_level("l", achievement_ids, ("award", "revocation"), *awards),
+        _by_level("e", achievement_ids, ("earn",), "d", *earn),
+    )
+    out = Counts(Counter(), 0, [], [])
+    active = 0
+    for part, m, aid, tier, key, n, am in await conn.execute(query):
+        if part == "t":
+            out.totals[aid, m, tier] = int(n)
+        elif part == "a":
+            active = int(n)
+        else:
+            (out.levels if part == "l" else out.earn).append((m, aid, tier, key, int(n), int(am)))
+    return Counts(out.totals, active, out.levels, out.earn)
+
+
+async def totals(
+    conn: AsyncConnection, achievement_ids: Collection[str] | None = None
+) -> Counter[tuple[str, str, str]]:
+    """(achievement, metric, tier) → count, as in `Counts.totals`."""
+    rows = await conn.execute(_totals("t", achievement_ids))
+    return Counter({(a, m, ti): int(n) for _, m, a, ti, _, n, _ in rows})
 
 
 async def series(
