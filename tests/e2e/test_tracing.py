@@ -281,7 +281,7 @@ class OtlpHttpReceiver:
 
     def spans(self) -> list[tuple[str, str, Any]]:
         """(service.name, span name, span) of every span received."""
-        out = []
+        out: list[tuple[str, str, Any]] = []
         for _, _, request in self.requests:
             for rs in request.resource_spans:
                 attrs = {a.key: a.value.string_value for a in rs.resource.attributes}

@@ -224,8 +224,8 @@ class ExplainService:
                 summary.append(f"no {f.event_type} event from this user yet")
         if errors:
             summary.append(
-                f"its condition failed on {errors} of this user's "
-                f"event{'s' if errors != 1 else ''}, which did not count (last: {last_error})"
+                f"its condition failed on {errors} of this user's events, which did not "
+                f"count (last: {last_error})"
             )
         summary.extend(lv.summary for lv in out if lv.state is not LevelState.HELD)
         return Explanation(
