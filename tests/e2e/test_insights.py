@@ -14,7 +14,8 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from accolade import AsyncClient
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import insights_pb2 as ipb
-from accolade.v1 import insights_pb2_grpc
+from accolade.v1 import insights_pb2_grpc, points_pb2_grpc
+from accolade.v1 import points_pb2 as ppb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from tests.conftest import Database, Running, start_server, stop_server
@@ -172,8 +173,14 @@ async def test_trends_are_zero_filled_buckets(server: Running) -> None:
     ).series
     # 10+20+30 (u1) + 10+20 (u2) + 10 (u3) + 10 (u5's grant); revocations do not count.
     assert [(s.label, s.points[-1].value) for s in points] == [("buyer", 110), ("other", 0)]
-    none = await stub.GetTrends(request(ipb.GetTrendsRequest.METRIC_REDEMPTIONS))
-    assert list(none.series) == []
+    ledger = points_pb2_grpc.PointsLedgerStub(server.channel)
+    for rid in ("r1", "r2"):
+        await ledger.RedeemPoints(
+            ppb.RedeemPointsRequest(redemption_id=rid, user_id="u1", points=5)
+        )
+    await ledger.RefundRedemption(ppb.RefundRedemptionRequest(redemption_id="r1"))
+    [redeemed] = (await stub.GetTrends(request(ipb.GetTrendsRequest.METRIC_REDEMPTIONS))).series
+    assert redeemed.label == "" and [p.value for p in redeemed.points] == [0] * 6 + [2]
 
 
 async def test_rarity_follows_the_active_user_definition(db: Database) -> None:

@@ -320,7 +320,9 @@ class GetTrendsRequest(_message.Message):
         METRIC_POINTS: GetTrendsRequest._Metric.ValueType  # 4
         """Points of awards, like METRIC_AWARDS."""
         METRIC_REDEMPTIONS: GetTrendsRequest._Metric.ValueType  # 5
-        """Redemptions are not recorded by this server version: no series."""
+        """Redemptions of points (RedeemPoints), one series; a later refund does
+        not remove one.
+        """
 
     class Metric(_Metric, metaclass=_MetricEnumTypeWrapper): ...
     METRIC_UNSPECIFIED: GetTrendsRequest.Metric.ValueType  # 0
@@ -335,7 +337,9 @@ class GetTrendsRequest(_message.Message):
     METRIC_POINTS: GetTrendsRequest.Metric.ValueType  # 4
     """Points of awards, like METRIC_AWARDS."""
     METRIC_REDEMPTIONS: GetTrendsRequest.Metric.ValueType  # 5
-    """Redemptions are not recorded by this server version: no series."""
+    """Redemptions of points (RedeemPoints), one series; a later refund does
+    not remove one.
+    """
 
     class _Interval:
         ValueType = _typing.NewType("ValueType", _builtins.int)

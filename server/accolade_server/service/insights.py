@@ -36,7 +36,7 @@ class Metric(enum.StrEnum):
     EVENTS = "events"
     ACTIVE_USERS = "active_users"
     POINTS = "points"
-    #: Not recorded yet: always an empty list of series (see `trends`).
+    #: Redemption entries of the points ledger (a later refund does not remove one).
     REDEMPTIONS = "redemptions"
 
 
@@ -314,10 +314,6 @@ class InsightsService:
         while b < end:
             buckets.append(b)
             b += step
-        if metric is Metric.REDEMPTIONS:
-            # Not an award-log kind yet; once it is, count its entries like awards (the
-            # write path keeps every kind under its name): `name = "redemption"` below.
-            return []
         period = {Interval.HOUR: "h", Interval.DAY: "d", Interval.WEEK: "d"}[interval]
         by, name = "", ""
         if metric is Metric.EVENTS:
@@ -325,6 +321,8 @@ class InsightsService:
         elif metric is Metric.ACTIVE_USERS:
             name = "active"
             period = {Interval.HOUR: "h", Interval.DAY: "d", Interval.WEEK: "w"}[interval]
+        elif metric is Metric.REDEMPTIONS:
+            name = "redemption"  # the write path counts every log entry kind under its name
         else:
             name = "award"
             by = "achievement_id" if achievement_ids else ""
