@@ -23,6 +23,7 @@ METRICS = {
     "events": (Metric.EVENTS, "Events per day"),
     "active_users": (Metric.ACTIVE_USERS, "Active users per day"),
     "points": (Metric.POINTS, "Points awarded per day"),
+    "redemptions": (Metric.REDEMPTIONS, "Redemptions per day"),
 }
 WIDTH, HEIGHT, PAD = 640, 200, 30
 LISTED = 10
