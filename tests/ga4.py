@@ -58,6 +58,26 @@ RESERVED_EVENTS = {
     "user_engagement",
 }
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+#: GA4's recommended events (its "Recommended events" reference): parameter → (type,
+#: required). A recommended event must carry the required ones, each of the documented type.
+RECOMMENDED: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
+    "unlock_achievement": {"achievement_id": (str, True)},
+    "level_up": {"level": ((int, float), False), "character": (str, False)},
+    "earn_virtual_currency": {
+        "virtual_currency_name": (str, False),
+        "value": ((int, float), False),
+    },
+    "spend_virtual_currency": {
+        "value": ((int, float), True),
+        "virtual_currency_name": (str, True),
+        "item_name": (str, False),
+    },
+    "refund": {
+        "currency": (str, True),
+        "transaction_id": (str, True),
+        "value": ((int, float), True),
+    },
+}
 
 
 def format_problems(path: str, headers: dict[str, str], body: bytes) -> list[str]:
@@ -104,6 +124,14 @@ def format_problems(path: str, headers: dict[str, str], body: bytes) -> list[str
                 problems.append(f"{name}: {key} longer than 100 characters")
             if not isinstance(value, str | int | float):
                 problems.append(f"{name}: {key} is not a string or a number")
+        for key, (kind, required) in RECOMMENDED.get(name, {}).items():
+            if key not in params:
+                if required:
+                    problems.append(f"{name}: recommended parameter {key} missing")
+            elif not isinstance(params[key], kind) or isinstance(params[key], bool):
+                problems.append(f"{name}: {key} of the wrong type")
+            elif isinstance(params[key], str) and not params[key]:
+                problems.append(f"{name}: {key} is empty")
         if "timestamp_micros" in event and not isinstance(event["timestamp_micros"], int):
             problems.append(f"{name}: timestamp_micros")
     return problems

@@ -281,8 +281,8 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     leaderboards = LeaderboardService(uow, settings)
     leaderboards_servicer = LeaderboardsServicer(leaderboards)
     leaderboards_pb2_grpc.add_LeaderboardsServicer_to_server(leaderboards_servicer, server)
-    insights = InsightsService(uow, settings, conditions)
-    explain = ExplainService(uow, settings, rules, conditions)
+    insights = InsightsService(uow, settings)
+    explain = ExplainService(uow, settings, rules)
     insights_servicer = InsightsServicer(
         insights, explain, lambda ctx: guard.holds(ctx.invocation_metadata() or (), "admin")
     )

@@ -62,6 +62,10 @@ DEFAULT_LEVEL_EMAIL = EmailTemplate(
 )
 
 
+#: The OTLP transports of `otel_exporter_otlp_protocol` (http/json has no Python exporter).
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
 class PointLevel(BaseModel):
     """A level of lifetime points (option `point_levels`)."""
 
@@ -244,18 +248,37 @@ class Settings(BaseSettings):
     )
     otel_exporter_otlp_endpoint: str = Field(
         "",
-        description="OTLP/gRPC endpoint for traces (e.g. http://collector:4317); empty: "
-        "tracing off. Also read from OTEL_EXPORTER_OTLP_ENDPOINT.",
+        description="OTLP endpoint for traces (gRPC: e.g. http://collector:4317; "
+        "http/protobuf: the base URL, e.g. http://collector:4318, to which /v1/traces is "
+        "added); empty: tracing off. Also read from OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
+    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
+        "grpc",
+        description="OTLP transport for traces: grpc or http/protobuf. Also read from "
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL.",
     )
 
     @model_validator(mode="before")
     @classmethod
-    def _standard_otel_endpoint(cls, data: Any) -> Any:
-        """OTEL_EXPORTER_OTLP_ENDPOINT, the variable every OpenTelemetry SDK reads, counts
-        when the option itself is not given."""
+    def _standard_otel_variables(cls, data: Any) -> Any:
+        """OTEL_EXPORTER_OTLP_ENDPOINT and the protocol variables, which every OpenTelemetry
+        SDK reads, count when the option itself is not given; a protocol this server does
+        not speak stops it at startup (rather than exporting nothing)."""
+        if not isinstance(data, dict):
+            return data
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        if isinstance(data, dict) and endpoint and "otel_exporter_otlp_endpoint" not in data:
-            return {**data, "otel_exporter_otlp_endpoint": endpoint}
+        if endpoint and "otel_exporter_otlp_endpoint" not in data:
+            data = {**data, "otel_exporter_otlp_endpoint": endpoint}
+        for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+            protocol = os.environ.get(var, "").strip()
+            if not protocol or "otel_exporter_otlp_protocol" in data:
+                continue
+            if protocol not in OTLP_PROTOCOLS:
+                raise ValueError(
+                    f"{var}={protocol!r} is not an OTLP protocol this server exports with; "
+                    f"use one of {', '.join(OTLP_PROTOCOLS)}"
+                )
+            data = {**data, "otel_exporter_otlp_protocol": protocol}
         return data
 
     # Leaderboards.

@@ -12,7 +12,9 @@ Off: `build_tracing` returns None; no provider is created and nothing is wrapped
 interceptor, no middleware, no engine listeners; the batcher and the delivery worker take
 their `None` branch).
 
-The SDK reads the standard variables itself: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+OTLP goes over gRPC or HTTP (`otel_exporter_otlp_protocol`, or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+/ OTEL_EXPORTER_OTLP_PROTOCOL: `grpc`, `http/protobuf`). The SDK reads the standard variables
+itself: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
 (service.name defaults to "accolade"), OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG,
 OTEL_EXPORTER_OTLP_HEADERS / _TIMEOUT / _CERTIFICATE, OTEL_BSP_* and OTEL_PROPAGATORS.
 """
@@ -37,6 +39,7 @@ from accolade_server.domain.model import AwardRecord
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
     from sqlalchemy.ext.asyncio import AsyncEngine
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -205,14 +208,27 @@ def build_tracing(
     defaults = {} if SERVICE_NAME in detected else {SERVICE_NAME: "accolade"}
     provider = TracerProvider(resource=Resource.create(defaults))
     if settings.otel_exporter_otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        exporter = OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint)
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
     if span_processor is not None:
         provider.add_span_processor(span_processor)
     return Tracing(provider, provider.get_tracer(SCOPE))
+
+
+def _exporter(settings: Settings) -> SpanExporter:
+    """The OTLP exporter of `otel_exporter_otlp_protocol`. Over HTTP the endpoint is a base
+    URL and traces go to its `/v1/traces`, as for OTEL_EXPORTER_OTLP_ENDPOINT in the spec."""
+    endpoint = settings.otel_exporter_otlp_endpoint
+    if settings.otel_exporter_otlp_protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpExporter,
+        )
+
+        return HttpExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint)
 
 
 def traced_asgi(tracing: Tracing | None, app: ASGIApp) -> ASGIApp:

@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from accolade.v1 import admin_pb2 as apb
+from accolade.v1 import points_pb2 as ppb
+from accolade.v1 import points_pb2_grpc
 from accolade.v1 import tracker_pb2 as tpb
 from accolade_server.notify.ga4 import client_id
 from accolade_server.store import delivery
@@ -55,6 +57,38 @@ async def test_an_award_is_sent_as_unlock_achievement(db: Database, collector: C
     assert (params["achievement_id"], params["achievement_title"]) == ("first", "First steps")
     assert params["points"] == 5 and params["source"] == "rule"
     assert isinstance(event["timestamp_micros"], int)
+
+
+async def test_levels_redemptions_and_refunds_carry_ga4s_recommended_parameters(
+    db: Database, collector: Collector
+) -> None:
+    levels = [{"name": "Starter", "threshold": 1}, {"name": "Regular", "threshold": 5}]
+    running = await start_server(db, **collector.settings(point_levels=levels))
+    try:
+        await earn_first(running, user="u1")  # 5 points: Starter and Regular reached
+        ledger = points_pb2_grpc.PointsLedgerStub(running.channel)
+        await ledger.RedeemPoints(
+            ppb.RedeemPointsRequest(redemption_id="r1", user_id="u1", points=3, reward_id="mug")
+        )
+        await ledger.RefundRedemption(ppb.RefundRedemptionRequest(redemption_id="r1"))
+        await eventually(lambda: len(collector.events()) == 5)
+    finally:
+        await stop_server(running)
+    assert collector.problems() == []
+    by_name: dict[str, list[dict[str, object]]] = {}
+    for e in collector.events():
+        by_name.setdefault(e["name"], []).append(e["params"])
+    assert [p["achievement_id"] for p in by_name["unlock_achievement"]] == ["first"]
+    assert [(p["level"], p["level_name"]) for p in by_name["level_up"]] == [
+        (1, "Starter"),
+        (2, "Regular"),
+    ]
+    [spent] = by_name["spend_virtual_currency"]
+    [back] = by_name["earn_virtual_currency"]
+    for params in (spent, back):
+        assert params["value"] == 3 and params["virtual_currency_name"] == "points"
+        assert (params["item_name"], params["redemption_id"]) == ("mug", "r1")
+        assert "achievement_id" not in params
 
 
 async def test_revocations_are_sent_and_erasures_are_not(

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import httpx
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from accolade import AsyncClient
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import insights_pb2 as ipb
-from accolade.v1 import insights_pb2_grpc
+from accolade.v1 import insights_pb2_grpc, points_pb2_grpc
+from accolade.v1 import points_pb2 as ppb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from tests.conftest import Database, Running, start_server, stop_server
@@ -172,8 +173,14 @@ async def test_trends_are_zero_filled_buckets(server: Running) -> None:
     ).series
     # 10+20+30 (u1) + 10+20 (u2) + 10 (u3) + 10 (u5's grant); revocations do not count.
     assert [(s.label, s.points[-1].value) for s in points] == [("buyer", 110), ("other", 0)]
-    none = await stub.GetTrends(request(ipb.GetTrendsRequest.METRIC_REDEMPTIONS))
-    assert list(none.series) == []
+    ledger = points_pb2_grpc.PointsLedgerStub(server.channel)
+    for rid in ("r1", "r2"):
+        await ledger.RedeemPoints(
+            ppb.RedeemPointsRequest(redemption_id=rid, user_id="u1", points=5)
+        )
+    await ledger.RefundRedemption(ppb.RefundRedemptionRequest(redemption_id="r1"))
+    [redeemed] = (await stub.GetTrends(request(ipb.GetTrendsRequest.METRIC_REDEMPTIONS))).series
+    assert redeemed.label == "" and [p.value for p in redeemed.points] == [0] * 6 + [2]
 
 
 async def test_rarity_follows_the_active_user_definition(db: Database) -> None:
@@ -425,3 +432,80 @@ async def test_deleting_an_achievement_clears_who_started_it(server: Running) ->
         )
     ).stats
     assert again.started == 1
+
+
+def amount(n: float) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update({"amount": n})
+    return out
+
+
+async def test_condition_errors_are_kept_per_user_across_replicas(db: Database) -> None:
+    """Two servers on one database: the errors either records are counted once each, per
+    achievement and per user, on both; a retry counts nothing; erasure takes the user's."""
+    one = await start_server(db)
+    big = achievement(
+        "big", rule={"event_types": ["purchase"], "condition": "event.properties.amount > 3"}
+    )
+    await create(one, big)
+    two = await start_server(db)  # loads the definition at start
+    try:
+        await track(one, "u1", n=2)  # no `amount`: the condition fails on each
+        await track(two, "u1")
+        await track(two, "u2")
+        await one.tracker.TrackEvent(
+            tpb.TrackEventRequest(
+                event_id="ok", user_id="u3", type="purchase", properties=amount(5)
+            )
+        )
+        await two.tracker.TrackEvent(  # a retry of a recorded event counts nothing
+            tpb.TrackEventRequest(event_id="retry", user_id="u2", type="purchase")
+        )
+        await two.tracker.TrackEvent(
+            tpb.TrackEventRequest(event_id="retry", user_id="u2", type="purchase")
+        )
+        for server in (one, two):
+            s = (
+                await insights(server).GetAchievementStats(
+                    ipb.GetAchievementStatsRequest(achievement_id="big")
+                )
+            ).stats
+            assert s.condition_errors == 5
+            assert "amount" in s.last_condition_error and s.HasField("last_condition_error_time")
+            [listed] = (
+                await insights(server).ListAchievementStats(ipb.ListAchievementStatsRequest())
+            ).stats
+            assert (listed.condition_errors, listed.last_condition_error) == (
+                5,
+                s.last_condition_error,
+            )
+            e = await insights(server).ExplainProgress(
+                ipb.ExplainProgressRequest(user_id="u1", achievement_id="big")
+            )
+            assert (e.condition_errors, e.achievement_condition_errors) == (3, 5)
+            assert "amount" in e.last_condition_error and e.HasField("last_condition_error_time")
+            assert any("failed on 3 of this user's events" in line for line in e.summary)
+            clean = await insights(server).ExplainProgress(
+                ipb.ExplainProgressRequest(user_id="u3", achievement_id="big")
+            )
+            assert (clean.condition_errors, clean.last_condition_error) == (0, "")
+            assert not clean.HasField("last_condition_error_time")
+            assert not any("failed on" in line for line in clean.summary)
+        await one.admin.DeleteUserData(apb.DeleteUserDataRequest(user_id="u1"))
+        e = await insights(two).ExplainProgress(
+            ipb.ExplainProgressRequest(user_id="u1", achievement_id="big")
+        )
+        assert (e.condition_errors, e.last_condition_error) == (0, "")
+        assert e.achievement_condition_errors == 5  # the achievement's count stays
+        await one.admin.DeleteUserData(apb.DeleteUserDataRequest(user_id="u2"))
+        s = (
+            await insights(two).GetAchievementStats(
+                ipb.GetAchievementStatsRequest(achievement_id="big")
+            )
+        ).stats
+        # No erased user's error text remains.
+        assert (s.condition_errors, s.last_condition_error) == (5, "")
+        assert not s.HasField("last_condition_error_time")
+    finally:
+        await stop_server(two)
+        await stop_server(one)

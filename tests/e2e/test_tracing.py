@@ -5,6 +5,7 @@ nothing at all when tracing is off."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -242,3 +243,95 @@ async def test_at_a_zero_sampler_only_calls_the_caller_sampled_are_traced(
     assert {trace_hex(s) for s in spans} == {TRACE_ID}
     assert [s.name for s in spans if s.name == f"/{TRACK}"] == [f"/{TRACK}"]
     assert statements(spans)
+
+
+class OtlpHttpReceiver:
+    """A local OTLP/HTTP endpoint (a real HTTP server in a thread) that decodes each
+    `POST /v1/traces` as the protobuf ExportTraceServiceRequest of the OTLP spec."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.requests: list[tuple[str, str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                receiver.requests.append((self.path, self.headers["Content-Type"], request))
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def spans(self) -> list[tuple[str, str, Any]]:
+        """(service.name, span name, span) of every span received."""
+        out: list[tuple[str, str, Any]] = []
+        for _, _, request in self.requests:
+            for rs in request.resource_spans:
+                attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
+                for ss in rs.scope_spans:
+                    out.extend((attrs.get("service.name", ""), s.name, s) for s in ss.spans)
+        return out
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def otlp_http() -> Iterator[OtlpHttpReceiver]:
+    receiver = OtlpHttpReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+async def test_spans_go_out_over_otlp_http_when_the_standard_variable_asks(
+    db: Database, otlp_http: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # the traces variable wins
+    running = await start_server(db, otel_exporter_otlp_endpoint=otlp_http.endpoint)
+    try:
+        await running.tracker.TrackEvent(
+            tpb.TrackEventRequest(event_id="e1", user_id="u1", type="purchase"),
+            metadata=(("traceparent", TRACEPARENT),),
+        )
+    finally:
+        await stop_server(running)  # flushes the batch span processor
+    assert {(path, ctype) for path, ctype, _ in otlp_http.requests} == {
+        ("/v1/traces", "application/x-protobuf")
+    }
+    spans = otlp_http.spans()
+    [call] = [s for service, name, s in spans if name == f"/{TRACK}" and service == "accolade"]
+    assert call.trace_id.hex() == TRACE_ID and call.parent_span_id.hex() == PARENT_ID
+    assert BATCH_SPAN in {name for _, name, _ in spans}
+
+
+def test_an_unknown_otlp_protocol_stops_the_server_at_startup(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(
+        ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL='http/json' .*grpc, http/protobuf"
+    ):
+        db.settings(otel_exporter_otlp_endpoint="http://127.0.0.1:4318")
+    with pytest.raises(ValueError, match="otel_exporter_otlp_protocol"):
+        db.settings(otel_exporter_otlp_protocol="thrift")

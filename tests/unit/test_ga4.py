@@ -78,3 +78,27 @@ def test_a_payload_is_for_one_user_and_at_most_25_events() -> None:
     with pytest.raises(ValueError, match="at most 25"):
         ga4_payload("G-1", [entry(i) for i in range(MAX_EVENTS + 1)], {}, send_user_id=True)
     assert ga4_payload("G-1", [entry(1, kind=AwardKind.ERASURE)], {}, send_user_id=True) is None
+
+
+def test_spending_entries_carry_the_recommended_parameters_the_receiver_checks() -> None:
+    redeemed = entry(
+        1,
+        achievement_id="",
+        tier="mug",
+        points=-3,
+        kind=AwardKind.REDEMPTION,
+        source=AwardSource.MANUAL,
+        event_id="r1",
+    )
+    payload = ga4_payload("G-1", [redeemed], {}, send_user_id=True)
+    assert payload is not None
+    [event] = payload["events"]
+    assert event["name"] == "spend_virtual_currency"
+    assert event["params"]["value"] == 3 and event["params"]["item_name"] == "mug"
+    path = "/mp/collect?measurement_id=G-TEST123&api_secret=mp-secret-Zq8v1X"
+    headers = {"Content-Type": "application/json"}
+    assert format_problems(path, headers, json.dumps(payload).encode()) == []
+    del event["params"]["value"]
+    assert format_problems(path, headers, json.dumps(payload).encode()) == [
+        "spend_virtual_currency: recommended parameter value missing"
+    ]

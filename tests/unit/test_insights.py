@@ -1,5 +1,6 @@
 """Pure parts of Insights: time-to-earn buckets and percentiles, week starts, what an
-explanation says is missing for each aggregate, and the console's chart geometry."""
+explanation says is missing for each aggregate, the console's chart geometry, and the plan of
+the condition-error counters."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from accolade_server.console.insights import HEIGHT, PAD, chart
 from accolade_server.domain.model import Achievement, Aggregate, Rule
 from accolade_server.service.explain import needs
 from accolade_server.service.insights import Point, Series, percentile
-from accolade_server.store.insights import earn_bucket, earn_upper, week_of
+from accolade_server.store.insights import MAX_ERROR, Books, earn_bucket, earn_upper, week_of
+from accolade_server.store.port import Changes, FailedCondition
 
 
 def test_a_duration_falls_in_a_bucket_whose_upper_bound_is_within_19_percent() -> None:
@@ -59,3 +61,21 @@ def test_chart_bars_scale_to_the_largest_bucket() -> None:
     assert c.bars[2].height == HEIGHT - PAD and c.bars[1].height == 0
     assert c.description == "3 days, 6 in all; most on 2026-12-03 (4)"
     assert chart("e", "Empty", []).bars == []
+
+
+def test_condition_errors_are_planned_per_user_with_the_last_message_bounded() -> None:
+    failed = [
+        FailedCondition("u1", "big", "first"),
+        FailedCondition("u1", "big", "x" * 500),
+        FailedCondition("u2", "big", "other"),
+        FailedCondition("u2", "vip", "vip"),
+    ]
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    plan = Books()._plan(Changes(failed=failed), [], now)
+    assert plan.failed == [
+        ("u1", "big", 2, "x" * MAX_ERROR),
+        ("u2", "big", 1, "other"),
+        ("u2", "vip", 1, "vip"),
+    ]
+    assert plan.totals == {("big", "errors", ""): 3, ("vip", "errors", ""): 1}
+    assert Books()._plan(Changes(), [], now).failed == []

@@ -159,6 +159,7 @@ class AchievementStats(_message.Message):
     REVOCATIONS_FIELD_NUMBER: _builtins.int
     CONDITION_ERRORS_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
     STUCK_TIER_FIELD_NUMBER: _builtins.int
     STUCK_PERCENT_FIELD_NUMBER: _builtins.int
     achievement_id: _builtins.str
@@ -179,10 +180,15 @@ class AchievementStats(_message.Message):
     manual_awards: _builtins.int
     revocations: _builtins.int
     condition_errors: _builtins.int
-    """Events the condition failed on, counted by the server process that
-    answers since it started (as in GetAchievement's status), and the last.
+    """Events the achievement's condition (or its aggregate's field) failed on,
+    on every replica (such an event does not count towards it); always as of
+    now, not limited by the time range. Kept with the events, like the other
+    counts; erasing a user's data does not lower it.
     """
     last_condition_error: _builtins.str
+    """The newest of those errors among users whose data is not erased (at most
+    200 characters), and when it was recorded; empty and unset when none.
+    """
     stuck_tier: _builtins.str
     """The level with the lowest conversion from the previous one (the funnel's
     weakest step), and that conversion; empty for fewer than two levels.
@@ -190,6 +196,8 @@ class AchievementStats(_message.Message):
     stuck_percent: _builtins.float
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LevelStats]: ...
+    @_builtins.property
+    def last_condition_error_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -208,12 +216,13 @@ class AchievementStats(_message.Message):
         revocations: _builtins.int = ...,
         condition_errors: _builtins.int = ...,
         last_condition_error: _builtins.str = ...,
+        last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
         stuck_tier: _builtins.str = ...,
         stuck_percent: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_condition_error_time", b"last_condition_error_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "active_users", b"active_users", "completed", b"completed", "completion_percent", b"completion_percent", "condition_errors", b"condition_errors", "hidden", b"hidden", "holders", b"holders", "last_condition_error", b"last_condition_error", "levels", b"levels", "manual_awards", b"manual_awards", "rarity_percent", b"rarity_percent", "revocations", b"revocations", "rule_awards", b"rule_awards", "started", b"started", "stuck_percent", b"stuck_percent", "stuck_tier", b"stuck_tier", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "active_users", b"active_users", "completed", b"completed", "completion_percent", b"completion_percent", "condition_errors", b"condition_errors", "hidden", b"hidden", "holders", b"holders", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "levels", b"levels", "manual_awards", b"manual_awards", "rarity_percent", b"rarity_percent", "revocations", b"revocations", "rule_awards", b"rule_awards", "started", b"started", "stuck_percent", b"stuck_percent", "stuck_tier", b"stuck_tier", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,7 +320,9 @@ class GetTrendsRequest(_message.Message):
         METRIC_POINTS: GetTrendsRequest._Metric.ValueType  # 4
         """Points of awards, like METRIC_AWARDS."""
         METRIC_REDEMPTIONS: GetTrendsRequest._Metric.ValueType  # 5
-        """Redemptions are not recorded by this server version: no series."""
+        """Redemptions of points (RedeemPoints), one series; a later refund does
+        not remove one.
+        """
 
     class Metric(_Metric, metaclass=_MetricEnumTypeWrapper): ...
     METRIC_UNSPECIFIED: GetTrendsRequest.Metric.ValueType  # 0
@@ -326,7 +337,9 @@ class GetTrendsRequest(_message.Message):
     METRIC_POINTS: GetTrendsRequest.Metric.ValueType  # 4
     """Points of awards, like METRIC_AWARDS."""
     METRIC_REDEMPTIONS: GetTrendsRequest.Metric.ValueType  # 5
-    """Redemptions are not recorded by this server version: no series."""
+    """Redemptions of points (RedeemPoints), one series; a later refund does
+    not remove one.
+    """
 
     class _Interval:
         ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -616,6 +629,8 @@ class ExplainProgressResponse(_message.Message):
     LEVELS_FIELD_NUMBER: _builtins.int
     CONDITION_ERRORS_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
+    ACHIEVEMENT_CONDITION_ERRORS_FIELD_NUMBER: _builtins.int
     BROKEN_REASON_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
     achievement_id: _builtins.str
@@ -636,10 +651,16 @@ class ExplainProgressResponse(_message.Message):
     in_window: _builtins.bool
     """Whether now falls in the active window, and the window."""
     condition_errors: _builtins.int
-    """Condition errors are not recorded per user: these are the achievement's,
-    on anyone's events, counted by the answering server process.
+    """Condition errors on this user's events: how many of them the
+    achievement's condition (or its aggregate's field) failed on, so they did
+    not count; the last error (at most 200 characters) and when it was
+    recorded. Recorded on every replica; erased with the user's data.
     """
     last_condition_error: _builtins.str
+    achievement_condition_errors: _builtins.int
+    """Condition errors of the achievement on anyone's events (as in
+    AchievementStats.condition_errors).
+    """
     broken_reason: _builtins.str
     """Why the definition cannot run on this server; empty when it can."""
     @_builtins.property
@@ -652,6 +673,8 @@ class ExplainProgressResponse(_message.Message):
     def feeds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExplainProgressResponse.Feed]: ...
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LevelExplanation]: ...
+    @_builtins.property
+    def last_condition_error_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def summary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every reason, in order, in plain words."""
@@ -676,12 +699,14 @@ class ExplainProgressResponse(_message.Message):
         levels: _abc.Iterable[Global___LevelExplanation] | None = ...,
         condition_errors: _builtins.int = ...,
         last_condition_error: _builtins.str = ...,
+        last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
+        achievement_condition_errors: _builtins.int = ...,
         broken_reason: _builtins.str = ...,
         summary: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "last_condition_error_time", b"last_condition_error_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "aggregate", b"aggregate", "awards_enabled", b"awards_enabled", "broken_reason", b"broken_reason", "condition", b"condition", "condition_errors", b"condition_errors", "enabled", b"enabled", "end_time", b"end_time", "feeds", b"feeds", "field", b"field", "in_window", b"in_window", "last_condition_error", b"last_condition_error", "levels", b"levels", "prerequisites", b"prerequisites", "start_time", b"start_time", "status", b"status", "summary", b"summary", "title", b"title", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_condition_errors", b"achievement_condition_errors", "achievement_id", b"achievement_id", "aggregate", b"aggregate", "awards_enabled", b"awards_enabled", "broken_reason", b"broken_reason", "condition", b"condition", "condition_errors", b"condition_errors", "enabled", b"enabled", "end_time", b"end_time", "feeds", b"feeds", "field", b"field", "in_window", b"in_window", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "levels", b"levels", "prerequisites", b"prerequisites", "start_time", b"start_time", "status", b"status", "summary", b"summary", "title", b"title", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,6 +23,7 @@ METRICS = {
     "events": (Metric.EVENTS, "Events per day"),
     "active_users": (Metric.ACTIVE_USERS, "Active users per day"),
     "points": (Metric.POINTS, "Points awarded per day"),
+    "redemptions": (Metric.REDEMPTIONS, "Redemptions per day"),
 }
 WIDTH, HEIGHT, PAD = 640, 200, 30
 LISTED = 10
@@ -81,6 +82,12 @@ def stuck(stats: list[AchievementStats]) -> list[AchievementStats]:
     return sorted(found, key=lambda s: (s.stuck_percent, s.achievement_id))[:LISTED]
 
 
+def failing(stats: list[AchievementStats]) -> list[AchievementStats]:
+    """Achievements whose condition failed on events, most errors first."""
+    found = [s for s in stats if s.condition_errors]
+    return sorted(found, key=lambda s: (-s.condition_errors, s.achievement_id))[:LISTED]
+
+
 async def achievement_stats(console: Console, achievement_id: str) -> AchievementStats | None:
     """The stats shown on an achievement's page (its definition is shown there already)."""
     if console.services.insights is None:
@@ -137,6 +144,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
                 "rarest": held[:LISTED],
                 "never": [s for s in rare if not s.holders][:LISTED],
                 "stuck": stuck(rare),
+                "failing": failing(rare),
                 "active_days": services.settings.analytics_active_days,
             },
         )

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from accolade_server.config import Settings
-from accolade_server.domain.model import Achievement, AwardRecord
+from accolade_server.domain.model import SPENDING, Achievement, AwardKind, AwardRecord
 from accolade_server.notify.broker import AwardFilter
 from accolade_server.notify.sinks import DeliveryFailed
 
@@ -37,15 +37,22 @@ RESERVED_PREFIXES = ("google_", "ga_", "firebase_")
 
 #: The GA4 event sent for each kind of award-log entry (`AwardKind` values). A kind that is
 #: not listed goes out as `accolade_<kind>`; None sends nothing for that kind.
+#: Recommended events carry GA4's recommended parameters (see `ga4_event`).
 EVENT_NAMES: dict[str, str | None] = {
-    "award": "unlock_achievement",  # GA4's recommended event (with achievement_id)
+    "award": "unlock_achievement",  # GA4's recommended event: achievement_id
     "revocation": "accolade_revocation",
-    "level": "level_up",  # GA4's recommended event
-    "redemption": "spend_virtual_currency",  # GA4's recommended event
-    "refund": "earn_virtual_currency",  # the points come back: GA4's recommended event
+    "level": "level_up",  # GA4's recommended event: level (a number), level_name
+    # GA4's recommended events: value, virtual_currency_name, item_name (the reward).
+    "redemption": "spend_virtual_currency",
+    # The points come back as virtual currency. (GA4's `refund` is for purchases: it needs
+    # an ISO 4217 currency and the purchase's transaction_id, neither of which points have.)
+    "refund": "earn_virtual_currency",
     # GA4 deletes a user's data through its User Deletion API, not through events.
     "erasure": None,
 }
+
+#: The virtual currency of redemptions and refunds (`virtual_currency_name`).
+CURRENCY = "points"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _SECRET_QUERY = re.compile(r"(api_secret=)[^&\s\"']+")
@@ -78,22 +85,41 @@ def _value(value: str | int) -> str | int:
     return value[:MAX_VALUE] if isinstance(value, str) else value
 
 
-def ga4_event(record: AwardRecord, achievement: Achievement | None) -> dict[str, Any] | None:
-    """One Measurement Protocol event for an entry, or None when its kind is not sent."""
+def ga4_event(
+    record: AwardRecord,
+    achievement: Achievement | None,
+    levels: Mapping[str, int] | None = None,
+) -> dict[str, Any] | None:
+    """One Measurement Protocol event for an entry, or None when its kind is not sent.
+
+    Awards and revocations name the achievement; levels reached carry `level` (the level's
+    number, 1 for the first of `point_levels`, from `levels`) and `level_name`; redemptions
+    and refunds carry `value` (the points, positive), `virtual_currency_name` ("points"),
+    `item_name` (the reward, when named) and `redemption_id`."""
     name = event_name(record.kind.value)
     if name is None:
         return None
-    params: dict[str, str | int] = {
-        "achievement_id": record.achievement_id,
-        "achievement_title": achievement.title if achievement else record.achievement_id,
-        "tier": record.tier,
-        "points": record.points,
-        "source": record.source.value,
-        "award_cursor": record.cursor,
-    }
+    params: dict[str, str | int] = {}
+    if record.kind is AwardKind.LEVEL:
+        if levels and record.tier in levels:
+            params["level"] = levels[record.tier]
+        params["level_name"] = record.tier
+    elif record.kind in SPENDING:
+        params["value"] = abs(record.points)
+        params["virtual_currency_name"] = CURRENCY
+        if record.reward_id:
+            params["item_name"] = record.reward_id
+        params["redemption_id"] = record.redemption_id
+    else:
+        params["achievement_id"] = record.achievement_id
+        params["achievement_title"] = achievement.title if achievement else record.achievement_id
+        params["tier"] = record.tier
+        params["points"] = record.points
+    params["source"] = record.source.value
+    params["award_cursor"] = record.cursor
     if record.reason:
         params["reason"] = record.reason
-    if record.event_id:
+    if record.event_id and record.kind not in SPENDING:
         params["event_id"] = record.event_id
     return {
         "name": name,
@@ -108,10 +134,13 @@ def ga4_payload(
     achievements: Mapping[str, Achievement],
     *,
     send_user_id: bool,
+    levels: Mapping[str, int] | None = None,
 ) -> dict[str, Any] | None:
     """The request body for entries of one user (None when none of them is sent)."""
     events = [
-        e for r in records if (e := ga4_event(r, achievements.get(r.achievement_id))) is not None
+        e
+        for r in records
+        if (e := ga4_event(r, achievements.get(r.achievement_id), levels)) is not None
     ]
     if not events:
         return None
@@ -156,12 +185,14 @@ class Ga4Sink:
         endpoint: str,
         send_user_id: bool,
         timeout: float,
+        levels: Mapping[str, int] | None = None,
     ) -> None:
         self.measurement_id = measurement_id
         self.name = f"ga4:{measurement_id}"
         self._secret = api_secret
         self.endpoint = endpoint.rstrip("/")
         self.send_user_id = send_user_id
+        self.levels = dict(levels or {})
         self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         for logger in ("httpx", "httpcore"):
             if _REDACT not in logging.getLogger(logger).filters:
@@ -179,7 +210,11 @@ class Ga4Sink:
     ) -> None:
         """POST the entries of one user in one request; DeliveryFailed on any failure."""
         payload = ga4_payload(
-            self.measurement_id, records, achievements, send_user_id=self.send_user_id
+            self.measurement_id,
+            records,
+            achievements,
+            send_user_id=self.send_user_id,
+            levels=self.levels,
         )
         if payload is None:
             return
@@ -211,5 +246,6 @@ def ga4_sinks(settings: Settings) -> list[Ga4Sink]:
             endpoint=settings.ga4_endpoint,
             send_user_id=settings.ga4_send_user_id,
             timeout=settings.webhook_timeout_seconds,
+            levels={lv.name: n for n, lv in enumerate(settings.point_levels, start=1)},
         )
     ]

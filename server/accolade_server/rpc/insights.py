@@ -89,6 +89,9 @@ def stats_to_proto(s: AchievementStats) -> pb.AchievementStats:
         revocations=s.revocations,
         condition_errors=s.condition_errors,
         last_condition_error=s.last_condition_error,
+        last_condition_error_time=convert.datetime_to_timestamp(s.last_condition_error_time)
+        if s.last_condition_error_time
+        else None,
         stuck_tier=s.stuck_tier,
         stuck_percent=s.stuck_percent,
     )
@@ -122,9 +125,14 @@ def explanation_to_proto(e: Explanation) -> pb.ExplainProgressResponse:
         ],
         condition_errors=e.condition_errors,
         last_condition_error=e.last_condition_error,
+        achievement_condition_errors=e.achievement_condition_errors,
         broken_reason=e.broken_reason,
         summary=e.summary,
     )
+    if e.last_condition_error_time is not None:
+        out.last_condition_error_time.CopyFrom(
+            convert.datetime_to_timestamp(e.last_condition_error_time)
+        )
     if e.start_time is not None:
         out.start_time.CopyFrom(convert.datetime_to_timestamp(e.start_time))
     if e.end_time is not None:

@@ -24,7 +24,7 @@ from accolade_server.domain.model import AwardRecord
 from accolade_server.domain.state import Event
 from accolade_server.rules import engine
 from accolade_server.service import economy, ledger, outcomes
-from accolade_server.store.port import Changes, EventRow, Keys
+from accolade_server.store.port import Changes, EventRow, FailedCondition, Keys
 from accolade_server.store.repository import Repository
 
 log = structlog.get_logger("accolade.tracking")
@@ -123,9 +123,14 @@ async def process(
     fresh = [i for i in fresh if i not in results]
     # The engine collects condition errors; the caller counts (and logs) those of newly
     # recorded events once the transaction has committed.
+    failed: list[FailedCondition] = []
     for i in fresh:
         if i in matched.matches:
-            condition_errors.extend((batch[i].event_id, e) for e in matched.matches[i].errors)
+            errors = matched.matches[i].errors
+            condition_errors.extend((batch[i].event_id, e) for e in errors)
+            failed.extend(
+                FailedCondition(batch[i].user_id, e.achievement_id, e.message) for e in errors
+            )
     work = [i for i in fresh if matched.affected.get(i)]
     folded = engine.fold(
         [engine.Tracked(batch[i], matched.matches[i]) for i in work],
@@ -156,7 +161,7 @@ async def process(
         rows[i] = EventRow(batch[i], True, outcomes.encode(mine, progress, late))
     # An id another transaction recorded after the snapshot (another user's event, so not
     # behind our locks) sends the batch round again, when it is seen as a duplicate.
-    changes = Changes(list(rows.values()), folded.progress, folded.distinct_new)
+    changes = Changes(list(rows.values()), folded.progress, folded.distinct_new, failed=failed)
     inserted = await store.write(changes, records, now)
     if inserted != len(fresh):
         raise Raced(f"{len(fresh) - inserted} event ids were recorded concurrently")

@@ -16,7 +16,6 @@ from accolade_server.domain.model import Achievement, Aggregate
 from accolade_server.domain.validation import check_slug
 from accolade_server.rules import engine
 from accolade_server.rules.progress import Status, view
-from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import check_id
 from accolade_server.store import insights_read as read
@@ -81,10 +80,12 @@ class Explanation:
     prerequisites: list[Prerequisite]
     feeds: list[Feed]
     levels: list[LevelExplanation]
-    #: Condition errors of this achievement counted by this server process (on any user's
-    #: events: errors are not recorded per user), and the last one.
+    #: Condition errors on this user's events (the condition, or the aggregate's field,
+    #: failed: the event did not count), the last one and when; and on anyone's events.
     condition_errors: int
     last_condition_error: str
+    last_condition_error_time: datetime | None
+    achievement_condition_errors: int
     #: Why the definition cannot run on this server; "" when it can.
     broken_reason: str
     #: The reasons, in order, in plain words.
@@ -116,14 +117,12 @@ class ExplainService:
         uow: UnitOfWork,
         settings: Settings,
         rules: RuleCache,
-        conditions: ConditionErrors,
         *,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.uow = uow
         self.settings = settings
         self.rules = rules
-        self.conditions = conditions
         self.clock = clock
 
     async def explain(
@@ -148,6 +147,8 @@ class ExplainService:
             holdings = await repo.holdings(user_id)
             snap = await repo.batch.read(Keys(progress=[(user_id, achievement_id)]))
             seen = await read.last_seen(repo.conn, user_id)
+            failed = await read.user_errors(repo.conn, user_id, achievement_id)
+            everyone = (await read.totals(repo.conn, [achievement_id]))[a.id, "errors", ""]
             zone = ""  # local days (STREAK_DAYS) in the user's zone when the profile names one
             if a.rule.aggregate is Aggregate.STREAK_DAYS:
                 zone = (await user_store.time_zones(repo, [user_id])).get(user_id, "")
@@ -202,12 +203,13 @@ class ExplainService:
         prereqs = [Prerequisite(p, p in held_ids) for p in a.prerequisites]
         feeds = [Feed(t, self.settings.tracks(t), seen.get(t)) for t in a.rule.event_types]
         window = engine.in_window(a, now)
-        status = self.conditions.status(a.id, rules.broken.get(a.id, (a, ""))[1])
+        broken_reason = rules.broken.get(a.id, (a, ""))[1]
+        errors, last_error, last_error_time = failed if failed else (0, "", None)
         summary: list[str] = []
         if not a.enabled:
             summary.append("the achievement is disabled: no event counts towards it")
-        if status.broken_reason:
-            summary.append(f"the definition cannot run on this server: {status.broken_reason}")
+        if broken_reason:
+            summary.append(f"the definition cannot run on this server: {broken_reason}")
         if not self.settings.enable_achievements:
             summary.append("awards are off on this server (option enable_achievements)")
         if not window:
@@ -220,10 +222,10 @@ class ExplainService:
                 summary.append(f"event type {f.event_type!r} is not tracked by this server")
             elif f.last_sent is None:
                 summary.append(f"no {f.event_type} event from this user yet")
-        if status.condition_error_count:
+        if errors:
             summary.append(
-                f"its condition failed on {status.condition_error_count} events in this server "
-                f"process (any user's; last: {status.last_condition_error})"
+                f"its condition failed on {errors} of this user's events, which did not "
+                f"count (last: {last_error})"
             )
         summary.extend(lv.summary for lv in out if lv.state is not LevelState.HELD)
         return Explanation(
@@ -242,8 +244,10 @@ class ExplainService:
             prerequisites=prereqs,
             feeds=feeds,
             levels=out,
-            condition_errors=status.condition_error_count,
-            last_condition_error=status.last_condition_error,
-            broken_reason=status.broken_reason,
+            condition_errors=errors,
+            last_condition_error=last_error,
+            last_condition_error_time=last_error_time,
+            achievement_condition_errors=everyone,
+            broken_reason=broken_reason,
             summary=summary,
         )

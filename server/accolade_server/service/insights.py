@@ -17,7 +17,6 @@ from accolade_server.domain.errors import InvalidArgument, NotFound
 from accolade_server.domain.model import Achievement, AwardSource
 from accolade_server.domain.validation import check_slug
 from accolade_server.rules import engine
-from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.store import insights_read as read
 from accolade_server.store.insights import day_of, earn_upper, hour_of, week_of
 from accolade_server.store.uow import UnitOfWork
@@ -37,7 +36,7 @@ class Metric(enum.StrEnum):
     EVENTS = "events"
     ACTIVE_USERS = "active_users"
     POINTS = "points"
-    #: Not recorded yet: always an empty list of series (see `trends`).
+    #: Redemption entries of the points ledger (a later refund does not remove one).
     REDEMPTIONS = "redemptions"
 
 
@@ -85,8 +84,11 @@ class AchievementStats:
     rule_awards: int
     manual_awards: int
     revocations: int
+    #: Events the condition (or the aggregate's field) failed on, on every replica since
+    #: the counters exist; the newest error of a user not erased since, and when.
     condition_errors: int
     last_condition_error: str
+    last_condition_error_time: datetime | None
     #: The lowest level-to-level conversion (the funnel's weakest step); "" for one level.
     stuck_tier: str = ""
     stuck_percent: float = 100.0
@@ -130,13 +132,11 @@ class InsightsService:
         self,
         uow: UnitOfWork,
         settings: Settings,
-        conditions: ConditionErrors,
         *,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.uow = uow
         self.settings = settings
-        self.conditions = conditions
         self.clock = clock
 
     def active_since(self) -> datetime | None:
@@ -192,18 +192,18 @@ class InsightsService:
         end: datetime | None,
     ) -> list[AchievementStats]:
         ids = [a.id for a in achievements] if len(achievements) <= 1 else None
-        totals = await read.totals(conn, ids)
-        active = await read.active_users(conn, self.active_since())
         aligned = all(t is None or t == day_of(t) for t in (start, end))
         period = "d" if aligned else "h"
         s = (start if aligned else hour_of(start)) if start else None
         e = end
         if e is not None and not aligned and e != hour_of(e):
             e = hour_of(e) + timedelta(hours=1)
+        ds = day_of(start) if start else None
+        de = (day_of(end) + timedelta(days=0 if end == day_of(end) else 1)) if end else None
+        found = await read.stats_counts(conn, ids, self.active_since(), (period, s, e), (ds, de))
+        totals, active = found.totals, found.active
         counts: dict[tuple[str, str, str], int] = Counter()  # (aid, tier, kind)
-        for m, aid, tier, key, n, _ in await read.by_level(
-            conn, ids, ("award", "revocation"), period, s, e
-        ):
+        for m, aid, tier, key, n, _ in found.levels:
             kind = (
                 "revocation"
                 if m == "revocation"
@@ -213,11 +213,11 @@ class InsightsService:
             )
             counts[aid, tier, kind] += n
         earn: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
-        ds = day_of(start) if start else None
-        de = (day_of(end) + timedelta(days=0 if end == day_of(end) else 1)) if end else None
-        for _, aid, tier, key, n, _ in await read.by_level(conn, ids, ("earn",), "d", ds, de):
+        for _, aid, tier, key, n, _ in found.earn:
             earn[aid, tier][int(key)] += n
-        return [self._one(a, totals, active, counts, earn) for a in achievements]
+        failing = [a.id for a in achievements if totals[a.id, "errors", ""]]
+        newest = await read.last_errors(conn, failing)
+        return [self._one(a, totals, active, counts, earn, newest) for a in achievements]
 
     def _one(
         self,
@@ -226,6 +226,7 @@ class InsightsService:
         active: int,
         counts: dict[tuple[str, str, str], int],
         earn: dict[tuple[str, str], Counter[int]],
+        newest: dict[str, tuple[str, datetime]],
     ) -> AchievementStats:
         levels = engine.levels_of(
             a, self.settings.badge_level_threshold, self.settings.points_per_badge
@@ -255,7 +256,8 @@ class InsightsService:
         last = out[-1].holders if out else 0
         steps = out[1:]
         stuck = min(steps, key=lambda lv: lv.conversion_percent) if steps else None
-        status = self.conditions.status(a.id)
+        found = newest.get(a.id)
+        message, when = found if found else ("", None)
         return AchievementStats(
             achievement_id=a.id,
             title=a.title,
@@ -270,8 +272,9 @@ class InsightsService:
             rule_awards=sum(lv.rule_awards for lv in out),
             manual_awards=sum(lv.manual_awards for lv in out),
             revocations=sum(lv.revocations for lv in out),
-            condition_errors=status.condition_error_count,
-            last_condition_error=status.last_condition_error,
+            condition_errors=totals[a.id, "errors", ""],
+            last_condition_error=message,
+            last_condition_error_time=when,
             stuck_tier=stuck.tier if stuck else "",
             stuck_percent=stuck.conversion_percent if stuck else 100.0,
         )
@@ -311,10 +314,6 @@ class InsightsService:
         while b < end:
             buckets.append(b)
             b += step
-        if metric is Metric.REDEMPTIONS:
-            # Not an award-log kind yet; once it is, count its entries like awards (the
-            # write path keeps every kind under its name): `name = "redemption"` below.
-            return []
         period = {Interval.HOUR: "h", Interval.DAY: "d", Interval.WEEK: "d"}[interval]
         by, name = "", ""
         if metric is Metric.EVENTS:
@@ -322,6 +321,8 @@ class InsightsService:
         elif metric is Metric.ACTIVE_USERS:
             name = "active"
             period = {Interval.HOUR: "h", Interval.DAY: "d", Interval.WEEK: "w"}[interval]
+        elif metric is Metric.REDEMPTIONS:
+            name = "redemption"  # the write path counts every log entry kind under its name
         else:
             name = "award"
             by = "achievement_id" if achievement_ids else ""

@@ -13,6 +13,9 @@ What is kept (tables at the end of `store/tables.py`):
 - `insights_totals`: holders per level and users who started, per achievement.
 - `insights_last_seen`, `insights_first`: per user, the last event of each type (to the
   minute on PostgreSQL) and the first progress on each achievement.
+- condition errors: per achievement in `insights_totals` (metric "errors"), and per user and
+  achievement in `insights_errors` (count, last message, when) — written only by a batch
+  that had some.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from accolade_server.store.db import number_array, text_array, utc
 from accolade_server.store.port import Changes, Keys
 from accolade_server.store.tables import (
     holdings,
+    insights_errors,
     insights_first,
     insights_last_seen,
     insights_rollup,
@@ -46,6 +50,8 @@ from accolade_server.store.tables import (
 SHARDS = 8
 #: Buckets of the time to earn per doubling of the duration.
 EARN_STEPS = 4
+#: Longest condition error message kept (characters).
+MAX_ERROR = 200
 
 RollupKey = tuple[str, str, str, datetime, str, str]  # metric, period, achievement, bucket, …
 TotalKey = tuple[str, str, str]  # achievement, metric, tier
@@ -82,6 +88,7 @@ class _Plan:
     seen: list[tuple[str, str]]  # (user, event type)
     users: list[str]  # users who sent an event
     earned: list[AwardRecord]  # rule awards: time to earn
+    failed: list[tuple[str, str, int, str]]  # (user, achievement, errors, last message)
 
 
 class Books:
@@ -118,6 +125,11 @@ class Books:
         for _, aid in first:
             totals[aid, "started", ""] += 1
         seen = sorted({(row.event.user_id, row.event.type) for row in changes.events})
+        failed: dict[UserKey, tuple[int, str]] = {}
+        for f in changes.failed:
+            totals[f.achievement_id, "errors", ""] += 1
+            n = failed.get((f.user_id, f.achievement_id), (0, ""))[0]
+            failed[f.user_id, f.achievement_id] = (n + 1, f.message[:MAX_ERROR])
         return _Plan(
             rollup,
             amounts,
@@ -126,6 +138,7 @@ class Books:
             seen,
             sorted({u for u, _ in seen}),
             [r for r in records if r.kind is AwardKind.AWARD and r.source is AwardSource.RULE],
+            [(u, a, n, m) for (u, a), (n, m) in sorted(failed.items())],
         )
 
     # -- PostgreSQL: parts of the batch's one statement ---------------------------------
@@ -235,6 +248,19 @@ class Books:
                 f"{params.add(text_array(a2), '::text::text[]')}) AS x(u, a) "
                 "ON CONFLICT DO NOTHING)"
             )
+        if plan.failed:
+            u3, a3, n3, m3 = zip(*plan.failed, strict=True)
+            parts.append(
+                "ier AS (INSERT INTO insights_errors AS t "
+                "(user_id, achievement_id, count, last_error, last_time) "
+                f"SELECT x.u, x.a, x.n, x.m, {params.now(now)} FROM unnest("
+                f"{params.add(text_array(u3), '::text::text[]')}, "
+                f"{params.add(text_array(a3), '::text::text[]')}, "
+                f"{params.add(number_array(n3), '::text::int8[]')}, "
+                f"{params.add(text_array(m3), '::text::text[]')}) AS x(u, a, n, m) "
+                "ON CONFLICT (user_id, achievement_id) DO UPDATE SET count = t.count + "
+                "excluded.count, last_error = excluded.last_error, last_time = excluded.last_time)"
+            )
         return parts
 
     # -- SQLite: statements after the batch's ---------------------------------------------
@@ -331,6 +357,29 @@ class Books:
                 sqlite.insert(insights_first).on_conflict_do_nothing(),
                 [{"user_id": u, "achievement_id": a, "first_time": now} for u, a in plan.first],
             )
+        if plan.failed:
+            stmt3 = sqlite.insert(insights_errors)
+            e = insights_errors.c
+            await conn.execute(
+                stmt3.on_conflict_do_update(
+                    index_elements=["user_id", "achievement_id"],
+                    set_={
+                        "count": e.count + stmt3.excluded["count"],
+                        "last_error": stmt3.excluded.last_error,
+                        "last_time": stmt3.excluded.last_time,
+                    },
+                ),
+                [
+                    {
+                        "user_id": u,
+                        "achievement_id": a,
+                        "count": n,
+                        "last_error": m,
+                        "last_time": now,
+                    }
+                    for u, a, n, m in plan.failed
+                ],
+            )
 
     # -- erasure (rare): before the batch's own deletes, on both backends ------------------
 
@@ -338,7 +387,8 @@ class Books:
         self, conn: AsyncConnection, state: Iterable[str], log: Iterable[str], now: datetime
     ) -> None:
         """Take erased users out of the counts of current things: holders (their log is
-        erased), starts and last-seen days (their state is)."""
+        erased), starts and last-seen days (their state is); their condition errors go (the
+        achievement's count of errors stays, like its count of events)."""
         state, log = sorted(set(state)), sorted(set(log))
         totals: Counter[TotalKey] = Counter()
         if log:
@@ -365,7 +415,7 @@ class Books:
             days = Counter(day_of(utc(t) or now) for (t,) in last)
             for day, n in sorted(days.items()):
                 await _add_rollup(conn, ("seen", "d", "", day, "", ""), -n)
-            for table in (insights_first, insights_last_seen):
+            for table in (insights_first, insights_last_seen, insights_errors):
                 await conn.execute(sa.delete(table).where(table.c.user_id.in_(state)))
         if totals:
             await _add_totals(conn, totals, 0)

@@ -42,6 +42,15 @@ class EventRow:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedCondition:
+    """An achievement's condition (or its aggregate's field) failed on a user's event."""
+
+    user_id: str
+    achievement_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Changes:
     """What a transaction writes besides the award log."""
 
@@ -50,6 +59,8 @@ class Changes:
     distinct: Sequence[DistinctKey] = ()
     #: Users whose events, progress and DISTINCT values are erased.
     erased: Sequence[str] = ()
+    #: Conditions that failed on the recorded events (counted in `store/insights.py`).
+    failed: Sequence[FailedCondition] = ()
 
 
 @dataclass(slots=True)

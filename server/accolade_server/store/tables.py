@@ -339,6 +339,21 @@ insights_first = sa.Table(
     sa.Column("first_time", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Condition errors on each user's events per achievement: how many, the last one (its
+# message, bounded), and when (see store/insights.py); erased with the user's events. The
+# achievement's count is in `insights_totals` (metric "errors"); its last error is the
+# newest row here (ix_insights_errors_last), so erasure takes its text away too.
+insights_errors = sa.Table(
+    "insights_errors",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("achievement_id", sa.String(64), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.String(200), nullable=False),
+    sa.Column("last_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_insights_errors_last", "achievement_id", "last_time"),
+)
+
 # Backfill jobs (see service/backfills.py): progress and awards computed from stored events,
 # claimed under a lease, resumed from `checkpoint` (the last user done) on any replica.
 backfills = sa.Table(

@@ -104,3 +104,26 @@ async def test_hidden_achievements_are_explained_and_listed_only_to_admin_sessio
             assert ('href="/console/achievements/secret"' in insights.text) is shown
     async with httpx.AsyncClient(base_url=console.running.http_url) as http:
         assert (await http.get("/console/insights")).status_code in (303, 401, 302)
+
+
+async def test_condition_errors_are_listed_and_explained_for_the_user(
+    console: ConsoleServer,
+) -> None:
+    big = achievement(
+        "big", rule={"event_types": ["purchase"], "condition": "event.properties.amount > 3"}
+    )
+    await console.running.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=big), metadata=console.metadata(console.admin_key)
+    )
+    await console.running.tracker.TrackEvent(  # no `amount`: the condition fails
+        tpb.TrackEventRequest(event_id="e1", user_id="u1", type="purchase"),
+        metadata=console.metadata(console.track_key),
+    )
+    async with httpx.AsyncClient(base_url=console.running.http_url) as http:
+        await http_sign_in(http, console.read_key)
+        insights = await http.get("/console/insights")
+        assert insights.status_code == 200
+        row = insights.text.split('id="failing"')[1].split('data-achievement="big"')[1]
+        assert "<td>1</td>" in row.split("</tr>")[0] and "amount" in row.split("</tr>")[0]
+        page = await http.get("/console/users", params={"user_id": "u1", "explain": "big"})
+        assert "failed on 1 of this user&#39;s events" in page.text
