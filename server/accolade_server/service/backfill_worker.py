@@ -173,7 +173,8 @@ class BackfillWorker:
 
     async def _read_ahead(self, achievement_id: str, after: str | None) -> _Ahead:
         """The next chunk's users and (PostgreSQL) their events, read without locking them;
-        the versions of their lock rows are read first (see `store.lock_versions`)."""
+        the versions of their lock rows are read first (see `store.lock_versions`), so that
+        `_chunk` can tell, under the lock, whose events changed since."""
         async with self.uow.transaction() as repo:
             rules = await self.rules.get(repo)
             if achievement_id not in rules.by_id:
@@ -184,6 +185,13 @@ class BackfillWorker:
             if not users or not repo.is_postgres:
                 return _Ahead(rules, users)
             versions = await store.lock_versions(repo, users)
+        missing = [u for u in users if u not in versions]
+        if missing:  # e.g. events imported without the live path: give them their lock row
+            async with self.uow.transaction() as repo:
+                await repo.batch.lock_users(missing, self.clock())
+        async with self.uow.transaction() as repo:
+            if missing:
+                versions.update(await store.lock_versions(repo, missing))
             history = await read_history(repo, rules, achievement_id, users)
         return _Ahead(rules, users, history, versions)
 
