@@ -670,3 +670,43 @@ async def test_cli_applies_with_backfill_and_starts_a_backfill(
     assert bad.code == 2 and "use one of reevaluate, revoke_non_qualifying" in bad.err
     missing = await client(server, "backfills", "start", "nobody")
     assert missing.code == 1 and "'nobody' not found" in missing.err
+
+
+async def test_an_event_tracked_between_the_read_ahead_and_the_lock_is_counted_once(
+    server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's events are read before its users are locked; events tracked in between
+    are found under the lock (their lock rows moved) and counted once, not lost."""
+    await seed(server)
+    worker = server.app.backfills
+    assert worker is not None
+    read_ahead = worker._read_ahead
+    between: list[str] = []
+
+    async def read_then_track(achievement_id: str, after: str | None) -> Any:
+        ahead = await read_ahead(achievement_id, after)
+        if ahead.users and not between:
+            for user in ahead.users[:3]:
+                between.append(user)
+                await server.tracker.TrackEvent(
+                    tpb.TrackEventRequest(
+                        event_id=f"between-{user}",
+                        user_id=user,
+                        type="purchase_completed",
+                        properties=props(amount=1, premium=False),
+                    )
+                )
+        return ahead
+
+    monkeypatch.setattr(worker, "_read_ahead", read_then_track)
+    created = await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+    )
+    job = await finished(server, created.backfill.name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert len(between) == 3
+    counts = {u: len(a) + (u in between) for u, a in HISTORY.items()}
+    assert await values(server, "buyer") == {u: float(c) for u, c in counts.items()}
+    assert await holders(server, "buyer") == {
+        u: TIERS[: _reached([2, 4, 6], c)] for u, c in counts.items()
+    }
