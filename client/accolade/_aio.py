@@ -312,10 +312,11 @@ class AsyncClient:
         """Change the fields in `update_mask` (default: those set in `achievement`; "*":
         replace all). A non-empty `etag` must match the stored one (else `AbortedError`).
 
-        Changing what stored progress means (the rule's event types, aggregate or field)
-        while users have progress needs `progress_policy` ("keep", "reset", "reevaluate" or
-        "revoke_non_qualifying"; the last two start a backfill, see `list_backfills`), else
-        `FailedPreconditionError`. Warnings about the rule are logged (see `create_achievement`).
+        Changing what stored progress means (the rule's event types, aggregate, field,
+        condition or thresholds) while users have progress needs `progress_policy` ("keep",
+        "reset", "reevaluate" or "revoke_non_qualifying"; the last two start a backfill, see
+        `list_backfills`), else `FailedPreconditionError`. Warnings about the rule are logged
+        (see `create_achievement`).
         """
         request = admin_pb2.UpdateAchievementRequest(
             achievement=_common.achievement(achievement),
@@ -351,6 +352,8 @@ class AsyncClient:
         allow_replace: bool = False,
         allow_field_removal: bool = False,
         progress_policy: admin_pb2.ProgressPolicy.ValueType | str | None = None,
+        backfill: bool = False,
+        notify: bool = False,
         timeout: float | None = None,
     ) -> admin_pb2.ApplyAchievementsResponse:
         """Create or replace every definition in a YAML/JSON file or an iterable, all or
@@ -362,7 +365,11 @@ class AsyncClient:
         nothing, when it would replace achievements applied from another source (unless
         `allow_replace`), clear fields the definitions leave unset (unless
         `allow_field_removal`), or change what users' stored progress means (unless
-        `progress_policy` is "keep" or "reset"). `validate_only` reports without writing.
+        `progress_policy` is "keep", "reset", "reevaluate" or "revoke_non_qualifying"; the
+        last two queue a backfill per changed achievement). `validate_only` reports without
+        writing. `backfill` queues a backfill of each achievement the apply creates or
+        enables; `notify` lets those backfills' awards notify webhook and email sinks. The
+        jobs are in the response's `backfills`.
         """
         defs = _common.definitions_of(source)
         request = admin_pb2.ApplyAchievementsRequest(
@@ -373,6 +380,8 @@ class AsyncClient:
             allow_replace=allow_replace,
             allow_field_removal=allow_field_removal,
             progress_policy=_common.progress_policy(progress_policy),
+            backfill=backfill,
+            notify=notify,
         )
         return await self._call(
             self.admin.ApplyAchievements, request, idempotent=True, timeout=timeout

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf.struct_pb2 import Struct
 
@@ -496,3 +498,215 @@ async def test_backfilled_awards_reach_point_levels_and_grant_rewards(db: Databa
         assert [e.name for e in got.entitlements] == ["feature:vip"]
     finally:
         await stop_server(server)
+
+
+# --- every policy on a changed threshold and a changed condition ---------------------------
+
+TIERS = ["bronze", "silver", "gold"]
+LOWERED = [1, 3, 9]  # the thresholds after the threshold change (before: 2, 4, 6)
+
+
+def _reached(thresholds: list[int], value: float) -> int:
+    return sum(value >= t for t in thresholds)
+
+
+def _premium(purchases: int) -> int:
+    """Premium purchases among a user's seeded ones (every other one, the first included)."""
+    return (purchases + 1) // 2
+
+
+#: change -> (fields of the new definition, update mask, how the refusal names it, thresholds
+#: after it, a user's value after it from their number of purchases).
+CHANGES: dict[str, tuple[dict[str, Any], str, str, list[int], Callable[[int], int]]] = {
+    "threshold": (
+        {
+            "tiers": [
+                {"name": n, "threshold": t, "points": 1}
+                for n, t in zip(TIERS, LOWERED, strict=True)
+            ]
+        },
+        "tiers",
+        "tiers thresholds [2,4,6] -> [1,3,9]",
+        LOWERED,
+        lambda purchases: purchases,
+    ),
+    "condition": (
+        {"rule": {"event_types": ["purchase_completed"], "condition": "event.properties.premium"}},
+        "rule",
+        'rule.condition "" -> "event.properties.premium"',
+        [2, 4, 6],
+        _premium,
+    ),
+}
+
+
+@pytest.mark.parametrize("policy", ["KEEP", "RESET", "REEVALUATE", "REVOKE_NON_QUALIFYING"])
+@pytest.mark.parametrize("change", list(CHANGES))
+async def test_each_policy_on_a_changed_threshold_and_a_changed_condition(
+    server: Running, change: str, policy: str
+) -> None:
+    """Refused without a policy (naming the achievement, the change and the policies); with
+    one, users' values and holdings end as the policy says."""
+    fields, mask, said, thresholds, new_value = CHANGES[change]
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=buyer()))
+    await seed(server)  # counted live under bronze 2, silver 4, gold 6
+    update = apb.UpdateAchievementRequest(
+        achievement=buyer(**fields), update_mask=field_mask_pb2.FieldMask(paths=[mask])
+    )
+    await expect_error(
+        server.admin.UpdateAchievement(update),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "achievement: buyer: changing " + said,
+        "KEEP",
+        "RESET",
+        "REEVALUATE",
+        "REVOKE_NON_QUALIFYING",
+    )
+    assert (await holders(server, "buyer"))["u06"] == TIERS  # nothing changed
+
+    update.progress_policy = apb.ProgressPolicy.Value(f"PROGRESS_POLICY_{policy}")
+    updated = await server.admin.UpdateAchievement(update)
+    before = {u: _reached([2, 4, 6], len(a)) for u, a in HISTORY.items()}
+    recomputed = {u: new_value(len(a)) for u, a in HISTORY.items()}
+    reach = {u: _reached(thresholds, v) for u, v in recomputed.items()}
+    if policy in ("KEEP", "RESET"):
+        assert not updated.HasField("backfill")
+        value = {u: float(len(a)) if policy == "KEEP" else 0.0 for u, a in HISTORY.items()}
+        levels = before
+    else:
+        job = await finished(server, updated.backfill.name)
+        assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+        assert ("tiers[0].threshold" if change == "threshold" else "rule.condition") in job.reason
+        value = {u: float(v) for u, v in recomputed.items()}
+        kept = {u: max(before[u], reach[u]) for u in HISTORY}
+        levels = kept if policy == "REEVALUATE" else reach
+        assert job.awards_made == sum(max(0, reach[u] - before[u]) for u in HISTORY)
+        assert job.revocations_made == (
+            0 if policy == "REEVALUATE" else sum(max(0, before[u] - reach[u]) for u in HISTORY)
+        )
+    assert await values(server, "buyer") == value
+    assert await holders(server, "buyer") == {u: TIERS[: levels[u]] for u in HISTORY}
+
+
+async def test_apply_with_backfill_backfills_what_it_creates_and_enables(server: Running) -> None:
+    await seed(server)
+    disabled = achievement(
+        "big-buyer", enabled=False, rule={"event_types": ["purchase_completed"], "target": 5}
+    )
+    await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=disabled))
+    enabled = achievement(
+        "big-buyer", enabled=True, rule={"event_types": ["purchase_completed"], "target": 5}
+    )
+    meta = achievement("collector", rule={"event_types": []}, prerequisites=["buyer"])
+    applied = await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[buyer(), enabled, meta], source="rules.yaml", backfill=True
+        )
+    )
+    assert sorted(applied.created) == ["buyer", "collector"] and applied.updated == ["big-buyer"]
+    jobs = {j.achievement_id: j for j in applied.backfills}
+    assert sorted(jobs) == ["big-buyer", "buyer"]  # a meta-achievement has nothing to read
+    assert not jobs["buyer"].notify
+    assert jobs["buyer"].reason == "ApplyAchievements rules.yaml: buyer created"
+    assert jobs["big-buyer"].reason == "ApplyAchievements rules.yaml: big-buyer enabled"
+    for job in jobs.values():
+        done = await finished(server, job.name)
+        assert done.state == bpb.Backfill.STATE_SUCCEEDED, done.error
+    assert (await finished(server, jobs["big-buyer"].name)).awards_made == sum(
+        len(a) >= 5 for a in HISTORY.values()
+    )
+    held = await holders(server, "buyer")
+    assert held == {u: TIERS[: _reached([2, 4, 6], len(a))] for u, a in HISTORY.items()}
+    # Applying the same file again creates and enables nothing: no backfill.
+    again = await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[buyer(), enabled, meta], source="rules.yaml", backfill=True
+        )
+    )
+    assert sorted(again.unchanged) == ["big-buyer", "buyer", "collector"]
+    assert not again.backfills
+
+
+async def test_cli_applies_with_backfill_and_starts_a_backfill(
+    server: Running, tmp_path: Path
+) -> None:
+    await seed(server)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "achievements:\n"
+        "  - id: buyer\n"
+        "    title: Buyer\n"
+        "    rule: {event_types: [purchase_completed]}\n"
+        "    tiers: [{name: bronze, threshold: 2}, {name: gold, threshold: 6}]\n"
+    )
+    applied = ok(await client(server, "rules", "apply", str(rules), "--backfill", "--notify"))
+    assert "backfill queued: backfills/" in applied.out and "(buyer)" in applied.out
+    name = applied.out.split("backfill queued: ")[1].split()[0]
+    job = await finished(server, name)
+    assert job.notify and job.awards_made == sum(
+        (len(a) >= 2) + (len(a) >= 6) for a in HISTORY.values()
+    )
+
+    started = ok(
+        await client(
+            server,
+            "backfills",
+            "start",
+            "buyer",
+            "--mode",
+            "revoke_non_qualifying",
+            "--reason",
+            "audit",
+        )
+    )
+    assert "revoke_non_qualifying of buyer, not notifying its awards" in started.out
+    second = await finished(server, started.out.split(":")[0])
+    assert second.state == bpb.Backfill.STATE_SUCCEEDED and second.reason == "audit"
+    assert second.awards_made == second.revocations_made == 0  # all exact already
+    as_json = json.loads(ok(await client(server, "backfills", "start", "buyer", "--json")).out)
+    assert as_json["achievement_id"] == "buyer" and as_json["mode"] == "BACKFILL_MODE_REEVALUATE"
+    await finished(server, as_json["name"])
+    bad = await client(server, "backfills", "start", "buyer", "--mode", "later")
+    assert bad.code == 2 and "use one of reevaluate, revoke_non_qualifying" in bad.err
+    missing = await client(server, "backfills", "start", "nobody")
+    assert missing.code == 1 and "'nobody' not found" in missing.err
+
+
+async def test_an_event_tracked_between_the_read_ahead_and_the_lock_is_counted_once(
+    server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's events are read before its users are locked; events tracked in between
+    are found under the lock (their lock rows moved) and counted once, not lost."""
+    await seed(server)
+    worker = server.app.backfills
+    assert worker is not None
+    read_ahead = worker._read_ahead
+    between: list[str] = []
+
+    async def read_then_track(achievement_id: str, after: str | None) -> Any:
+        ahead = await read_ahead(achievement_id, after)
+        if ahead.users and not between:
+            for user in ahead.users[:3]:
+                between.append(user)
+                await server.tracker.TrackEvent(
+                    tpb.TrackEventRequest(
+                        event_id=f"between-{user}",
+                        user_id=user,
+                        type="purchase_completed",
+                        properties=props(amount=1, premium=False),
+                    )
+                )
+        return ahead
+
+    monkeypatch.setattr(worker, "_read_ahead", read_then_track)
+    created = await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+    )
+    job = await finished(server, created.backfill.name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert len(between) == 3
+    counts = {u: len(a) + (u in between) for u, a in HISTORY.items()}
+    assert await values(server, "buyer") == {u: float(c) for u, c in counts.items()}
+    assert await holders(server, "buyer") == {
+        u: TIERS[: _reached([2, 4, 6], c)] for u, c in counts.items()
+    }

@@ -166,7 +166,12 @@ async def test_a_broken_stored_definition_is_skipped_and_reported(
         fixed = achievement(
             "old", rule={"event_types": ["buy"], "condition": "event.properties.vip == true"}
         )
-        await running.admin.ApplyAchievements(apb.ApplyAchievementsRequest(achievements=[fixed]))
+        # A changed condition: users' progress was counted under the condition it restores.
+        await running.admin.ApplyAchievements(
+            apb.ApplyAchievementsRequest(
+                achievements=[fixed], progress_policy=apb.PROGRESS_POLICY_KEEP
+            )
+        )
         got = (await running.admin.GetAchievement(apb.GetAchievementRequest(id="old"))).achievement
         assert got.broken_reason == ""
         bought = await running.tracker.TrackEvent(

@@ -143,7 +143,7 @@ async def test_rules_apply_asks_what_to_do_with_progress_whose_meaning_changes(
     refused = await client(server, "rules", "apply", str(counting))
     assert refused.code == 1
     assert "changing rule.aggregate sum -> count" in refused.err
-    assert "--progress keep|reset" in refused.err
+    assert "--progress keep|reset|reevaluate|revoke_non_qualifying" in refused.err
 
     bad = await client(server, "rules", "apply", str(counting), "--progress", "later")
     assert bad.code == 2 and "use one of keep, reset" in bad.err

@@ -62,7 +62,12 @@ async def test_apply_options_progress_policies_and_forced_deletes(
         ]
         with pytest.raises(accolade.FailedPreconditionError, match="would lose description"):
             await client.apply_achievements(without_description)
-        done = await client.apply_achievements(without_description, allow_field_removal=True)
+        # Without its condition every purchase counts: a change of meaning, too.
+        with pytest.raises(accolade.FailedPreconditionError, match=r"changing rule\.condition"):
+            await client.apply_achievements(without_description, allow_field_removal=True)
+        done = await client.apply_achievements(
+            without_description, allow_field_removal=True, progress_policy="keep"
+        )
         assert list(done.updated) == ["big-spender"]
 
         await client.grant("u2", "big-spender", tier="")

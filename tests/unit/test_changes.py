@@ -47,7 +47,7 @@ def test_fields_the_new_definition_leaves_unset_are_removals() -> None:
     assert removed_fields(BASE, levels, says_enabled=True) == []  # tiers replaced, not dropped
 
 
-def test_event_types_aggregate_and_field_change_what_progress_means() -> None:
+def test_event_types_aggregate_field_condition_and_thresholds_change_what_progress_means() -> None:
     reordered = dataclasses.replace(BASE, rule=dataclasses.replace(BASE.rule, event_types=("buy",)))
     assert meaning_changes(BASE, reordered) == []
     counting = dataclasses.replace(BASE, rule=Rule(("buy",), BASE.rule.condition))
@@ -58,4 +58,16 @@ def test_event_types_aggregate_and_field_change_what_progress_means() -> None:
     other_field = dataclasses.replace(BASE, rule=dataclasses.replace(BASE.rule, field="total"))
     assert meaning_changes(BASE, other_field) == ['rule.field "amount" -> "total"']
     condition_only = dataclasses.replace(BASE, rule=dataclasses.replace(BASE.rule, condition=""))
-    assert meaning_changes(BASE, condition_only) == []
+    assert meaning_changes(BASE, condition_only) == [
+        'rule.condition "event.properties.amount > 1" -> ""'
+    ]
+    higher = dataclasses.replace(BASE, tiers=(Tier("bronze", 10), Tier("gold", 150, 5)))
+    assert meaning_changes(BASE, higher) == ["tiers thresholds [10,100] -> [10,150]"]
+    renamed = dataclasses.replace(BASE, tiers=(Tier("copper", 10), Tier("gold", 100, 9)))
+    assert meaning_changes(BASE, renamed) == []  # names and points only
+    single = Achievement("s", "S", Rule(("buy",), target=3))
+    assert meaning_changes(single, dataclasses.replace(single, rule=Rule(("buy",), target=5))) == [
+        "rule.target thresholds [3] -> [5]"
+    ]
+    levels = dataclasses.replace(single, use_level_thresholds=True)
+    assert meaning_changes(single, levels) == ['rule.target thresholds [3] -> "level thresholds"']

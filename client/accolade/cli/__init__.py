@@ -22,6 +22,7 @@ from accolade._errors import RPCError
 from accolade.cli import _leaderboards as leaderboards
 from accolade.cli import _verbs as verbs
 from accolade.v1.admin_pb2 import ProgressPolicy
+from accolade.v1.backfills_pb2 import BackfillMode
 from accolade.v1.types_pb2 import Aggregate
 
 
@@ -271,10 +272,21 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         "--progress",
         type=verbs.enum_arg(ProgressPolicy, "a progress policy"),
         metavar="{keep,reset,reevaluate,revoke_non_qualifying}",
-        help="what to do with users' progress when a rule's event types, aggregate or field "
-        "change: keep it, reset it to 0 (awards already made stay), or recompute it from "
-        "stored events (a backfill; revoke_non_qualifying also revokes levels no longer "
-        "reached)",
+        help="what to do with users' progress when a rule's event types, aggregate, field, "
+        "condition or thresholds change: keep it, reset it to 0 (awards already made stay), "
+        "or recompute it from stored events (a backfill; revoke_non_qualifying also revokes "
+        "levels no longer reached)",
+    )
+    apply.add_argument(
+        "--backfill",
+        action="store_true",
+        help="backfill the achievements the file creates or enables from stored events "
+        "(award users who already qualify; see `accolade backfills list`)",
+    )
+    apply.add_argument(
+        "--notify",
+        action="store_true",
+        help="let the backfills' awards notify webhook and email sinks (default: they do not)",
     )
     apply.add_argument(
         "--source", metavar="NAME", help="recorded with each achievement (default: file name)"
@@ -337,6 +349,24 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
 
     bf = verbs_.add_parser("backfills", help="backfill jobs: progress computed from history")
     bf_verbs = bf.add_subparsers(dest="backfills_verb", required=True, metavar="ACTION")
+    bf_start = bf_verbs.add_parser(
+        "start", parents=[common], help="backfill a stored, enabled achievement from history"
+    )
+    bf_start.add_argument("achievement")
+    bf_start.add_argument(
+        "--mode",
+        type=verbs.enum_arg(BackfillMode, "a backfill mode"),
+        metavar="{reevaluate,revoke_non_qualifying}",
+        help="reevaluate (default): award levels newly reached, keep those held; "
+        "revoke_non_qualifying: also revoke levels no longer reached, with their points",
+    )
+    bf_start.add_argument(
+        "--notify",
+        action="store_true",
+        help="let its awards notify webhook and email sinks (default: they do not)",
+    )
+    bf_start.add_argument("--reason", default="", help="recorded with each award-log entry")
+    bf_start.set_defaults(func=verbs.backfills_start)
     bf_list = bf_verbs.add_parser("list", parents=[common], help="backfills, newest first")
     bf_list.add_argument("--achievement", help="only backfills of this achievement")
     bf_list.set_defaults(func=verbs.backfills_list)

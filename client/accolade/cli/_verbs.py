@@ -406,6 +406,8 @@ def rules_apply(args: argparse.Namespace) -> int:
             allow_replace=args.replace,
             allow_field_removal=args.allow_removal,
             progress_policy=args.progress,
+            backfill=args.backfill,
+            notify=args.notify,
         )
         boards = (
             c.apply_leaderboards(args.file, validate_only=args.dry_run)
@@ -452,6 +454,8 @@ def rules_apply(args: argparse.Namespace) -> int:
             if kind != "unchanged":
                 fields = f" ({', '.join(b.fields)})" if b.fields else ""
                 print(f"  {'created' if kind == 'create' else 'updated'}: {b.id}{fields}")
+    for job in result.backfills:
+        print(f"backfill queued: {job.name} ({job.achievement_id}); see accolade backfills get")
     if args.dry_run:
         print("dry run: nothing was written")
     return 0
@@ -645,6 +649,22 @@ _BACKFILL_HEADER = (
     "REVOKED",
     "ERROR",
 )
+
+
+def backfills_start(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        job = c.start_backfill(
+            args.achievement, mode=args.mode, notify=args.notify, reason=args.reason
+        )
+    if args.json:
+        render.print_json(job)
+        return 0
+    mode = short_name(backfills_pb2.BackfillMode, job.mode)
+    print(
+        f"{job.name}: {short_name(backfills_pb2.Backfill.State, job.state)} ({mode} of "
+        f"{job.achievement_id}, {'notifying' if job.notify else 'not notifying'} its awards)"
+    )
+    return 0
 
 
 def backfills_list(args: argparse.Namespace) -> int:

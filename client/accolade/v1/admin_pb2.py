@@ -27,7 +27,7 @@ from accolade.v1 import types_pb2 as accolade_dot_v1_dot_types__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63olade/v1/admin.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x1b\x61\x63\x63olade/v1/backfills.proto\x1a\x17\x61\x63\x63olade/v1/types.proto\x1a google/protobuf/field_mask.proto\"k\n\x18\x43reateAchievementRequest\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12\x10\n\x08\x62\x61\x63kfill\x18\x02 \x01(\x08\x12\x0e\n\x06notify\x18\x03 \x01(\x08\"\x85\x01\n\x19\x43reateAchievementResponse\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12\x10\n\x08warnings\x18\x02 \x03(\t\x12\'\n\x08\x62\x61\x63kfill\x18\x03 \x01(\x0b\x32\x15.accolade.v1.Backfill\"#\n\x15GetAchievementRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x16GetAchievementResponse\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\"t\n\x17ListAchievementsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x14\n\x07\x65nabled\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"c\n\x18ListAchievementsResponse\x12.\n\x0c\x61\x63hievements\x18\x01 \x03(\x0b\x32\x18.accolade.v1.Achievement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x01\n\x18UpdateAchievementRequest\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x34\n\x0fprogress_policy\x18\x03 \x01(\x0e\x32\x1b.accolade.v1.ProgressPolicy\x12\x10\n\x08\x62\x61\x63kfill\x18\x04 \x01(\x08\x12\x0e\n\x06notify\x18\x05 \x01(\x08\"\x85\x01\n\x19UpdateAchievementResponse\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12\x10\n\x08warnings\x18\x02 \x03(\t\x12\'\n\x08\x62\x61\x63kfill\x18\x03 \x01(\x0b\x32\x15.accolade.v1.Backfill\"C\n\x18\x44\x65leteAchievementRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\x1b\n\x19\x44\x65leteAchievementResponse\"\x98\x02\n\x18\x41pplyAchievementsRequest\x12.\n\x0c\x61\x63hievements\x18\x01 \x03(\x0b\x32\x18.accolade.v1.Achievement\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x15\n\rallow_replace\x18\x04 \x01(\x08\x12\x1b\n\x13\x61llow_field_removal\x18\x05 \x01(\x08\x12\x34\n\x0fprogress_policy\x18\x06 \x01(\x0e\x32\x1b.accolade.v1.ProgressPolicy\x12+\n\x0b\x65vent_types\x18\x07 \x03(\x0b\x32\x16.accolade.v1.EventType\x12\x0e\n\x06notify\x18\t \x01(\x08\"\xe9\x01\n\x11\x41\x63hievementChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x04kind\x18\x02 \x01(\x0e\x32#.accolade.v1.AchievementChange.Kind\x12(\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x18.accolade.v1.FieldChange\x12\x17\n\x0fprevious_source\x18\x04 \x01(\t\"R\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_CREATE\x10\x01\x12\x0f\n\x0bKIND_UPDATE\x10\x02\x12\x12\n\x0eKIND_UNCHANGED\x10\x03\"B\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\"\xbd\x01\n\x19\x41pplyAchievementsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x03(\t\x12\x0f\n\x07updated\x18\x02 \x03(\t\x12\x11\n\tunchanged\x18\x03 \x03(\t\x12/\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x1e.accolade.v1.AchievementChange\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12(\n\tbackfills\x18\x07 \x03(\x0b\x32\x15.accolade.v1.Backfill\"i\n\x11GrantAwardRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63hievement_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"M\n\x12GrantAwardResponse\x12!\n\x05\x61ward\x18\x01 \x01(\x0b\x32\x12.accolade.v1.Award\x12\x14\n\x0c\x61lready_held\x18\x02 \x01(\x08\"}\n\x12RevokeAwardRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63hievement_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x11\n\tall_tiers\x18\x06 \x01(\x08\">\n\x13RevokeAwardResponse\x12\'\n\x0brevocations\x18\x01 \x03(\x0b\x32\x12.accolade.v1.Award\"\x82\x01\n\rPropertyShape\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x30\n\rdeclared_type\x18\x02 \x01(\x0e\x32\x19.accolade.v1.PropertyType\x12\x31\n\x0eobserved_types\x18\x03 \x03(\x0e\x32\x19.accolade.v1.PropertyType\"I\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nproperties\x18\x02 \x03(\x0b\x32\x1a.accolade.v1.PropertyShape\"E\n\x17\x44\x65\x63lareEventTypeRequest\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.accolade.v1.EventType\"F\n\x18\x44\x65\x63lareEventTypeResponse\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.accolade.v1.EventType\"#\n\x13GetEventTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14GetEventTypeResponse\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.accolade.v1.EventType\">\n\x15ListEventTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x16ListEventTypesResponse\x12+\n\x0b\x65vent_types\x18\x01 \x03(\x0b\x32\x16.accolade.v1.EventType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x15\x44\x65leteUserDataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"=\n\x16\x44\x65leteUserDataResponse\x12#\n\x07\x65rasure\x18\x01 \x01(\x0b\x32\x12.accolade.v1.Award*\xb1\x01\n\x0eProgressPolicy\x12\x1f\n\x1bPROGRESS_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14PROGRESS_POLICY_KEEP\x10\x01\x12\x19\n\x15PROGRESS_POLICY_RESET\x10\x02\x12\x1e\n\x1aPROGRESS_POLICY_REEVALUATE\x10\x03\x12)\n%PROGRESS_POLICY_REVOKE_NON_QUALIFYING\x10\x04*\xc3\x01\n\x0cPropertyType\x12\x1d\n\x19PROPERTY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14PROPERTY_TYPE_STRING\x10\x01\x12\x18\n\x14PROPERTY_TYPE_NUMBER\x10\x02\x12\x16\n\x12PROPERTY_TYPE_BOOL\x10\x03\x12\x18\n\x14PROPERTY_TYPE_OBJECT\x10\x04\x12\x16\n\x12PROPERTY_TYPE_LIST\x10\x05\x12\x16\n\x12PROPERTY_TYPE_NULL\x10\x06\x32\xf5\x08\n\x10\x41\x63hievementAdmin\x12\x62\n\x11\x43reateAchievement\x12%.accolade.v1.CreateAchievementRequest\x1a&.accolade.v1.CreateAchievementResponse\x12^\n\x0eGetAchievement\x12\".accolade.v1.GetAchievementRequest\x1a#.accolade.v1.GetAchievementResponse\"\x03\x90\x02\x01\x12\x64\n\x10ListAchievements\x12$.accolade.v1.ListAchievementsRequest\x1a%.accolade.v1.ListAchievementsResponse\"\x03\x90\x02\x01\x12\x62\n\x11UpdateAchievement\x12%.accolade.v1.UpdateAchievementRequest\x1a&.accolade.v1.UpdateAchievementResponse\x12\x62\n\x11\x44\x65leteAchievement\x12%.accolade.v1.DeleteAchievementRequest\x1a&.accolade.v1.DeleteAchievementResponse\x12\x62\n\x11\x41pplyAchievements\x12%.accolade.v1.ApplyAchievementsRequest\x1a&.accolade.v1.ApplyAchievementsResponse\x12M\n\nGrantAward\x12\x1e.accolade.v1.GrantAwardRequest\x1a\x1f.accolade.v1.GrantAwardResponse\x12P\n\x0bRevokeAward\x12\x1f.accolade.v1.RevokeAwardRequest\x1a .accolade.v1.RevokeAwardResponse\x12_\n\x10\x44\x65\x63lareEventType\x12$.accolade.v1.DeclareEventTypeRequest\x1a%.accolade.v1.DeclareEventTypeResponse\x12S\n\x0cGetEventType\x12 .accolade.v1.GetEventTypeRequest\x1a!.accolade.v1.GetEventTypeResponse\x12Y\n\x0eListEventTypes\x12\".accolade.v1.ListEventTypesRequest\x1a#.accolade.v1.ListEventTypesResponse\x12Y\n\x0e\x44\x65leteUserData\x12\".accolade.v1.DeleteUserDataRequest\x1a#.accolade.v1.DeleteUserDataResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63olade/v1/admin.proto\x12\x0b\x61\x63\x63olade.v1\x1a\x1b\x61\x63\x63olade/v1/backfills.proto\x1a\x17\x61\x63\x63olade/v1/types.proto\x1a google/protobuf/field_mask.proto\"k\n\x18\x43reateAchievementRequest\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12\x10\n\x08\x62\x61\x63kfill\x18\x02 \x01(\x08\x12\x0e\n\x06notify\x18\x03 \x01(\x08\"\x85\x01\n\x19\x43reateAchievementResponse\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12\x10\n\x08warnings\x18\x02 \x03(\t\x12\'\n\x08\x62\x61\x63kfill\x18\x03 \x01(\x0b\x32\x15.accolade.v1.Backfill\"#\n\x15GetAchievementRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x16GetAchievementResponse\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\"t\n\x17ListAchievementsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x14\n\x07\x65nabled\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"c\n\x18ListAchievementsResponse\x12.\n\x0c\x61\x63hievements\x18\x01 \x03(\x0b\x32\x18.accolade.v1.Achievement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x01\n\x18UpdateAchievementRequest\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x34\n\x0fprogress_policy\x18\x03 \x01(\x0e\x32\x1b.accolade.v1.ProgressPolicy\x12\x10\n\x08\x62\x61\x63kfill\x18\x04 \x01(\x08\x12\x0e\n\x06notify\x18\x05 \x01(\x08\"\x85\x01\n\x19UpdateAchievementResponse\x12-\n\x0b\x61\x63hievement\x18\x01 \x01(\x0b\x32\x18.accolade.v1.Achievement\x12\x10\n\x08warnings\x18\x02 \x03(\t\x12\'\n\x08\x62\x61\x63kfill\x18\x03 \x01(\x0b\x32\x15.accolade.v1.Backfill\"C\n\x18\x44\x65leteAchievementRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\x1b\n\x19\x44\x65leteAchievementResponse\"\xaa\x02\n\x18\x41pplyAchievementsRequest\x12.\n\x0c\x61\x63hievements\x18\x01 \x03(\x0b\x32\x18.accolade.v1.Achievement\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x15\n\rallow_replace\x18\x04 \x01(\x08\x12\x1b\n\x13\x61llow_field_removal\x18\x05 \x01(\x08\x12\x34\n\x0fprogress_policy\x18\x06 \x01(\x0e\x32\x1b.accolade.v1.ProgressPolicy\x12+\n\x0b\x65vent_types\x18\x07 \x03(\x0b\x32\x16.accolade.v1.EventType\x12\x10\n\x08\x62\x61\x63kfill\x18\x08 \x01(\x08\x12\x0e\n\x06notify\x18\t \x01(\x08\"\xe9\x01\n\x11\x41\x63hievementChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x04kind\x18\x02 \x01(\x0e\x32#.accolade.v1.AchievementChange.Kind\x12(\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x18.accolade.v1.FieldChange\x12\x17\n\x0fprevious_source\x18\x04 \x01(\t\"R\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_CREATE\x10\x01\x12\x0f\n\x0bKIND_UPDATE\x10\x02\x12\x12\n\x0eKIND_UNCHANGED\x10\x03\"B\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\"\xbd\x01\n\x19\x41pplyAchievementsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x03(\t\x12\x0f\n\x07updated\x18\x02 \x03(\t\x12\x11\n\tunchanged\x18\x03 \x03(\t\x12/\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x1e.accolade.v1.AchievementChange\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12(\n\tbackfills\x18\x07 \x03(\x0b\x32\x15.accolade.v1.Backfill\"i\n\x11GrantAwardRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63hievement_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"M\n\x12GrantAwardResponse\x12!\n\x05\x61ward\x18\x01 \x01(\x0b\x32\x12.accolade.v1.Award\x12\x14\n\x0c\x61lready_held\x18\x02 \x01(\x08\"}\n\x12RevokeAwardRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63hievement_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x11\n\tall_tiers\x18\x06 \x01(\x08\">\n\x13RevokeAwardResponse\x12\'\n\x0brevocations\x18\x01 \x03(\x0b\x32\x12.accolade.v1.Award\"\x82\x01\n\rPropertyShape\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x30\n\rdeclared_type\x18\x02 \x01(\x0e\x32\x19.accolade.v1.PropertyType\x12\x31\n\x0eobserved_types\x18\x03 \x03(\x0e\x32\x19.accolade.v1.PropertyType\"I\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nproperties\x18\x02 \x03(\x0b\x32\x1a.accolade.v1.PropertyShape\"E\n\x17\x44\x65\x63lareEventTypeRequest\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.accolade.v1.EventType\"F\n\x18\x44\x65\x63lareEventTypeResponse\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.accolade.v1.EventType\"#\n\x13GetEventTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14GetEventTypeResponse\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.accolade.v1.EventType\">\n\x15ListEventTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x16ListEventTypesResponse\x12+\n\x0b\x65vent_types\x18\x01 \x03(\x0b\x32\x16.accolade.v1.EventType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x15\x44\x65leteUserDataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"=\n\x16\x44\x65leteUserDataResponse\x12#\n\x07\x65rasure\x18\x01 \x01(\x0b\x32\x12.accolade.v1.Award*\xb1\x01\n\x0eProgressPolicy\x12\x1f\n\x1bPROGRESS_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14PROGRESS_POLICY_KEEP\x10\x01\x12\x19\n\x15PROGRESS_POLICY_RESET\x10\x02\x12\x1e\n\x1aPROGRESS_POLICY_REEVALUATE\x10\x03\x12)\n%PROGRESS_POLICY_REVOKE_NON_QUALIFYING\x10\x04*\xc3\x01\n\x0cPropertyType\x12\x1d\n\x19PROPERTY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14PROPERTY_TYPE_STRING\x10\x01\x12\x18\n\x14PROPERTY_TYPE_NUMBER\x10\x02\x12\x16\n\x12PROPERTY_TYPE_BOOL\x10\x03\x12\x18\n\x14PROPERTY_TYPE_OBJECT\x10\x04\x12\x16\n\x12PROPERTY_TYPE_LIST\x10\x05\x12\x16\n\x12PROPERTY_TYPE_NULL\x10\x06\x32\xf5\x08\n\x10\x41\x63hievementAdmin\x12\x62\n\x11\x43reateAchievement\x12%.accolade.v1.CreateAchievementRequest\x1a&.accolade.v1.CreateAchievementResponse\x12^\n\x0eGetAchievement\x12\".accolade.v1.GetAchievementRequest\x1a#.accolade.v1.GetAchievementResponse\"\x03\x90\x02\x01\x12\x64\n\x10ListAchievements\x12$.accolade.v1.ListAchievementsRequest\x1a%.accolade.v1.ListAchievementsResponse\"\x03\x90\x02\x01\x12\x62\n\x11UpdateAchievement\x12%.accolade.v1.UpdateAchievementRequest\x1a&.accolade.v1.UpdateAchievementResponse\x12\x62\n\x11\x44\x65leteAchievement\x12%.accolade.v1.DeleteAchievementRequest\x1a&.accolade.v1.DeleteAchievementResponse\x12\x62\n\x11\x41pplyAchievements\x12%.accolade.v1.ApplyAchievementsRequest\x1a&.accolade.v1.ApplyAchievementsResponse\x12M\n\nGrantAward\x12\x1e.accolade.v1.GrantAwardRequest\x1a\x1f.accolade.v1.GrantAwardResponse\x12P\n\x0bRevokeAward\x12\x1f.accolade.v1.RevokeAwardRequest\x1a .accolade.v1.RevokeAwardResponse\x12_\n\x10\x44\x65\x63lareEventType\x12$.accolade.v1.DeclareEventTypeRequest\x1a%.accolade.v1.DeclareEventTypeResponse\x12S\n\x0cGetEventType\x12 .accolade.v1.GetEventTypeRequest\x1a!.accolade.v1.GetEventTypeResponse\x12Y\n\x0eListEventTypes\x12\".accolade.v1.ListEventTypesRequest\x1a#.accolade.v1.ListEventTypesResponse\x12Y\n\x0e\x44\x65leteUserData\x12\".accolade.v1.DeleteUserDataRequest\x1a#.accolade.v1.DeleteUserDataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACHIEVEMENTADMIN'].methods_by_name['GetAchievement']._serialized_options = b'\220\002\001'
   _globals['_ACHIEVEMENTADMIN'].methods_by_name['ListAchievements']._loaded_options = None
   _globals['_ACHIEVEMENTADMIN'].methods_by_name['ListAchievements']._serialized_options = b'\220\002\001'
-  _globals['_PROGRESSPOLICY']._serialized_start=3027
-  _globals['_PROGRESSPOLICY']._serialized_end=3204
-  _globals['_PROPERTYTYPE']._serialized_start=3207
-  _globals['_PROPERTYTYPE']._serialized_end=3402
+  _globals['_PROGRESSPOLICY']._serialized_start=3045
+  _globals['_PROGRESSPOLICY']._serialized_end=3222
+  _globals['_PROPERTYTYPE']._serialized_start=3225
+  _globals['_PROPERTYTYPE']._serialized_end=3420
   _globals['_CREATEACHIEVEMENTREQUEST']._serialized_start=128
   _globals['_CREATEACHIEVEMENTREQUEST']._serialized_end=235
   _globals['_CREATEACHIEVEMENTRESPONSE']._serialized_start=238
@@ -63,43 +63,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEACHIEVEMENTRESPONSE']._serialized_start=1120
   _globals['_DELETEACHIEVEMENTRESPONSE']._serialized_end=1147
   _globals['_APPLYACHIEVEMENTSREQUEST']._serialized_start=1150
-  _globals['_APPLYACHIEVEMENTSREQUEST']._serialized_end=1430
-  _globals['_ACHIEVEMENTCHANGE']._serialized_start=1433
-  _globals['_ACHIEVEMENTCHANGE']._serialized_end=1666
-  _globals['_ACHIEVEMENTCHANGE_KIND']._serialized_start=1584
-  _globals['_ACHIEVEMENTCHANGE_KIND']._serialized_end=1666
-  _globals['_FIELDCHANGE']._serialized_start=1668
-  _globals['_FIELDCHANGE']._serialized_end=1734
-  _globals['_APPLYACHIEVEMENTSRESPONSE']._serialized_start=1737
-  _globals['_APPLYACHIEVEMENTSRESPONSE']._serialized_end=1926
-  _globals['_GRANTAWARDREQUEST']._serialized_start=1928
-  _globals['_GRANTAWARDREQUEST']._serialized_end=2033
-  _globals['_GRANTAWARDRESPONSE']._serialized_start=2035
-  _globals['_GRANTAWARDRESPONSE']._serialized_end=2112
-  _globals['_REVOKEAWARDREQUEST']._serialized_start=2114
-  _globals['_REVOKEAWARDREQUEST']._serialized_end=2239
-  _globals['_REVOKEAWARDRESPONSE']._serialized_start=2241
-  _globals['_REVOKEAWARDRESPONSE']._serialized_end=2303
-  _globals['_PROPERTYSHAPE']._serialized_start=2306
-  _globals['_PROPERTYSHAPE']._serialized_end=2436
-  _globals['_EVENTTYPE']._serialized_start=2438
-  _globals['_EVENTTYPE']._serialized_end=2511
-  _globals['_DECLAREEVENTTYPEREQUEST']._serialized_start=2513
-  _globals['_DECLAREEVENTTYPEREQUEST']._serialized_end=2582
-  _globals['_DECLAREEVENTTYPERESPONSE']._serialized_start=2584
-  _globals['_DECLAREEVENTTYPERESPONSE']._serialized_end=2654
-  _globals['_GETEVENTTYPEREQUEST']._serialized_start=2656
-  _globals['_GETEVENTTYPEREQUEST']._serialized_end=2691
-  _globals['_GETEVENTTYPERESPONSE']._serialized_start=2693
-  _globals['_GETEVENTTYPERESPONSE']._serialized_end=2759
-  _globals['_LISTEVENTTYPESREQUEST']._serialized_start=2761
-  _globals['_LISTEVENTTYPESREQUEST']._serialized_end=2823
-  _globals['_LISTEVENTTYPESRESPONSE']._serialized_start=2825
-  _globals['_LISTEVENTTYPESRESPONSE']._serialized_end=2919
-  _globals['_DELETEUSERDATAREQUEST']._serialized_start=2921
-  _globals['_DELETEUSERDATAREQUEST']._serialized_end=2961
-  _globals['_DELETEUSERDATARESPONSE']._serialized_start=2963
-  _globals['_DELETEUSERDATARESPONSE']._serialized_end=3024
-  _globals['_ACHIEVEMENTADMIN']._serialized_start=3405
-  _globals['_ACHIEVEMENTADMIN']._serialized_end=4546
+  _globals['_APPLYACHIEVEMENTSREQUEST']._serialized_end=1448
+  _globals['_ACHIEVEMENTCHANGE']._serialized_start=1451
+  _globals['_ACHIEVEMENTCHANGE']._serialized_end=1684
+  _globals['_ACHIEVEMENTCHANGE_KIND']._serialized_start=1602
+  _globals['_ACHIEVEMENTCHANGE_KIND']._serialized_end=1684
+  _globals['_FIELDCHANGE']._serialized_start=1686
+  _globals['_FIELDCHANGE']._serialized_end=1752
+  _globals['_APPLYACHIEVEMENTSRESPONSE']._serialized_start=1755
+  _globals['_APPLYACHIEVEMENTSRESPONSE']._serialized_end=1944
+  _globals['_GRANTAWARDREQUEST']._serialized_start=1946
+  _globals['_GRANTAWARDREQUEST']._serialized_end=2051
+  _globals['_GRANTAWARDRESPONSE']._serialized_start=2053
+  _globals['_GRANTAWARDRESPONSE']._serialized_end=2130
+  _globals['_REVOKEAWARDREQUEST']._serialized_start=2132
+  _globals['_REVOKEAWARDREQUEST']._serialized_end=2257
+  _globals['_REVOKEAWARDRESPONSE']._serialized_start=2259
+  _globals['_REVOKEAWARDRESPONSE']._serialized_end=2321
+  _globals['_PROPERTYSHAPE']._serialized_start=2324
+  _globals['_PROPERTYSHAPE']._serialized_end=2454
+  _globals['_EVENTTYPE']._serialized_start=2456
+  _globals['_EVENTTYPE']._serialized_end=2529
+  _globals['_DECLAREEVENTTYPEREQUEST']._serialized_start=2531
+  _globals['_DECLAREEVENTTYPEREQUEST']._serialized_end=2600
+  _globals['_DECLAREEVENTTYPERESPONSE']._serialized_start=2602
+  _globals['_DECLAREEVENTTYPERESPONSE']._serialized_end=2672
+  _globals['_GETEVENTTYPEREQUEST']._serialized_start=2674
+  _globals['_GETEVENTTYPEREQUEST']._serialized_end=2709
+  _globals['_GETEVENTTYPERESPONSE']._serialized_start=2711
+  _globals['_GETEVENTTYPERESPONSE']._serialized_end=2777
+  _globals['_LISTEVENTTYPESREQUEST']._serialized_start=2779
+  _globals['_LISTEVENTTYPESREQUEST']._serialized_end=2841
+  _globals['_LISTEVENTTYPESRESPONSE']._serialized_start=2843
+  _globals['_LISTEVENTTYPESRESPONSE']._serialized_end=2937
+  _globals['_DELETEUSERDATAREQUEST']._serialized_start=2939
+  _globals['_DELETEUSERDATAREQUEST']._serialized_end=2979
+  _globals['_DELETEUSERDATARESPONSE']._serialized_start=2981
+  _globals['_DELETEUSERDATARESPONSE']._serialized_end=3042
+  _globals['_ACHIEVEMENTADMIN']._serialized_start=3423
+  _globals['_ACHIEVEMENTADMIN']._serialized_end=4564
 # @@protoc_insertion_point(module_scope)

@@ -52,7 +52,8 @@ class _ProgressPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Progre
 
 class ProgressPolicy(_ProgressPolicy, metaclass=_ProgressPolicyEnumTypeWrapper):
     """What to do with users' stored progress when a change alters what it
-    means (the rule's event types, aggregate or field).
+    means or which levels it reaches (the rule's event types, aggregate,
+    field or condition, or the thresholds: tiers' or the rule's target).
     """
 
 PROGRESS_POLICY_UNSPECIFIED: ProgressPolicy.ValueType  # 0
@@ -280,7 +281,10 @@ class UpdateAchievementRequest(_message.Message):
     NOTIFY_FIELD_NUMBER: _builtins.int
     progress_policy: Global___ProgressPolicy.ValueType
     """Required when the change alters what users' stored progress means (the
-    rule's event types, aggregate or field) and users have progress on it.
+    rule's event types, aggregate, field or condition, or the thresholds) and
+    users have progress on it: without it the change is refused with
+    FAILED_PRECONDITION naming the achievement, the changed fields and the
+    policies to choose from.
     """
     backfill: _builtins.bool
     """Backfill from stored events after the change (e.g. when enabling it or
@@ -405,6 +409,7 @@ class ApplyAchievementsRequest(_message.Message):
     ALLOW_FIELD_REMOVAL_FIELD_NUMBER: _builtins.int
     PROGRESS_POLICY_FIELD_NUMBER: _builtins.int
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    BACKFILL_FIELD_NUMBER: _builtins.int
     NOTIFY_FIELD_NUMBER: _builtins.int
     validate_only: _builtins.bool
     """Validate only and report the changes; write nothing. Refused exactly
@@ -429,9 +434,16 @@ class ApplyAchievementsRequest(_message.Message):
     """What to do with stored progress of achievements whose change alters its
     meaning (see UpdateAchievementRequest.progress_policy).
     """
+    backfill: _builtins.bool
+    """Backfill the achievements this apply creates, and those it enables, from
+    stored events (one backfill job each, PROGRESS_POLICY_REEVALUATE's mode;
+    returned in `backfills`). Disabled achievements and meta-achievements (no
+    event types) are skipped. Changed rules are recomputed by the policy.
+    """
     notify: _builtins.bool
-    """With PROGRESS_POLICY_REEVALUATE or PROGRESS_POLICY_REVOKE_NON_QUALIFYING:
-    notify the backfills' awards through webhook and email sinks.
+    """With `backfill`, PROGRESS_POLICY_REEVALUATE or
+    PROGRESS_POLICY_REVOKE_NON_QUALIFYING: notify the backfills' awards
+    through webhook and email sinks.
     """
     @_builtins.property
     def achievements(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Achievement]:
@@ -453,11 +465,12 @@ class ApplyAchievementsRequest(_message.Message):
         allow_field_removal: _builtins.bool = ...,
         progress_policy: Global___ProgressPolicy.ValueType = ...,
         event_types: _abc.Iterable[Global___EventType] | None = ...,
+        backfill: _builtins.bool = ...,
         notify: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievements", b"achievements", "allow_field_removal", b"allow_field_removal", "allow_replace", b"allow_replace", "event_types", b"event_types", "notify", b"notify", "progress_policy", b"progress_policy", "source", b"source", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievements", b"achievements", "allow_field_removal", b"allow_field_removal", "allow_replace", b"allow_replace", "backfill", b"backfill", "event_types", b"event_types", "notify", b"notify", "progress_policy", b"progress_policy", "source", b"source", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -588,8 +601,9 @@ class ApplyAchievementsResponse(_message.Message):
 
     @_builtins.property
     def backfills(self) -> _containers.RepeatedCompositeFieldContainer[_backfills_pb2.Backfill]:
-        """Backfills queued by a recomputing progress policy (one per changed,
-        enabled achievement).
+        """Backfills queued by `backfill` (one per created or enabled achievement)
+        and by a recomputing progress policy (one per changed, enabled
+        achievement).
         """
 
     def __init__(

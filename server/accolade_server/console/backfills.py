@@ -50,8 +50,20 @@ def routes(console: Console) -> list[ConsoleRoute]:
         return render.page(request, "_preview.html", {"error": "", "p": result})
 
     async def page(request: Request, session: Session | None) -> Response:
-        jobs, _ = await service().list(achievement_id="", page_size=SHOWN, page_token="")
-        context = {"jobs": jobs, "name": job_name, "flash": messages.read(request, "flash")}
+        """Every backfill, or (`?achievement=ID`, the editor's section) one achievement's."""
+        achievement_id = request.query_params.get("achievement", "")
+        try:
+            jobs, _ = await service().list(
+                achievement_id=achievement_id, page_size=SHOWN, page_token=""
+            )
+        except AccoladeError as exc:
+            return console.error_page(request, exc)
+        context = {
+            "jobs": jobs,
+            "name": job_name,
+            "flash": messages.read(request, "flash"),
+            "one_achievement": achievement_id,
+        }
         if request.headers.get("hx-request") == "true":
             return render.page(request, "_backfill_table.html", context)
         return render.page(request, "backfills.html", context)

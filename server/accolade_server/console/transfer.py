@@ -52,9 +52,12 @@ def shown(value: str) -> str:
     return decoded if isinstance(decoded, str) else value
 
 
-def _options(form: FormData, name: str, *, validate_only: bool) -> ApplyOptions:
-    """What the admin allowed on the import page (the CLI's --allow-removal, --replace and
-    --progress), with the file's name as the source of what it applies."""
+def _options(
+    form: FormData, name: str, session: Session | None, *, validate_only: bool
+) -> ApplyOptions:
+    """What the admin allowed on the import page (the CLI's --allow-removal, --replace,
+    --progress, --backfill and --notify), with the file's name as the source of what it
+    applies and the admin as the actor of its backfills."""
     policy = str(form.get("progress_policy") or "")
     return ApplyOptions(
         validate_only=validate_only,
@@ -62,6 +65,9 @@ def _options(form: FormData, name: str, *, validate_only: bool) -> ApplyOptions:
         allow_replace=form.get("allow_replace") == "on",
         allow_field_removal=form.get("allow_removal") == "on",
         progress_policy=ProgressPolicy(policy) if policy else ProgressPolicy.UNSPECIFIED,
+        backfill=form.get("backfill") == "on",
+        notify=form.get("notify") == "on",
+        actor=session.actor if session else "",
     )
 
 
@@ -96,7 +102,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         try:
             text, name = await _upload_text(form)
             items, event_types = parse_yaml(text, name)
-            options = _options(form, name, validate_only=True)
+            options = _options(form, name, session, validate_only=True)
             result = await service.apply(
                 items, dataclasses.replace(options, event_types=event_types)
             )
@@ -114,7 +120,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         name = str(form.get("name") or "file")
         try:
             items, event_types = parse_yaml(text if isinstance(text, str) else "", name)
-            options = _options(form, name, validate_only=False)
+            options = _options(form, name, session, validate_only=False)
             result = await service.apply(
                 items, dataclasses.replace(options, event_types=event_types)
             )

@@ -165,8 +165,17 @@ def removed_fields(old: Achievement, new: Achievement, *, says_enabled: bool) ->
     return removed
 
 
+def _levels(a: Achievement) -> list[float] | str:
+    """The thresholds `a` awards at (as `rules.engine.levels_of` picks them): its tiers', the
+    server's level table, or its single target."""
+    if a.tiers:
+        return [t.threshold for t in a.tiers]
+    return "level thresholds" if a.use_level_thresholds else [a.rule.target]
+
+
 def meaning_changes(old: Achievement, new: Achievement) -> list[str]:
-    """Changes that alter what stored progress means: event types, aggregate, field."""
+    """Changes that alter what stored progress means or which levels it reaches: event
+    types, aggregate, field, condition, thresholds (tiers' or the target)."""
     out = []
     if set(old.rule.event_types) != set(new.rule.event_types):
         out.append(
@@ -179,4 +188,10 @@ def meaning_changes(old: Achievement, new: Achievement) -> list[str]:
         old.rule.aggregate in FIELD_AGGREGATES or new.rule.aggregate in FIELD_AGGREGATES
     ):
         out.append(f"rule.field {_text(old.rule.field)} -> {_text(new.rule.field)}")
+    if old.rule.condition.strip() != new.rule.condition.strip():
+        out.append(f"rule.condition {_text(old.rule.condition)} -> {_text(new.rule.condition)}")
+    before, after = _levels(old), _levels(new)
+    if before != after:
+        where = "tiers" if old.tiers or new.tiers else "rule.target"
+        out.append(f"{where} thresholds {_text(before)} -> {_text(after)}")
     return out

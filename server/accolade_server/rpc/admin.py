@@ -120,6 +120,7 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             allow_field_removal=request.allow_field_removal,
             progress_policy=convert.progress_policy_from_proto(request.progress_policy),
             event_types=[convert.event_type_from_proto(t) for t in request.event_types],
+            backfill=request.backfill,
             notify=request.notify,
             actor=caller(self.guard, context),
         )

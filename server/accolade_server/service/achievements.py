@@ -83,7 +83,10 @@ class ApplyOptions:
     allow_field_removal: bool = False
     progress_policy: ProgressPolicy = ProgressPolicy.UNSPECIFIED
     event_types: Sequence[EventTypeShape] = ()
-    #: With a recomputing policy: whether the backfills notify, and who asked (their actor).
+    #: Backfill the achievements the apply creates or enables (see `_queue_backfills`).
+    backfill: bool = False
+    #: With `backfill` or a recomputing policy: whether the backfills notify, and who asked
+    #: (their actor).
     notify: bool = False
     actor: str = ""
 
@@ -111,7 +114,7 @@ _POLICY_HINT = (
     "say what to do with it: progress_policy KEEP (keep every user's value as it is), RESET "
     "(start everyone at 0; awards already made stay), REEVALUATE (recompute from stored "
     "events; award new levels, keep those held) or REVOKE_NON_QUALIFYING (recompute; revoke "
-    "levels no longer reached); CLI: --progress keep|reset"
+    "levels no longer reached); CLI: --progress keep|reset|reevaluate|revoke_non_qualifying"
 )
 
 
@@ -468,6 +471,9 @@ class AchievementService:
                     await progress_admin.reset_progress(repo, reset)
                     await repo.bump_definitions_version()
                     jobs = await self._queue_recomputes(repo, pairs, options)
+                    jobs += await self._queue_backfills(
+                        repo, writes, existing, options, {j.achievement_id for j in jobs}
+                    )
         if not options.validate_only and writes:
             self.on_change()
         if jobs:
@@ -496,6 +502,31 @@ class AchievementService:
             reason = f"ApplyAchievements {options.source or new.id}: {changed}"[:4000]
             start = StartOptions(mode, options.notify, reason, options.actor)
             jobs.append(await queue_job(repo, new, start, self.clock()))
+        return jobs
+
+    async def _queue_backfills(
+        self,
+        repo: Repository,
+        writes: Sequence[Achievement],
+        existing: Mapping[str, Achievement],
+        options: ApplyOptions,
+        queued: set[str],
+    ) -> builtins.list[backfills.Job]:
+        """With `backfill`: a backfill (REEVALUATE) per achievement the apply creates or
+        enables, unless the policy queued one already; disabled achievements and
+        meta-achievements (nothing to read) are skipped."""
+        if not options.backfill:
+            return []
+        jobs = []
+        for a in writes:
+            old = existing.get(a.id)
+            fresh = old is None or not old.enabled
+            if not fresh or a.id in queued or not a.enabled or not a.rule.event_types:
+                continue
+            verb = "created" if old is None else "enabled"
+            reason = f"ApplyAchievements {options.source or a.id}: {a.id} {verb}"
+            start = StartOptions(Mode.REEVALUATE, options.notify, reason[:4000], options.actor)
+            jobs.append(await queue_job(repo, a, start, self.clock()))
         return jobs
 
     def _check_all(self, items: Sequence[Achievement]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -17,11 +18,17 @@ import structlog
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition, Unavailable
 from accolade_server.domain.model import AwardSource
+from accolade_server.domain.state import Event
 from accolade_server.notify.delivery import lease_owner
 from accolade_server.notify.tasks import finish_then_cancel
 from accolade_server.rules import engine
 from accolade_server.service import economy, ledger
-from accolade_server.service.backfills import compute_chunk, retention_cutoff
+from accolade_server.service.backfills import (
+    read_chunk,
+    read_history,
+    recompute_chunk,
+    retention_cutoff,
+)
 from accolade_server.service.recompute import Mode, Recomputed
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.store import backfills as store
@@ -34,6 +41,19 @@ log = structlog.get_logger("accolade.backfills")
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class _Ahead:
+    """A chunk read before its users are locked: the users, and on PostgreSQL their events
+    and the versions of their lock rows (None: read them under the lock)."""
+
+    rules: engine.RuleSet
+    users: list[str]
+    history: dict[str, list[Event]] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    #: The read of the chunk after it, started once this one's users are locked.
+    next: asyncio.Future[_Ahead] | None = None
 
 
 class BackfillWorker:
@@ -130,47 +150,98 @@ class BackfillWorker:
                     total = await store.count_events(repo, a.rule.event_types)
                     truncated = retention_cutoff(self.settings, self.clock()) is not None
                     await store.set_totals(repo, job.id, total=total, truncated=truncated)
-        after = job.checkpoint
-        while not self._closing:
-            now = self.clock()
+        ahead: _Ahead | None = None
+        pending: asyncio.Future[_Ahead] = asyncio.ensure_future(
+            self._read_ahead(job.achievement_id, job.checkpoint)
+        )
+        try:
+            while not self._closing:
+                ahead = await pending
+                if not await self._chunk(job, ahead, mode, source):
+                    return
+                after = ahead.users[-1]
+                await asyncio.sleep(self.settings.backfill_pause_seconds)
+                pending = ahead.next or asyncio.ensure_future(
+                    self._read_ahead(job.achievement_id, after)
+                )
+        finally:
+            for task in (pending, ahead.next if ahead is not None else None):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _read_ahead(self, achievement_id: str, after: str | None) -> _Ahead:
+        """The next chunk's users and (PostgreSQL) their events, read without locking them;
+        the versions of their lock rows are read first (see `store.lock_versions`), so that
+        `_chunk` can tell, under the lock, whose events changed since."""
+        async with self.uow.transaction() as repo:
+            rules = await self.rules.get(repo)
+            if achievement_id not in rules.by_id:
+                return _Ahead(rules, [])
+            users = await store.next_users(
+                repo, achievement_id, after=after, limit=self.settings.backfill_chunk_users
+            )
+            if not users or not repo.is_postgres:
+                return _Ahead(rules, users)
+            versions = await store.lock_versions(repo, users)
+        missing = [u for u in users if u not in versions]
+        if missing:  # e.g. events imported without the live path: give them their lock row
             async with self.uow.transaction() as repo:
-                current = await store.renew(repo, job.id, self.owner, now, self.lease)
-                if current is None:
-                    log.info("backfill stopped (cancelled or taken over)", backfill=job.id)
-                    return
-                rules = await self.rules.get(repo)
-                compiled = rules.by_id.get(job.achievement_id)
-                if compiled is None:
-                    raise FailedPrecondition(
-                        f"achievement {job.achievement_id!r} is deleted, disabled or cannot "
-                        "be compiled"
-                    )
-                a = compiled.achievement
-                users = await store.next_users(
-                    repo, a.id, after=after, limit=self.settings.backfill_chunk_users
+                await repo.batch.lock_users(missing, self.clock())
+        async with self.uow.transaction() as repo:
+            if missing:
+                versions.update(await store.lock_versions(repo, missing))
+            history = await read_history(repo, rules, achievement_id, users)
+        return _Ahead(rules, users, history, versions)
+
+    async def _chunk(self, job: store.Job, ahead: _Ahead, mode: Mode, source: AwardSource) -> bool:
+        """Lock the chunk's users, recompute and write them, move the checkpoint: one
+        transaction. False when the job has ended (done, cancelled or taken over)."""
+        now = self.clock()
+        async with self.uow.transaction() as repo:
+            current = await store.renew(repo, job.id, self.owner, now, self.lease)
+            if current is None:
+                log.info("backfill stopped (cancelled or taken over)", backfill=job.id)
+                return False
+            rules = await self.rules.get(repo)
+            compiled = rules.by_id.get(job.achievement_id)
+            if compiled is None:
+                raise FailedPrecondition(
+                    f"achievement {job.achievement_id!r} is deleted, disabled or cannot be compiled"
                 )
-                if not users:
-                    await store.finish(
-                        repo, job.id, self.owner, state="succeeded", error="", now=now
-                    )
-                    log.info("backfill done", backfill=job.id)
-                    return
+            a = compiled.achievement
+            users = ahead.users
+            if not users:
+                await store.finish(repo, job.id, self.owner, state="succeeded", error="", now=now)
+                log.info("backfill done", backfill=job.id)
+                return False
+            history = ahead.history if ahead.rules is rules else None
+            if history is not None:
+                locked = await store.lock_versions(repo, users, lock=True)
                 await repo.batch.lock_users(users, now)
-                results = await compute_chunk(
-                    repo, rules, a.id, users, mode, now, self.settings.enable_achievements
-                )
-                await self._write(repo, rules, job, a.id, results, source, now)
-                after = users[-1]
-                await store.advance(
-                    repo,
-                    job.id,
-                    checkpoint=after,
-                    events=sum(r.events for r in results),
-                    users=len(results),
-                    awards=sum(r.awards for r in results),
-                    revocations=sum(r.revocations for r in results),
-                )
-            await asyncio.sleep(self.settings.backfill_pause_seconds)
+                moved = [u for u in users if u not in locked or ahead.versions.get(u) != locked[u]]
+                if moved:
+                    history = {**history, **await read_history(repo, rules, a.id, moved)}
+                # The next chunk is read while this one is recomputed and written.
+                ahead.next = asyncio.ensure_future(self._read_ahead(a.id, users[-1]))
+            else:
+                await repo.batch.lock_users(users, now)
+            chunk = await read_chunk(repo, rules, a.id, users, history=history)
+            results = await recompute_chunk(
+                chunk, rules, a.id, mode, now, self.settings.enable_achievements
+            )
+            await self._write(repo, rules, job, a.id, results, source, now)
+            await store.advance(
+                repo,
+                job.id,
+                checkpoint=users[-1],
+                events=sum(r.events for r in results),
+                users=len(results),
+                awards=sum(r.awards for r in results),
+                revocations=sum(r.revocations for r in results),
+            )
+        return True
 
     async def _write(
         self,

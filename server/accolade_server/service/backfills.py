@@ -5,16 +5,23 @@ chunk of users at a time, and each user's state for the achievement is recompute
 the user's stored events by the pure engine (`service/recompute.py`). A preview only counts;
 a backfill writes.
 
-Hand-over with live traffic (exactly once): a backfill processes a chunk in one transaction
-that locks the chunk's users (`lock_users`, the lock TrackEvent takes), reads their events,
-replaces their state for the achievement with the recomputed one, writes award-log entries
-through the one writer (`BatchStore.write`), and moves the job's checkpoint. Events are stored
-in the same transaction that counts them live, so under the lock every event of the user is
-either committed (and in the recompute, which replaces what the live path counted) or not yet
-(and counted live on top of the recomputed state). COUNT, SUM, MAX, DISTINCT (the user's
-DISTINCT values are replaced too) and STREAK_DAYS are all exact this way. Resuming from the
-checkpoint repeats no user; repeating one would change nothing anyway (same events, same state,
-levels already held are not awarded again).
+Hand-over with live traffic (exactly once; `service/backfill_worker.py`): a backfill reads a
+chunk's events *before* it locks the chunk's users, so live TrackEvent calls of those users
+do not wait while their history is read. On PostgreSQL it first reads the version (`xmin`)
+of each user's lock row — the `user_points` row `lock_users` rewrites in every transaction
+that stores an event of the user — then the events. In the transaction that then locks the
+users (`lock_users`, the lock TrackEvent takes), reads their holdings and progress, replaces
+their state for the achievement with the recomputed one, writes award-log entries through the
+one writer (`BatchStore.write`) and moves the job's checkpoint, it reads the versions again
+(locking the rows): a user whose version moved (an event, an award or a point change
+committed in between) has their events read again, under the lock. Events are stored in the
+same transaction that counts them live, so under the lock every event of the user is either
+committed (and in the recompute, which replaces what the live path counted) or not yet (and
+counted live on top of the recomputed state). COUNT, SUM, MAX, DISTINCT (the user's DISTINCT
+values are replaced too) and STREAK_DAYS are all exact this way. SQLite serializes
+transactions, so there the events are read under the lock. Resuming from the checkpoint
+repeats no user; repeating one would change nothing anyway (same events, same state, levels
+already held are not awarded again).
 """
 
 from __future__ import annotations
@@ -347,6 +354,26 @@ class Chunk:
     stored: dict[str, dict[UserKey, ProgressState]]
 
 
+async def read_history(
+    repo: Repository,
+    rules: engine.RuleSet,
+    achievement_id: str,
+    users: list[str],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, list[Event]]:
+    """The users' stored events of the rule's types, in time order (with the user's
+    attributes when a rule reads them)."""
+    a = rules.by_id[achievement_id].achievement
+    history = await store.user_events(repo, users, a.rule.event_types, start=start, end=end)
+    if rules.reads_user:
+        for user, evs in history.items():
+            if evs:
+                history[user] = await with_attributes(repo, evs)
+    return history
+
+
 async def read_chunk(
     repo: Repository,
     rules: engine.RuleSet,
@@ -355,13 +382,12 @@ async def read_chunk(
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    history: dict[str, list[Event]] | None = None,
 ) -> Chunk:
-    a = rules.by_id[achievement_id].achievement
-    history = await store.user_events(repo, users, a.rule.event_types, start=start, end=end)
-    if rules.reads_user:
-        for user, evs in history.items():
-            if evs:
-                history[user] = await with_attributes(repo, evs)
+    """What a recompute of `users` reads; `history`, when given, is their events read
+    earlier (a backfill reads them before it locks the users)."""
+    if history is None:
+        history = await read_history(repo, rules, achievement_id, users, start=start, end=end)
     held = await store.user_holdings(repo, users)
     stored = await store.user_progress(repo, users, rules.closure([achievement_id]))
     by_user: dict[str, dict[UserKey, ProgressState]] = {u: {} for u in users}
@@ -396,18 +422,3 @@ async def recompute_chunk(
         )
         await asyncio.sleep(0)
     return [r for r in results if r.touched]
-
-
-async def compute_chunk(
-    repo: Repository,
-    rules: engine.RuleSet,
-    achievement_id: str,
-    users: list[str],
-    mode: Mode,
-    now: datetime,
-    awards_enabled: bool,
-) -> list[Recomputed]:
-    """Recompute `users`, read under the caller's transaction (a backfill's, which has
-    locked them)."""
-    chunk = await read_chunk(repo, rules, achievement_id, users)
-    return await recompute_chunk(chunk, rules, achievement_id, mode, now, awards_enabled)

@@ -13,7 +13,14 @@ from accolade_server.domain.model import Holding
 from accolade_server.domain.state import Event, ProgressState
 from accolade_server.store.db import utc
 from accolade_server.store.repository import Repository
-from accolade_server.store.tables import backfills, events, holdings, progress, progress_distinct
+from accolade_server.store.tables import (
+    backfills,
+    events,
+    holdings,
+    progress,
+    progress_distinct,
+    user_points,
+)
 
 #: States in which a job still has work to do.
 OPEN_STATES = ("queued", "running")
@@ -316,6 +323,27 @@ async def user_events(
         assert when is not None
         out[user_id].append(Event(event_id, user_id, type_, properties, when))
     return out
+
+
+async def lock_versions(
+    repo: Repository, user_ids: Sequence[str], *, lock: bool = False
+) -> dict[str, str]:
+    """PostgreSQL: the row version (`xmin`) of each user's lock row (`user_points`, which
+    `BatchStore.lock_users` rewrites in every transaction that stores an event of the user);
+    a user without a row is absent. With `lock`, the rows are locked as `lock_users` does
+    (in id order, waiting for writers in flight), without writing a new version.
+
+    A version read before the user's events and the same version read under the lock prove
+    that no event of the user committed in between (see `service/backfill_worker.py`)."""
+    c = user_points.c
+    query = (
+        sa.select(c.user_id, sa.literal_column("xmin::text"))
+        .where(c.user_id.in_(sorted(user_ids)))
+        .order_by(c.user_id)
+    )
+    if lock:
+        query = query.with_for_update()
+    return {row[0]: row[1] for row in await repo.conn.execute(query)}
 
 
 async def user_holdings(repo: Repository, user_ids: Sequence[str]) -> dict[str, list[Holding]]:
