@@ -158,7 +158,8 @@ def test_progress_resets_each_period_and_each_completed_period_is_awarded_once()
     assert r.periods_awarded() == ["2026-W45", "2026-W46"]
     d = r.awards[-1]
     assert d.period_start == at(2026, 11, 9, zone="America/Los_Angeles")
-    assert r.state().period is not None and r.state().period.completed == 2
+    counted = r.state().period
+    assert counted is not None and counted.completed == 2
 
 
 def test_an_event_of_a_closed_period_is_reported_and_not_counted() -> None:
