@@ -75,7 +75,7 @@ async def test_a_weekly_repeat_is_awarded_once_per_week_across_two_replicas(
     await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=four_weeks()))
     stream = server.tracker.WatchAwards(tpb.WatchAwardsRequest(user_ids=["ana"], after_cursor=0))
     first = await stream.read()
-    assert first.subscribed
+    assert isinstance(first, tpb.WatchAwardsResponse) and first.subscribed
     weeks = [monday(n) for n in (4, 3, 2, 1)]
     trackers = [server.tracker, second.tracker]
     for w, start in enumerate(weeks):
@@ -91,6 +91,7 @@ async def test_a_weekly_repeat_is_awarded_once_per_week_across_two_replicas(
     starts: list[datetime] = []
     while len(seen) < len(expected) + 1:
         message = await asyncio.wait_for(stream.read(), 30)
+        assert isinstance(message, tpb.WatchAwardsResponse)
         seen.append((message.award.achievement_id, message.award.period))
         if message.award.period:
             starts.append(message.award.period_start_time.ToDatetime(tzinfo=UTC))

@@ -95,6 +95,8 @@ def ga4_event(record: AwardRecord, achievement: Achievement | None) -> dict[str,
         params["reason"] = record.reason
     if record.event_id:
         params["event_id"] = record.event_id
+    if record.period:  # a repeating achievement's period, e.g. "2026-W48"
+        params["period"] = record.period
     return {
         "name": name,
         "params": {k: _value(v) for k, v in params.items()},
