@@ -17,6 +17,7 @@ from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
 from tests.conftest import Running, start_server, stop_server
+from tests.e2e.test_cli import client, ok
 from tests.helpers import achievement, expect_error
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -172,3 +173,27 @@ async def test_a_period_streak_must_name_an_existing_repeating_achievement(
     streak.rule.achievement_id = "weekly-runner"
     created = await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=streak))
     assert created.achievement.rule.achievement_id == "weekly-runner"
+
+
+async def test_the_cli_creates_a_repeating_achievement_and_prints_periods(
+    server: Running,
+) -> None:
+    created = await client(
+        server,
+        "achievements",
+        "create",
+        "--id",
+        "weekly-warrior",
+        "--event",
+        "workout",
+        "--rule-target",
+        "1",
+        "--repeat",
+        "weekly",
+    )
+    ok(created)
+    await server.tracker.TrackEvent(workout("w", monday(1)))
+    awards = ok(await client(server, "awards", "ana")).out.splitlines()
+    assert awards[1].split()[:4] == ["weekly-warrior", "weekly-warrior", "-", label(monday(1))]
+    table = ok(await client(server, "progress", "ana")).out
+    assert f"{label(monday(0))}: 1 in a row (best 1, 1 period completed)" in table
