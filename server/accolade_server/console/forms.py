@@ -267,7 +267,9 @@ def _repeat(text: str) -> Repeat:
         return Repeat(text)
     except ValueError:
         names = ", ".join(r.value for r in Repeat if r.value)
-        raise InvalidArgument(f"must be one of {names} (or empty)", field="achievement.repeat")
+        raise InvalidArgument(
+            f"must be one of {names} (or empty)", field="achievement.repeat"
+        ) from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
