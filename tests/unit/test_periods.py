@@ -222,3 +222,31 @@ def test_repeat_and_period_streak_definitions_are_validated_naming_the_field() -
     validate_achievement(FOUR_WEEKS)
     hour = Rule(("workout",), target=3, day_start_hour=4)
     validate_achievement(Achievement("a", "A", hour, repeat=Repeat.WEEKLY))
+
+
+def test_webhook_and_ga4_payloads_carry_a_repeating_awards_period() -> None:
+    from accolade_server.domain.model import AwardRecord, AwardSource
+    from accolade_server.notify.ga4 import ga4_event
+    from accolade_server.notify.sinks import award_payload
+
+    start = at(2026, 11, 23, zone="America/Los_Angeles")
+    record = AwardRecord(
+        7,
+        "u",
+        "weekly-warrior",
+        "",
+        10,
+        AwardSource.RULE,
+        NOW,
+        period="2026-W48",
+        period_start=start,
+    )
+    body = award_payload(record, WEEKLY)["award"]
+    assert (body["period"], body["period_start"]) == ("2026-W48", "2026-11-23T08:00:00+00:00")
+    event = ga4_event(record, WEEKLY)
+    assert event is not None and event["params"]["period"] == "2026-W48"
+    plain = AwardRecord(8, "u", "other", "", 1, AwardSource.RULE, NOW)
+    assert (
+        award_payload(plain, None)["award"]["period"],
+        award_payload(plain, None)["award"]["period_start"],
+    ) == ("", None)
