@@ -423,6 +423,8 @@ def to_data(
         rule = d.get("rule", {})
         if "aggregate" in rule:
             rule["aggregate"] = short_name(types_pb2.Aggregate, a.rule.aggregate)
+        if "repeat" in d:
+            d["repeat"] = short_name(types_pb2.Repeat, a.repeat)
         out.append(d)
     data: dict[str, Any] = {"achievements": out}
     declared = {

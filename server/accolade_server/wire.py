@@ -21,6 +21,7 @@ AGGREGATE_TO_PROTO = {
     Aggregate.MAX: pb.AGGREGATE_MAX,
     Aggregate.DISTINCT: pb.AGGREGATE_DISTINCT,
     Aggregate.STREAK_DAYS: pb.AGGREGATE_STREAK_DAYS,
+    Aggregate.PERIOD_STREAK: pb.AGGREGATE_PERIOD_STREAK,
 }
 STATUS_TO_PROTO = {
     Status.LOCKED: pb.PROGRESS_STATUS_LOCKED,
@@ -70,4 +71,11 @@ def progress_to_proto(v: ProgressView) -> pb.Progress:
     )
     if v.earned_time is not None:
         set_timestamp(msg.earned_time, v.earned_time)
+    if v.period:
+        msg.periods_completed = v.periods_completed
+        msg.period = v.period
+        msg.current_period_streak = v.current_period_streak
+        msg.best_period_streak = v.best_period_streak
+        if v.period_start is not None:
+            set_timestamp(msg.period_start_time, v.period_start)
     return msg

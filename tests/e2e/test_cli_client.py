@@ -93,8 +93,16 @@ async def test_progress_and_awards_tables(server: Running) -> None:
     assert as_json["total_points"] == "5"
 
     awards = ok(await client(server, "awards", "u1")).out.splitlines()
-    assert awards[0].split() == ["ACHIEVEMENT", "TITLE", "TIER", "POINTS", "SOURCE", "AWARDED"]
-    assert awards[1].split()[:6] == ["big-spender", "Big", "spender", "bronze", "5", "rule"]
+    assert awards[0].split() == [
+        "ACHIEVEMENT",
+        "TITLE",
+        "TIER",
+        "PERIOD",
+        "POINTS",
+        "SOURCE",
+        "AWARDED",
+    ]
+    assert awards[1].split()[:7] == ["big-spender", "Big", "spender", "bronze", "-", "5", "rule"]
     assert len(awards) == 2
 
 
@@ -126,6 +134,7 @@ async def test_grant_revoke_and_create_from_flags(server: Running) -> None:
         "target": 3,
         "day_start_hour": 0,
         "freezes_per_week": 0,
+        "achievement_id": "",
     }
     assert got["points"] == "7"
 

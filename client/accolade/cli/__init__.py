@@ -23,7 +23,7 @@ from accolade.cli import _leaderboards as leaderboards
 from accolade.cli import _verbs as verbs
 from accolade.v1.admin_pb2 import ProgressPolicy
 from accolade.v1.backfills_pb2 import BackfillMode
-from accolade.v1.types_pb2 import Aggregate
+from accolade.v1.types_pb2 import Aggregate, Repeat
 
 
 def _server_module() -> Any:
@@ -331,6 +331,12 @@ def _add_client_verbs(verbs_: Any, common: argparse.ArgumentParser) -> None:
         "the server address",
     )
     create.add_argument("--points", type=int, default=0)
+    create.add_argument(
+        "--repeat",
+        type=verbs.enum_arg(Repeat, "a repeat"),
+        metavar="{daily,weekly,monthly}",
+        help="earn it again every local day, ISO week or month (progress resets each period)",
+    )
     create.set_defaults(func=verbs.achievements_create)
     lst = ach_verbs.add_parser("list", parents=[common], help="list achievements")
     lst.add_argument("--category")

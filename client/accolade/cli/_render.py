@@ -61,6 +61,11 @@ def next_level(p: types_pb2.Progress) -> str:
 
 
 def streak(p: types_pb2.Progress) -> str:
+    if p.period:  # a repeating achievement: its period and the periods completed
+        return (
+            f"{p.period}: {p.current_period_streak} in a row (best {p.best_period_streak}, "
+            f"{count(p.periods_completed, 'period')} completed)"
+        )
     if p.aggregate != types_pb2.AGGREGATE_STREAK_DAYS:
         return "-"
     details = [f"best {p.best_streak}"]
@@ -90,8 +95,10 @@ def progress_rows(items: Sequence[types_pb2.Progress]) -> list[tuple[str, ...]]:
 
 
 def award_name(award: types_pb2.Award) -> str:
-    """`big-spender (gold) "Big spender"`; the title is absent once the achievement is gone."""
-    name = award.achievement_id + (f" ({award.tier})" if award.tier else "")
+    """`big-spender (gold) "Big spender"`, `weekly-warrior (2026-W48) …` for a repeating
+    achievement's award; the title is absent once the achievement is gone."""
+    level = ", ".join(part for part in (award.tier, award.period) if part)
+    name = award.achievement_id + (f" ({level})" if level else "")
     return name + (f" {json.dumps(award.title, ensure_ascii=False)}" if award.title else "")
 
 

@@ -178,12 +178,13 @@ def awards(args: argparse.Namespace) -> int:
         render.print_json({"awards": [render.as_dict(a) for a in held]})
         return 0
     render.table(
-        ("ACHIEVEMENT", "TITLE", "TIER", "POINTS", "SOURCE", "AWARDED"),
+        ("ACHIEVEMENT", "TITLE", "TIER", "PERIOD", "POINTS", "SOURCE", "AWARDED"),
         [
             (
                 a.achievement_id,
                 a.title or "-",
                 a.tier or "-",
+                a.period or "-",
                 a.points,
                 short_name(types_pb2.AwardSource, a.source),
                 a.award_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") + "Z",
@@ -495,7 +496,11 @@ def achievements_create(args: argparse.Namespace) -> int:
         )
         items = [
             types_pb2.Achievement(
-                id=args.id, title=args.title or args.id, points=args.points, rule=rule
+                id=args.id,
+                title=args.title or args.id,
+                points=args.points,
+                rule=rule,
+                repeat=args.repeat or types_pb2.REPEAT_UNSPECIFIED,
             )
         ]
     else:

@@ -48,6 +48,14 @@ class _AggregateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Aggregate.V
     same streak and awards. A missed day ends the current streak unless a
     freeze (`Rule.freezes_per_week`) bridges it.
     """
+    AGGREGATE_PERIOD_STREAK: _Aggregate.ValueType  # 6
+    """The current run of consecutive completed periods of the repeating
+    achievement named by `Rule.achievement_id` (see `Achievement.repeat`): a
+    period is completed when its first level is reached, and a period with no
+    completion ends the run. Such a rule has no `event_types`; it is
+    evaluated whenever that achievement's progress changes. "4 weeks in a
+    row": a rule over a weekly achievement with `target` 4.
+    """
 
 class Aggregate(_Aggregate, metaclass=_AggregateEnumTypeWrapper):
     """How a rule turns matching events into a progress value."""
@@ -73,7 +81,43 @@ days seen, so late and out-of-order events (up to
 same streak and awards. A missed day ends the current streak unless a
 freeze (`Rule.freezes_per_week`) bridges it.
 """
+AGGREGATE_PERIOD_STREAK: Aggregate.ValueType  # 6
+"""The current run of consecutive completed periods of the repeating
+achievement named by `Rule.achievement_id` (see `Achievement.repeat`): a
+period is completed when its first level is reached, and a period with no
+completion ends the run. Such a rule has no `event_types`; it is
+evaluated whenever that achievement's progress changes. "4 weeks in a
+row": a rule over a weekly achievement with `target` 4.
+"""
 Global___Aggregate: _TypeAlias = Aggregate  # noqa: Y015
+
+class _Repeat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RepeatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Repeat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPEAT_UNSPECIFIED: _Repeat.ValueType  # 0
+    """Does not repeat: each level is awarded once."""
+    REPEAT_DAILY: _Repeat.ValueType  # 1
+    """Every local day (starting at `Rule.day_start_hour`), labelled "2026-12-01"."""
+    REPEAT_WEEKLY: _Repeat.ValueType  # 2
+    """Every ISO week (Monday to Sunday, local days), labelled "2026-W48"."""
+    REPEAT_MONTHLY: _Repeat.ValueType  # 3
+    """Every calendar month (local days), labelled "2026-12"."""
+
+class Repeat(_Repeat, metaclass=_RepeatEnumTypeWrapper):
+    """How often an achievement repeats (see `Achievement.repeat`)."""
+
+REPEAT_UNSPECIFIED: Repeat.ValueType  # 0
+"""Does not repeat: each level is awarded once."""
+REPEAT_DAILY: Repeat.ValueType  # 1
+"""Every local day (starting at `Rule.day_start_hour`), labelled "2026-12-01"."""
+REPEAT_WEEKLY: Repeat.ValueType  # 2
+"""Every ISO week (Monday to Sunday, local days), labelled "2026-W48"."""
+REPEAT_MONTHLY: Repeat.ValueType  # 3
+"""Every calendar month (local days), labelled "2026-12"."""
+Global___Repeat: _TypeAlias = Repeat  # noqa: Y015
 
 class _ProgressStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -241,6 +285,7 @@ class Rule(_message.Message):
     DAY_START_HOUR_FIELD_NUMBER: _builtins.int
     MAX_EVENT_LATENESS_DAYS_FIELD_NUMBER: _builtins.int
     FREEZES_PER_WEEK_FIELD_NUMBER: _builtins.int
+    ACHIEVEMENT_ID_FIELD_NUMBER: _builtins.int
     condition: _builtins.str
     """A CEL expression over `event` that must be true for an event to count,
     e.g. `event.properties.amount >= 100`. Variables: `event.type` (string),
@@ -282,6 +327,10 @@ class Rule(_message.Message):
     and the gap uses nothing. Bridged days keep a streak alive but do not add
     to it: a streak counts the days seen.
     """
+    achievement_id: _builtins.str
+    """PERIOD_STREAK only (and required there): the id of the repeating achievement
+    whose consecutive completed periods are counted.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Event types that feed this rule (e.g. "purchase_completed"). At least one."""
@@ -297,10 +346,11 @@ class Rule(_message.Message):
         day_start_hour: _builtins.int = ...,
         max_event_lateness_days: _builtins.int | None = ...,
         freezes_per_week: _builtins.int = ...,
+        achievement_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days", "max_event_lateness_days", b"max_event_lateness_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days", "aggregate", b"aggregate", "condition", b"condition", "day_start_hour", b"day_start_hour", "event_types", b"event_types", "field", b"field", "freezes_per_week", b"freezes_per_week", "max_event_lateness_days", b"max_event_lateness_days", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days", "achievement_id", b"achievement_id", "aggregate", b"aggregate", "condition", b"condition", "day_start_hour", b"day_start_hour", "event_types", b"event_types", "field", b"field", "freezes_per_week", b"freezes_per_week", "max_event_lateness_days", b"max_event_lateness_days", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_event_lateness_days: _TypeAlias = _typing.Literal["max_event_lateness_days"]  # noqa: Y015
     _WhichOneofArgType__max_event_lateness_days: _TypeAlias = _typing.Literal["_max_event_lateness_days", b"_max_event_lateness_days"]  # noqa: Y015
@@ -375,6 +425,7 @@ class Achievement(_message.Message):
     LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
     TIME_ZONE_FIELD_NUMBER: _builtins.int
     REWARDS_FIELD_NUMBER: _builtins.int
+    REPEAT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Client-chosen slug, `^[a-z0-9][a-z0-9_-]{0,63}$` (e.g. "welcome-badge").
     Immutable.
@@ -424,6 +475,17 @@ class Achievement(_message.Message):
     time_zone: _builtins.str
     """The IANA time zone (e.g. "Europe/Berlin") of STREAK_DAYS days for events
     that name no zone of users whose profile names none; empty means UTC.
+    """
+    repeat: Global___Repeat.ValueType
+    """Whether progress resets and the achievement is earned again every local
+    day, ISO week or month. Periods are taken in the zone of STREAK_DAYS (the
+    event's, else the user's, else `time_zone`, else UTC), and a day starts at
+    `Rule.day_start_hour`. An event of a later period than the one counted
+    resets the progress (and the levels) to that period; an event of an
+    earlier, closed period is acknowledged and not counted
+    (`TrackEventResponse.not_counted` says why). Each level reached in a
+    period is its own award (`Award.period`), with its points and rewards.
+    For COUNT, SUM and MAX rules only; not with prerequisites-only rules.
     """
     @_builtins.property
     def rule(self) -> Global___Rule:
@@ -489,10 +551,11 @@ class Achievement(_message.Message):
         last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
         time_zone: _builtins.str = ...,
         rewards: _abc.Iterable[_points_pb2.Reward] | None = ...,
+        repeat: Global___Repeat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "end_time", b"end_time", "last_condition_error_time", b"last_condition_error_time", "rule", b"rule", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "rewards", b"rewards", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "time_zone", b"time_zone", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "broken_reason", b"broken_reason", "category", b"category", "condition_error_count", b"condition_error_count", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "end_time", b"end_time", "etag", b"etag", "hidden", b"hidden", "icon_url", b"icon_url", "id", b"id", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "points", b"points", "prerequisites", b"prerequisites", "repeat", b"repeat", "rewards", b"rewards", "rule", b"rule", "start_time", b"start_time", "tiers", b"tiers", "time_zone", b"time_zone", "title", b"title", "update_time", b"update_time", "use_level_thresholds", b"use_level_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -543,6 +606,11 @@ class Progress(_message.Message):
     LAST_COUNTED_DAY_FIELD_NUMBER: _builtins.int
     STREAK_ALIVE_FIELD_NUMBER: _builtins.int
     FREEZES_USED_FIELD_NUMBER: _builtins.int
+    PERIODS_COMPLETED_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    PERIOD_START_TIME_FIELD_NUMBER: _builtins.int
+    CURRENT_PERIOD_STREAK_FIELD_NUMBER: _builtins.int
+    BEST_PERIOD_STREAK_FIELD_NUMBER: _builtins.int
     achievement_id: _builtins.str
     status: Global___ProgressStatus.ValueType
     current: _builtins.float
@@ -619,10 +687,26 @@ class Progress(_message.Message):
     """STREAK_DAYS only: missed days bridged by freezes in the current streak,
     including those needed to keep it alive today; 0 when it is not alive.
     """
+    periods_completed: _builtins.int
+    """Repeating achievements only (`Achievement.repeat`), else 0 or empty:
+    periods in which the first level was reached.
+    """
+    period: _builtins.str
+    """The period progress is counted for: the current one (as of the answer)
+    e.g. "2026-W48", and its start. Once a period is over, `current` reads 0
+    until an event of the new period arrives.
+    """
+    current_period_streak: _builtins.int
+    """The run of consecutive completed periods ending at the current or the
+    previous period (0 once a period was missed), and the longest run.
+    """
+    best_period_streak: _builtins.int
     @_builtins.property
     def earned_time(self) -> _timestamp_pb2.Timestamp:
         """When the achievement (its first tier) was earned; unset if not earned."""
 
+    @_builtins.property
+    def period_start_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -651,10 +735,15 @@ class Progress(_message.Message):
         last_counted_day: _builtins.str = ...,
         streak_alive: _builtins.bool = ...,
         freezes_used: _builtins.int = ...,
+        periods_completed: _builtins.int = ...,
+        period: _builtins.str = ...,
+        period_start_time: _timestamp_pb2.Timestamp | None = ...,
+        current_period_streak: _builtins.int = ...,
+        best_period_streak: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["earned_time", b"earned_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["earned_time", b"earned_time", "period_start_time", b"period_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "aggregate", b"aggregate", "best_streak", b"best_streak", "category", b"category", "current", b"current", "current_streak", b"current_streak", "description", b"description", "earned_time", b"earned_time", "freezes_used", b"freezes_used", "hidden", b"hidden", "icon_url", b"icon_url", "last_counted_day", b"last_counted_day", "levels_earned", b"levels_earned", "levels_total", b"levels_total", "next_threshold", b"next_threshold", "next_tier", b"next_tier", "overall_percent", b"overall_percent", "percent", b"percent", "previous_threshold", b"previous_threshold", "status", b"status", "step_percent", b"step_percent", "streak_alive", b"streak_alive", "target", b"target", "tier", b"tier", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "aggregate", b"aggregate", "best_period_streak", b"best_period_streak", "best_streak", b"best_streak", "category", b"category", "current", b"current", "current_period_streak", b"current_period_streak", "current_streak", b"current_streak", "description", b"description", "earned_time", b"earned_time", "freezes_used", b"freezes_used", "hidden", b"hidden", "icon_url", b"icon_url", "last_counted_day", b"last_counted_day", "levels_earned", b"levels_earned", "levels_total", b"levels_total", "next_threshold", b"next_threshold", "next_tier", b"next_tier", "overall_percent", b"overall_percent", "percent", b"percent", "period", b"period", "period_start_time", b"period_start_time", "periods_completed", b"periods_completed", "previous_threshold", b"previous_threshold", "status", b"status", "step_percent", b"step_percent", "streak_alive", b"streak_alive", "target", b"target", "tier", b"tier", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -688,6 +777,8 @@ class Award(_message.Message):
     REDEMPTION_ID_FIELD_NUMBER: _builtins.int
     REWARD_ID_FIELD_NUMBER: _builtins.int
     REWARDS_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    PERIOD_START_TIME_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the award log; strictly increasing in commit order. Resume a
     stream from it.
@@ -726,6 +817,11 @@ class Award(_message.Message):
     reward (see accolade.v1.PointsLedger); empty otherwise.
     """
     reward_id: _builtins.str
+    period: _builtins.str
+    """Awards of a repeating achievement (`Achievement.repeat`): the period the
+    level was reached in, e.g. "2026-W48", "2026-12-01" or "2026-12", and the
+    period's start. Empty and unset otherwise (also for grants by hand).
+    """
     @_builtins.property
     def award_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -736,6 +832,8 @@ class Award(_message.Message):
         AWARD_KIND_REVOCATION: those it removes (expiry unset). Empty otherwise.
         """
 
+    @_builtins.property
+    def period_start_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -759,10 +857,12 @@ class Award(_message.Message):
         redemption_id: _builtins.str = ...,
         reward_id: _builtins.str = ...,
         rewards: _abc.Iterable[_points_pb2.Entitlement] | None = ...,
+        period: _builtins.str = ...,
+        period_start_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["award_time", b"award_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["award_time", b"award_time", "period_start_time", b"period_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "points", b"points", "reason", b"reason", "redemption_id", b"redemption_id", "revoked", b"revoked", "reward_id", b"reward_id", "rewards", b"rewards", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "actor", b"actor", "award_time", b"award_time", "category", b"category", "cursor", b"cursor", "description", b"description", "event_id", b"event_id", "hidden", b"hidden", "icon_url", b"icon_url", "kind", b"kind", "period", b"period", "period_start_time", b"period_start_time", "points", b"points", "reason", b"reason", "redemption_id", b"redemption_id", "revoked", b"revoked", "reward_id", b"reward_id", "rewards", b"rewards", "source", b"source", "tier", b"tier", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

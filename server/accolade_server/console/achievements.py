@@ -148,6 +148,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
                 "flash": flash,
                 "position": forms.condition_position((errors or {}).get("rule-condition", "")),
                 "aggregates": forms.AGGREGATES,
+                "repeats": forms.REPEATS,
                 "health": health,
                 "stats": stats,
             },

@@ -11,6 +11,7 @@ from starlette.datastructures import FormData
 
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import Achievement, Aggregate, Reward, Rule, Tier
+from accolade_server.domain.periods import Repeat
 
 AGGREGATES = [
     (Aggregate.COUNT, "count of matching events"),
@@ -18,6 +19,13 @@ AGGREGATES = [
     (Aggregate.MAX, "largest value of a property"),
     (Aggregate.DISTINCT, "distinct values of a property"),
     (Aggregate.STREAK_DAYS, "days in a row"),
+    (Aggregate.PERIOD_STREAK, "completed periods in a row of a repeating achievement"),
+]
+REPEATS = [
+    (Repeat.NONE, "does not repeat"),
+    (Repeat.DAILY, "every local day"),
+    (Repeat.WEEKLY, "every ISO week (Monday to Sunday)"),
+    (Repeat.MONTHLY, "every calendar month"),
 ]
 _SEPARATORS = re.compile(r"[\s,]+")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -60,6 +68,9 @@ class FormValues:
     max_event_lateness_days: str = ""  # empty: the default
     freezes_per_week: str = "0"
     rewards: str = ""
+    repeat: str = ""
+    #: PERIOD_STREAK: the repeating achievement counted.
+    period_source: str = ""
 
 
 def _time_text(value: datetime | None) -> str:
@@ -97,6 +108,8 @@ def from_achievement(a: Achievement) -> FormValues:
         else str(a.rule.max_event_lateness_days),
         freezes_per_week=str(a.rule.freezes_per_week),
         rewards=rewards_text(a.rewards),
+        repeat=a.repeat.value,
+        period_source=a.rule.achievement_id,
     )
 
 
@@ -149,6 +162,8 @@ def from_form(form: FormData) -> FormValues:
         max_event_lateness_days=_text(form, "max_event_lateness_days").strip(),
         freezes_per_week=_text(form, "freezes_per_week").strip() or "0",
         rewards=_text(form, "rewards"),
+        repeat=_text(form, "repeat").strip(),
+        period_source=_text(form, "period_source").strip(),
     )
 
 
@@ -234,6 +249,7 @@ def to_achievement(v: FormValues) -> Achievement:
             if v.max_event_lateness_days
             else None,
             freezes_per_week=_int(v.freezes_per_week, "achievement.rule.freezes_per_week"),
+            achievement_id=v.period_source,
         ),
         tiers=tiers,
         prerequisites=split_list(v.prerequisites),
@@ -242,7 +258,18 @@ def to_achievement(v: FormValues) -> Achievement:
         use_level_thresholds=v.use_level_thresholds,
         time_zone=v.time_zone,
         rewards=parse_rewards(v.rewards, "achievement.rewards"),
+        repeat=_repeat(v.repeat),
     )
+
+
+def _repeat(text: str) -> Repeat:
+    try:
+        return Repeat(text)
+    except ValueError:
+        names = ", ".join(r.value for r in Repeat if r.value)
+        raise InvalidArgument(
+            f"must be one of {names} (or empty)", field="achievement.repeat"
+        ) from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -305,6 +332,8 @@ SLOTS = (
     "rule-max_event_lateness_days",
     "rule-freezes_per_week",
     "rewards",
+    "repeat",
+    "rule-achievement_id",
 )
 TIER_PARTS = ("name", "threshold", "points", "rewards")
 _TIER_FIELD = re.compile(r"^tiers\[(\d+)\]\.(name|threshold|points|rewards)(?:\[\d+\].*)?$")

@@ -72,7 +72,9 @@ def as_file(a: Achievement) -> dict[str, Any]:
             "aggregate": a.rule.aggregate.value,
             "field": a.rule.field,
             "target": a.rule.target,
+            **({"achievement_id": a.rule.achievement_id} if a.rule.achievement_id else {}),
         },
+        **({"repeat": a.repeat.value} if a.repeat.value else {}),
         "tiers": [
             {
                 "name": t.name,
@@ -194,4 +196,11 @@ def meaning_changes(old: Achievement, new: Achievement) -> list[str]:
     if before != after:
         where = "tiers" if old.tiers or new.tiers else "rule.target"
         out.append(f"{where} thresholds {_text(before)} -> {_text(after)}")
+    if old.repeat != new.repeat:  # the stored period and its counts mean something else
+        out.append(f"repeat {_text(old.repeat.value)} -> {_text(new.repeat.value)}")
+    if old.rule.achievement_id != new.rule.achievement_id:
+        out.append(
+            f"rule.achievement_id {_text(old.rule.achievement_id)} -> "
+            f"{_text(new.rule.achievement_id)}"
+        )
     return out

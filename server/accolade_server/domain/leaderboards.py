@@ -13,9 +13,10 @@ import json
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from accolade_server.domain import periods
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.users import check_time_zone
 from accolade_server.domain.validation import check_slug
@@ -78,16 +79,9 @@ class Leaderboard:
         if self.period is Period.ALL_TIME:
             return None
         zone = self.zone()
-        day = instant.astimezone(zone).date()
-        if self.period is Period.DAILY:
-            first, following = day, day + timedelta(days=1)
-        elif self.period is Period.WEEKLY:
-            first = day - timedelta(days=(day.isoweekday() - self.week_start) % 7)
-            following = first + timedelta(days=7)
-        else:
-            first = day.replace(day=1)
-            following = (first + timedelta(days=32)).replace(day=1)
-        return local_midnight(first, zone), local_midnight(following, zone)
+        repeat = _REPEAT[self.period]
+        first = periods.first_day(instant.astimezone(zone).date(), repeat, self.week_start)
+        return local_midnight(first, zone), local_midnight(periods.following(first, repeat), zone)
 
     def period_key(self, instant: datetime) -> int:
         """The stored key of the period holding `instant` (its start in epoch seconds)."""
@@ -106,7 +100,14 @@ class Leaderboard:
 def local_midnight(day: date, zone: zoneinfo.ZoneInfo) -> datetime:
     """The first instant of `day` in `zone`, in UTC. Where midnight is skipped (a change at
     00:00), the wall clock's earlier offset puts it at the instant the day begins."""
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    return periods.local_start(day, zone)
+
+
+_REPEAT = {
+    Period.DAILY: periods.Repeat.DAILY,
+    Period.WEEKLY: periods.Repeat.WEEKLY,
+    Period.MONTHLY: periods.Repeat.MONTHLY,
+}
 
 
 POINTS = Leaderboard(

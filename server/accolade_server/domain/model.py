@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from accolade_server.domain.days import DEFAULT_LATENESS
+from accolade_server.domain.periods import Repeat
 
 
 class Aggregate(enum.StrEnum):
@@ -15,6 +16,8 @@ class Aggregate(enum.StrEnum):
     MAX = "max"
     DISTINCT = "distinct"
     STREAK_DAYS = "streak_days"
+    #: Consecutive completed periods of the repeating achievement `Rule.achievement_id`.
+    PERIOD_STREAK = "period_streak"
 
 
 #: Aggregates that read `Rule.field`.
@@ -35,6 +38,8 @@ class Rule:
     max_event_lateness_days: int | None = None
     #: STREAK_DAYS: missed days per calendar week bridged automatically (see domain/days.py).
     freezes_per_week: int = 0
+    #: PERIOD_STREAK: the repeating achievement whose completed periods are counted.
+    achievement_id: str = ""
 
     @property
     def lateness(self) -> int:
@@ -79,6 +84,8 @@ class Achievement:
     time_zone: str = ""
     #: Granted with the first level; a tier's own are in `Tier.rewards`.
     rewards: tuple[Reward, ...] = ()
+    #: Progress resets, and levels are awarded again, every period (see domain/periods.py).
+    repeat: Repeat = Repeat.NONE
     # Set by the store.
     create_time: datetime | None = field(default=None, compare=False)
     update_time: datetime | None = field(default=None, compare=False)
@@ -144,6 +151,7 @@ MUTABLE_FIELDS = (
     "use_level_thresholds",
     "time_zone",
     "rewards",
+    "repeat",
 )
 RULE_FIELDS = (
     "event_types",
@@ -154,6 +162,7 @@ RULE_FIELDS = (
     "day_start_hour",
     "max_event_lateness_days",
     "freezes_per_week",
+    "achievement_id",
 )
 
 
@@ -201,6 +210,9 @@ class AwardRecord:
     reason: str = ""
     actor: str = ""
     event_id: str | None = None
+    #: Awards of a repeating achievement: the period's label ("2026-W48") and start.
+    period: str = ""
+    period_start: datetime | None = None
     #: What the entry grants (an award) or removes (a revocation) besides the holding, from
     #: the definition when it was written; known only to the transaction that writes it.
     rewards: tuple[Reward, ...] = field(default=(), compare=False)
@@ -232,6 +244,9 @@ class Holding:
     award_cursor: int
     points: int
     earned_time: datetime
+    #: The period of a repeating achievement's award ("" otherwise): a level is held once
+    #: per period.
+    period: str = ""
 
 
 def rewards_of(a: Achievement, tier: str, first_level: str) -> tuple[Reward, ...]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from accolade_server.domain.days import Days
 from accolade_server.domain.model import Holding
+from accolade_server.domain.periods import Counted
 
 #: (user_id, achievement_id): the key of a user's state for one achievement.
 UserKey = tuple[str, str]
@@ -50,6 +51,9 @@ class ProgressState:
     #: STREAK_DAYS: the days counted (None for other aggregates, and in rows stored before
     #: day sets, which read as the run of `streak_current` days ending at `streak_day`).
     days: Days | None = None
+    #: Repeating achievements (`Achievement.repeat`): the period counted and the periods
+    #: completed; None for others (and before the first event).
+    period: Counted | None = None
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ from typing import Any
 
 from accolade_server.domain import days, rewards
 from accolade_server.domain.errors import InvalidArgument
-from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate, Rule
+from accolade_server.domain.model import FIELD_AGGREGATES, Achievement, Aggregate
+from accolade_server.domain.periods import Repeat
 from accolade_server.domain.users import check_time_zone
 from accolade_server.rules.cel import compile_condition
 
@@ -67,7 +68,8 @@ def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
     if a.time_zone:
         check_time_zone(a.time_zone, f"{prefix}.time_zone")
     _validate_rule(a, f"{prefix}.rule")
-    _validate_streak(a.rule, f"{prefix}.rule")
+    _validate_streak(a, f"{prefix}.rule")
+    _validate_repeat(a, prefix)
     _validate_tiers(a, prefix)
     rewards.validate(a, prefix)
     _validate_prerequisite_list(a, f"{prefix}.prerequisites")
@@ -75,6 +77,14 @@ def validate_achievement(a: Achievement, prefix: str = "achievement") -> None:
 
 def _validate_rule(a: Achievement, prefix: str) -> None:
     rule = a.rule
+    if rule.aggregate is Aggregate.PERIOD_STREAK:
+        _validate_period_streak(a, prefix)
+        return
+    if rule.achievement_id:
+        raise InvalidArgument(
+            f"applies only to PERIOD_STREAK, not {rule.aggregate.name}",
+            field=f"{prefix}.achievement_id",
+        )
     if not rule.event_types:
         if not a.prerequisites:
             raise InvalidArgument(
@@ -134,8 +144,76 @@ def _validate_rule(a: Achievement, prefix: str) -> None:
         )
 
 
-def _validate_streak(rule: Rule, prefix: str) -> None:
-    """The STREAK_DAYS options: in range, and set only on a STREAK_DAYS rule."""
+def _validate_period_streak(a: Achievement, prefix: str) -> None:
+    """A PERIOD_STREAK rule: no events of its own, a repeating achievement to count (its
+    existence is checked with the other definitions: `check_period_source`)."""
+    rule = a.rule
+    if rule.event_types:
+        raise InvalidArgument(
+            "a PERIOD_STREAK rule has no event types: it counts the completed periods of "
+            "rule.achievement_id",
+            field=f"{prefix}.event_types",
+        )
+    if rule.condition or rule.field:
+        raise InvalidArgument(
+            "a PERIOD_STREAK rule has no condition or field",
+            field=f"{prefix}.condition" if rule.condition else f"{prefix}.field",
+        )
+    if not rule.achievement_id:
+        raise InvalidArgument(
+            "is required for PERIOD_STREAK: the repeating achievement whose periods are counted",
+            field=f"{prefix}.achievement_id",
+        )
+    check_slug(rule.achievement_id, f"{prefix}.achievement_id")
+    if rule.achievement_id == a.id:
+        raise InvalidArgument(
+            "cannot name the achievement itself", field=f"{prefix}.achievement_id"
+        )
+    _check_number(rule.target, f"{prefix}.target", positive=True)
+    if rule.target != int(rule.target):
+        raise InvalidArgument("must be a whole number for PERIOD_STREAK", field=f"{prefix}.target")
+
+
+def check_period_source(a: Achievement, source: Achievement | None, prefix: str) -> None:
+    """A PERIOD_STREAK rule's `achievement_id` names an existing repeating achievement
+    (`source`, as it will be after the change; None when there is none)."""
+    if a.rule.aggregate is not Aggregate.PERIOD_STREAK:
+        return
+    field = f"{prefix}.rule.achievement_id"
+    if source is None:
+        raise InvalidArgument(f"unknown achievement {a.rule.achievement_id!r}", field=field)
+    if source.repeat is Repeat.NONE:
+        raise InvalidArgument(
+            f"achievement {source.id!r} does not repeat (set its repeat to daily, weekly or "
+            "monthly)",
+            field=field,
+        )
+
+
+#: Aggregates a repeating achievement may use: their value starts again each period.
+REPEAT_AGGREGATES = frozenset({Aggregate.COUNT, Aggregate.SUM, Aggregate.MAX})
+
+
+def _validate_repeat(a: Achievement, prefix: str) -> None:
+    if a.repeat is Repeat.NONE:
+        return
+    if not a.rule.event_types:
+        raise InvalidArgument(
+            "only an achievement with event types repeats (not a meta-achievement or a "
+            "PERIOD_STREAK rule)",
+            field=f"{prefix}.repeat",
+        )
+    if a.rule.aggregate not in REPEAT_AGGREGATES:
+        raise InvalidArgument(
+            f"a repeating achievement counts with COUNT, SUM or MAX, not {a.rule.aggregate.name}",
+            field=f"{prefix}.repeat",
+        )
+
+
+def _validate_streak(a: Achievement, prefix: str) -> None:
+    """The STREAK_DAYS options: in range, and set only on a STREAK_DAYS rule (the day
+    start hour also on a repeating achievement)."""
+    rule = a.rule
     for name, value, low, high, unset in (
         ("day_start_hour", rule.day_start_hour, 0, 23, 0),
         ("max_event_lateness_days", rule.max_event_lateness_days, 0, days.MAX_LATENESS, None),
@@ -143,7 +221,9 @@ def _validate_streak(rule: Rule, prefix: str) -> None:
     ):
         if value == unset:
             continue
-        if rule.aggregate is not Aggregate.STREAK_DAYS:
+        if rule.aggregate is not Aggregate.STREAK_DAYS and not (
+            name == "day_start_hour" and a.repeat is not Repeat.NONE
+        ):
             raise InvalidArgument(
                 f"applies only to STREAK_DAYS, not {rule.aggregate.name}", field=f"{prefix}.{name}"
             )

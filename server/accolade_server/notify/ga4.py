@@ -121,6 +121,8 @@ def ga4_event(
         params["reason"] = record.reason
     if record.event_id and record.kind not in SPENDING:
         params["event_id"] = record.event_id
+    if record.period:  # a repeating achievement's period, e.g. "2026-W48"
+        params["period"] = record.period
     return {
         "name": name,
         "params": {k: _value(v) for k, v in params.items()},

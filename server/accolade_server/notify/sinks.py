@@ -123,6 +123,10 @@ def award_payload(record: AwardRecord, achievement: Achievement | None) -> dict[
             "redemption_id": record.redemption_id,
             "reward_id": record.reward_id,
             "rewards": _rewards(record, achievement),
+            # A repeating achievement's period ("2026-W48") and its start; "" and null
+            # otherwise.
+            "period": record.period,
+            "period_start": record.period_start.isoformat() if record.period_start else None,
         },
         # The same presentation as the `Award` messages of the gRPC API (Presentation.of).
         "achievement": None
@@ -195,6 +199,7 @@ class EmailSink:
             "tier": record.tier,
             "tier_suffix": f" ({record.tier})" if record.tier else "",
             "points": record.points,
+            "period": record.period,
         }
         msg = EmailMessage()
         msg["Subject"] = template.subject.format(**fields)

@@ -31,6 +31,7 @@ from accolade_server.domain.model import (
     Rule,
     Tier,
 )
+from accolade_server.domain.periods import Repeat
 from accolade_server.domain.points import Balance
 from accolade_server.domain.rewards import expiry, granted
 from accolade_server.domain.validation import PropertyStats
@@ -48,6 +49,7 @@ _AGGREGATE_TO_DOMAIN = {
     pb.AGGREGATE_MAX: Aggregate.MAX,
     pb.AGGREGATE_DISTINCT: Aggregate.DISTINCT,
     pb.AGGREGATE_STREAK_DAYS: Aggregate.STREAK_DAYS,
+    pb.AGGREGATE_PERIOD_STREAK: Aggregate.PERIOD_STREAK,
 }
 
 MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
@@ -88,6 +90,7 @@ def rule_from_proto(rule: pb.Rule, field: str) -> Rule:
         if rule.HasField("max_event_lateness_days")
         else None,
         freezes_per_week=rule.freezes_per_week,
+        achievement_id=rule.achievement_id,
     )
 
 
@@ -111,7 +114,26 @@ def achievement_from_proto(a: pb.Achievement, field: str = "achievement") -> Ach
         use_level_thresholds=a.use_level_thresholds,
         time_zone=a.time_zone,
         rewards=rewards_from_proto(a.rewards),
+        repeat=_repeat_from_proto(a.repeat, f"{field}.repeat"),
     )
+
+
+REPEAT_TO_PROTO = {
+    Repeat.NONE: pb.REPEAT_UNSPECIFIED,
+    Repeat.DAILY: pb.REPEAT_DAILY,
+    Repeat.WEEKLY: pb.REPEAT_WEEKLY,
+    Repeat.MONTHLY: pb.REPEAT_MONTHLY,
+}
+_REPEAT_TO_DOMAIN = {v: k for k, v in REPEAT_TO_PROTO.items()}
+
+
+def _repeat_from_proto(value: int, field: str) -> Repeat:
+    repeat: Repeat | None = _REPEAT_TO_DOMAIN.get(value)  # type: ignore[call-overload]
+    if repeat is None:
+        raise InvalidArgument(
+            f"unknown value {value}; one of {_valid_names(pb.Repeat, 'REPEAT_')}", field=field
+        )
+    return repeat
 
 
 def _tier(t: pb.Tier) -> Tier:
@@ -144,6 +166,7 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
         target=rule.target,
         day_start_hour=rule.day_start_hour,
         freezes_per_week=rule.freezes_per_week,
+        achievement_id=rule.achievement_id,
     )
     if rule.max_event_lateness_days is not None:
         msg.max_event_lateness_days = rule.max_event_lateness_days
@@ -175,6 +198,7 @@ def achievement_to_proto(a: Achievement, status: DefinitionStatus | None = None)
         use_level_thresholds=a.use_level_thresholds,
         time_zone=a.time_zone,
         rewards=rewards_to_proto(a.rewards),
+        repeat=REPEAT_TO_PROTO[a.repeat],
     )
     for name in ("start_time", "end_time", "create_time", "update_time"):
         value = getattr(a, name)
@@ -247,7 +271,7 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
     """An award log entry with the presentation of `achievement` as defined now (None: the
     achievement no longer exists, and the presentation is empty)."""
     shown = Presentation.of(achievement)
-    return pb.Award(
+    msg = pb.Award(
         cursor=r.cursor,
         user_id=r.user_id,
         achievement_id=r.achievement_id,
@@ -268,7 +292,11 @@ def award_to_proto(r: AwardRecord, achievement: Achievement | None) -> pb.Award:
         redemption_id=r.redemption_id,
         reward_id=r.reward_id,
         rewards=_award_rewards(r, achievement),
+        period=r.period,
     )
+    if r.period_start is not None:
+        set_timestamp(msg.period_start_time, r.period_start)
+    return msg
 
 
 def _award_rewards(r: AwardRecord, achievement: Achievement | None) -> list[points_pb2.Entitlement]:

@@ -23,6 +23,11 @@ Semantics (documented in README.md):
 - STREAK_DAYS counts local days (`domain/days.py`) from a bounded set of days, so late and
   out-of-order events fill their days; a day before the lateness window is not counted and
   reported (`Outcome.late`, `StepOutcome.late`).
+- Repeating achievements (`Achievement.repeat`): progress counts per local period
+  (`domain/periods.py`); an event of a later period starts it again from zero (levels too),
+  one of an earlier period is not counted and reported like a late day; each level reached
+  in a period is its own award, with the period. A period is *completed* when its first
+  level is reached; PERIOD_STREAK rules read the run of consecutive completed periods.
 - Tiers: a rule never awards (or notifies) a tier at or below one the user holds; granting a
   tier decides every lower tier too (they are not awarded later); revoking without a tier
   revokes the highest tier held, with a tier that tier and every higher one held, or with
@@ -42,6 +47,7 @@ from typing import Any
 import cel
 
 from accolade_server.domain import days as days_
+from accolade_server.domain import periods
 from accolade_server.domain.errors import InvalidArgument
 from accolade_server.domain.model import (
     Achievement,
@@ -82,7 +88,8 @@ class Compiled:
 
     @property
     def is_meta(self) -> bool:
-        return not self.achievement.rule.event_types
+        rule = self.achievement.rule
+        return not rule.event_types and rule.aggregate is not Aggregate.PERIOD_STREAK
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,9 @@ class Contribution:
     amount: float = 1.0  # COUNT: 1, SUM/MAX: the field's value
     distinct_key: str | None = None  # DISTINCT: a hash of the field's value
     day: int | None = None  # STREAK_DAYS: the event's local day (see domain/days.py)
+    #: Repeating achievements: the event's period (its first day) and the period's start.
+    period: int | None = None
+    period_start: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,9 @@ class AwardDecision:
     points: int  # negative for a revocation
     source: AwardSource = AwardSource.RULE
     kind: AwardKind = AwardKind.AWARD
+    #: Awards of a repeating achievement: the period's label and start (see Award.period).
+    period: str = ""
+    period_start: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +228,8 @@ class RuleSet:
                 continue
             self.reads_user = self.reads_user or (program is not None and reads_user(program))
             self.reads_zone = self.reads_zone or (
-                a.rule.aggregate is Aggregate.STREAK_DAYS and bool(a.rule.event_types)
+                (a.rule.aggregate is Aggregate.STREAK_DAYS or a.repeat is not periods.Repeat.NONE)
+                and bool(a.rule.event_types)
             )
             compiled = Compiled(a, levels_of(a, level_thresholds, points_per_badge), program)
             self.by_id[a.id] = compiled
@@ -223,6 +237,9 @@ class RuleSet:
                 self.by_type.setdefault(event_type, []).append(compiled)
             for pid in a.prerequisites:
                 self.dependents.setdefault(pid, []).append(a.id)
+            if a.rule.aggregate is Aggregate.PERIOD_STREAK and a.rule.achievement_id:
+                # Re-checked whenever the repeating achievement's progress changes.
+                self.dependents.setdefault(a.rule.achievement_id, []).append(a.id)
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -349,6 +366,20 @@ def _describe(exc: Exception) -> str:
 
 
 def _contribution(compiled: Compiled, event: Event) -> Contribution | ConditionError:
+    found = _plain_contribution(compiled, event)
+    repeat = compiled.achievement.repeat
+    if repeat is periods.Repeat.NONE or isinstance(found, ConditionError):
+        return found
+    zone = event.time_zone or event.user_time_zone or compiled.achievement.time_zone
+    hour = compiled.achievement.rule.day_start_hour
+    period = periods.period_of(days_.local_day(event.occurred_at, zone, hour), repeat)
+    start = periods.local_start(days_.day_date(period), days_.zone(zone), hour)
+    return Contribution(
+        found.achievement_id, found.amount, found.distinct_key, found.day, period, start
+    )
+
+
+def _plain_contribution(compiled: Compiled, event: Event) -> Contribution | ConditionError:
     rule = compiled.achievement.rule
     aid = compiled.id
     if rule.aggregate is Aggregate.COUNT:
@@ -372,15 +403,24 @@ def _fold(state: ProgressState, rule: Rule, c: Contribution, is_new: bool) -> Pr
     aggregate = rule.aggregate
     # ProgressState(...) rather than dataclasses.replace: this runs for every contribution.
     if aggregate is Aggregate.COUNT:
-        return ProgressState(state.value + 1, state.level, state.streak_day, state.streak_current)
+        return ProgressState(
+            state.value + 1, state.level, state.streak_day, state.streak_current, None, state.period
+        )
     if aggregate is Aggregate.SUM:
         return ProgressState(
-            state.value + c.amount, state.level, state.streak_day, state.streak_current
+            state.value + c.amount,
+            state.level,
+            state.streak_day,
+            state.streak_current,
+            None,
+            state.period,
         )
     if aggregate is Aggregate.MAX:
         if c.amount <= state.value:
             return state
-        return ProgressState(c.amount, state.level, state.streak_day, state.streak_current)
+        return ProgressState(
+            c.amount, state.level, state.streak_day, state.streak_current, None, state.period
+        )
     if aggregate is Aggregate.DISTINCT:
         if not is_new:
             return state
@@ -450,15 +490,29 @@ def apply(
             is_new = pair not in seen_keys and pair not in distinct_new
             if is_new:
                 distinct_new.append(pair)
-        before = progress.get(c.achievement_id) or known.get(c.achievement_id) or _EMPTY
+        stored = before = progress.get(c.achievement_id) or known.get(c.achievement_id) or _EMPTY
         rule = compiled.achievement.rule
+        if c.period is not None:  # a repeating achievement
+            counted = before.period
+            repeat = compiled.achievement.repeat
+            if counted is not None and c.period < counted.period:
+                late.append((c.achievement_id, _closed_reason(counted, c.period, repeat)))
+                continue
+            if counted is None or c.period > counted.period:  # a new period: from zero
+                assert c.period_start is not None
+                again = (
+                    counted.reset(c.period, c.period_start)
+                    if counted is not None
+                    else periods.Counted(c.period, c.period_start)
+                )
+                before = ProgressState(period=again)
         try:
             after = _fold(before, rule, c, is_new)
         except days_.Late:
             assert c.day is not None
             late.append((c.achievement_id, _late_reason(before, rule, c.day)))
             continue
-        if after is not before and after != before:
+        if after is not stored and after != stored:
             progress[c.achievement_id] = after
 
     held = set(state.held)
@@ -479,18 +533,41 @@ def apply(
             if locked and (awards_enabled or candidate.is_meta):
                 continue
             st = current(aid)
+            a = candidate.achievement
+            if a.rule.aggregate is Aggregate.PERIOD_STREAK:
+                source = current(a.rule.achievement_id).period
+                run = float(source.streak) if source is not None else 0.0
+                if run != st.value:
+                    st = progress[aid] = ProgressState(run, st.level)
             reached = _levels_reached(candidate, st)
             if reached <= st.level:
                 continue
+            counted = st.period
+            label = ""
+            if counted is not None:
+                label = periods.label(counted.period, a.repeat)
+                if st.level == 0:  # the period's first level: the period is completed
+                    counted = counted.complete(a.repeat)
+                    newly_held.append(aid)  # its PERIOD_STREAK rules are re-checked
             if awards_enabled:
                 for index in range(st.level, reached):
                     level = candidate.levels[index]
-                    awards.append(AwardDecision(aid, index, level.name, level.points))
+                    awards.append(
+                        AwardDecision(
+                            aid,
+                            index,
+                            level.name,
+                            level.points,
+                            period=label,
+                            period_start=counted.start if counted is not None else None,
+                        )
+                    )
                 if aid not in held:
                     held.add(aid)
-                    newly_held.append(aid)
+                    if aid not in newly_held:
+                        newly_held.append(aid)
             progress[aid] = ProgressState(
-                st.value, reached, st.streak_day, st.streak_current, st.days
+                st.value, reached, st.streak_day, st.streak_current, st.days, counted
             )
         # Only what requires a newly held achievement is re-checked (nothing, mostly).
         todo = (
@@ -502,6 +579,13 @@ def apply(
 
 
 _EMPTY = ProgressState()
+
+
+def _closed_reason(counted: periods.Counted, period: int, repeat: periods.Repeat) -> str:
+    return (
+        f"period {periods.label(period, repeat)} is closed: progress is counted for "
+        f"{periods.label(counted.period, repeat)} (the achievement repeats {repeat.value})"
+    )
 
 
 def _levels_reached(compiled: Compiled, st: ProgressState) -> int:
@@ -609,14 +693,16 @@ def fold(
     outcomes: list[StepOutcome] = []
 
     def decide(mine: list[Holding], decisions: Iterable[AwardDecision]) -> list[AwardDecision]:
-        """The rule's awards of tiers above those held (the rest were decided before)."""
+        """The rule's awards of tiers above those held (the rest were decided before); a
+        repeating achievement's, above those held in the same period."""
         kept = []
         for d in decisions:
+            own = [h for h in mine if h.period == d.period] if d.period else mine
             if d.level_index >= _top_held(
-                rules.by_id[d.achievement_id].levels, mine, d.achievement_id
+                rules.by_id[d.achievement_id].levels, own, d.achievement_id
             ):
                 kept.append(d)
-                mine.append(Holding(d.achievement_id, d.tier, 0, d.points, now))
+                mine.append(Holding(d.achievement_id, d.tier, 0, d.points, now, d.period))
         return kept
 
     def cascade(
@@ -646,7 +732,7 @@ def fold(
         st = progress.get((user, aid), _EMPTY)
         if st.level >= level:
             return False
-        new = ProgressState(st.value, level, st.streak_day, st.streak_current, st.days)
+        new = ProgressState(st.value, level, st.streak_day, st.streak_current, st.days, st.period)
         progress[(user, aid)] = dirty[(user, aid)] = new
         return True
 
@@ -662,12 +748,15 @@ def fold(
             user, aid = step.user_id, step.achievement_id
             mine = holdings.setdefault(user, [])
             level = step.levels[step.index]
-            if not any(h.achievement_id == aid and h.tier == level.name for h in mine):
+            if not any(
+                h.achievement_id == aid and h.tier == level.name and not h.period for h in mine
+            ):
                 kept.append(
                     AwardDecision(aid, step.index, level.name, level.points, AwardSource.MANUAL)
                 )
                 mine.append(Holding(aid, level.name, 0, level.points, now))
-                raise_level(user, aid, step.index + 1)
+                if not _repeats(rules, aid):  # a period's levels are the rule's to decide
+                    raise_level(user, aid, step.index + 1)
                 more, changed, _ = cascade(user, mine, Match(()), (aid,))
                 kept.extend(more)
                 changed.insert(0, aid)
@@ -685,10 +774,11 @@ def fold(
                         -held.points,
                         AwardSource.MANUAL,
                         AwardKind.REVOCATION,
+                        held.period,
                     )
                 )
                 mine.remove(held)
-            if gone:
+            if gone and not _repeats(rules, aid):
                 top = max(_index(step.levels, h.tier) for h in gone)
                 if top >= 0:
                     raise_level(user, aid, top + 1)
@@ -696,6 +786,11 @@ def fold(
         states = {aid: progress[(user, aid)] for aid in changed if (user, aid) in progress}
         outcomes.append(StepOutcome(user, tuple(kept), tuple(changed), states, tuple(mine), late))
     return Folded(tuple(outcomes), dirty, tuple(distinct_new))
+
+
+def _repeats(rules: RuleSet, aid: str) -> bool:
+    compiled = rules.by_id.get(aid)
+    return compiled is not None and compiled.achievement.repeat is not periods.Repeat.NONE
 
 
 def _revoked(step: Revoke, held: list[Holding]) -> list[Holding]:

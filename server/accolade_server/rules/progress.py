@@ -10,9 +10,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from accolade_server.domain import days
+from accolade_server.domain import days, periods
 from accolade_server.domain.model import Achievement, Aggregate, Holding
-from accolade_server.rules.engine import Level, ProgressState, stored_days
+from accolade_server.domain.periods import Repeat
+from accolade_server.domain.state import ProgressState
+from accolade_server.rules.engine import Level, stored_days
 
 
 class Status(enum.StrEnum):
@@ -52,6 +54,12 @@ class ProgressView:
     last_counted_day: str = ""
     streak_alive: bool = False
     freezes_used: int = 0
+    #: Repeating achievements only (see accolade.v1.Progress).
+    periods_completed: int = 0
+    period: str = ""
+    period_start: datetime | None = None
+    current_period_streak: int = 0
+    best_period_streak: int = 0
 
 
 def visible(a: Achievement, held: Sequence[Holding]) -> bool:
@@ -85,15 +93,20 @@ def view(
 
     `held` are the user's holdings of `a`; `held_ids` every achievement id the user holds;
     `now` and the user's zone (`zone`; "" for the achievement's) decide which local day is
-    today, and so whether a streak is alive.
+    today, and so whether a streak is alive (and, for a repeating achievement, which period
+    is current: once the period counted is over, its progress reads as zero and only the
+    holdings of the current period, or of none, count as earned).
     """
+    period = _Period()
+    if a.repeat is not Repeat.NONE and a.rule.event_types:
+        state, held, period = _current_period(a, state, held, now, zone)
     if held:
         names = [level.name for level in levels]
         indexes = [names.index(h.tier) for h in held if h.tier in names]
         earned = max(indexes) + 1 if indexes else 1
     else:
         earned = 0
-    meta = not a.rule.event_types
+    meta = not a.rule.event_types and a.rule.aggregate is not Aggregate.PERIOD_STREAK
     total = 1 if meta else len(levels)
     done = earned >= total
     # The next level the rule can still award: levels below `state.level` are decided.
@@ -158,4 +171,43 @@ def view(
         last_counted_day=last_day,
         streak_alive=alive,
         freezes_used=freezes,
+        periods_completed=period.completed,
+        period=period.label,
+        period_start=period.start,
+        current_period_streak=period.streak,
+        best_period_streak=period.best,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Period:
+    label: str = ""
+    start: datetime | None = None
+    completed: int = 0
+    streak: int = 0
+    best: int = 0
+
+
+def _current_period(
+    a: Achievement,
+    state: ProgressState | None,
+    held: Sequence[Holding],
+    now: datetime,
+    zone: str,
+) -> tuple[ProgressState | None, list[Holding], _Period]:
+    """The state, holdings and period fields of a repeating achievement as of `now`."""
+    name = zone or a.time_zone
+    hour = a.rule.day_start_hour
+    today = periods.period_of(days.local_day(now, name, hour), a.repeat)
+    counted = state.period if state is not None else None
+    if counted is None or counted.period < today:  # nothing counted yet in this period
+        start = periods.local_start(days.day_date(today), days.zone(name), hour)
+        shown, state = today, ProgressState(period=counted)
+    else:
+        shown, start = counted.period, counted.start
+    label = periods.label(shown, a.repeat)
+    current = [h for h in held if h.period in ("", label)]
+    if counted is None:
+        return state, current, _Period(label, start)
+    run = counted.streak_as_of(today, a.repeat)
+    return state, current, _Period(label, start, counted.completed, run, counted.best)

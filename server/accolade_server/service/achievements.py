@@ -31,10 +31,16 @@ from accolade_server.domain.model import (
     MUTABLE_FIELDS,
     RULE_FIELDS,
     Achievement,
+    Aggregate,
     DefinitionStatus,
 )
 from accolade_server.domain.shapes import EventTypeShape
-from accolade_server.domain.validation import check_slug, validate_achievement, validate_graph
+from accolade_server.domain.validation import (
+    check_period_source,
+    check_slug,
+    validate_achievement,
+    validate_graph,
+)
 from accolade_server.rules.engine import load_problem
 from accolade_server.service import shapes
 from accolade_server.service.backfills import StartOptions, queue_job
@@ -45,6 +51,16 @@ from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
 MAX_APPLY = 1000
+
+
+async def _check_sources(repo: Repository, changed: Sequence[tuple[str, Achievement]]) -> None:
+    """PERIOD_STREAK rules name a repeating achievement (one of `changed`, or stored)."""
+    batch = {a.id: a for _, a in changed}
+    for prefix, a in changed:
+        if a.rule.aggregate is Aggregate.PERIOD_STREAK:
+            name = a.rule.achievement_id
+            source = batch.get(name) or await repo.get_achievement(name)
+            check_period_source(a, source, prefix)
 
 
 def _now() -> datetime:
@@ -267,6 +283,7 @@ class AchievementService:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
             graph[a.id] = a.prerequisites
             validate_graph([("achievement", a)], graph)
+            await _check_sources(repo, [("achievement", a)])
             created = await repo.insert_achievement(a, self.clock())
             if created is None:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
@@ -293,6 +310,8 @@ class AchievementService:
             raise AlreadyExists(f"achievement {a.id!r} already exists", field="achievement.id")
         graph[a.id] = a.prerequisites
         validate_graph([("achievement", a)], graph)
+        async with self.uow.transaction() as repo:
+            await _check_sources(repo, [("achievement", a)])
 
     async def get(self, achievement_id: str) -> Achievement:
         check_slug(achievement_id, "id")
@@ -352,6 +371,7 @@ class AchievementService:
             graph = await repo.prerequisite_graph()
             graph[updated.id] = updated.prerequisites
             validate_graph([("achievement", updated)], graph)
+            await _check_sources(repo, [("achievement", updated)])
             if updated.same_definition(current):
                 job = None
                 if backfill is not None:  # asked for explicitly: run it on the definition
@@ -444,9 +464,9 @@ class AchievementService:
         async with self.uow.transaction() as repo:
             graph = await repo.prerequisite_graph()
             graph.update({item.achievement.id: item.achievement.prerequisites for item in items})
-            validate_graph(
-                [(f"achievements[{i}]", item.achievement) for i, item in enumerate(items)], graph
-            )
+            changed = [(f"achievements[{i}]", item.achievement) for i, item in enumerate(items)]
+            validate_graph(changed, graph)
+            await _check_sources(repo, changed)
             existing = await repo.get_achievements([item.achievement.id for item in items])
             changes, writes, problems = _plan(items, existing, options)
             written = {a.id for a in writes}

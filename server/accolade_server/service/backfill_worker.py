@@ -257,7 +257,16 @@ class BackfillWorker:
         reason = job.reason or f"backfill of {achievement_id}"
         pending = [
             ledger.Pending(
-                r.user_id, d.achievement_id, d.tier, d.points, source, d.kind, reason, job.actor
+                r.user_id,
+                d.achievement_id,
+                d.tier,
+                d.points,
+                source,
+                d.kind,
+                reason,
+                job.actor,
+                period=d.period,
+                period_start=d.period_start,
             )
             for r in results
             for d in r.decisions

@@ -40,6 +40,7 @@ from accolade_server.config import Settings
 from accolade_server.domain import paging
 from accolade_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from accolade_server.domain.model import Achievement, Holding
+from accolade_server.domain.periods import Repeat
 from accolade_server.domain.state import Event, ProgressState, UserKey
 from accolade_server.domain.validation import check_slug, validate_achievement
 from accolade_server.rules import engine
@@ -123,6 +124,12 @@ def check_backfillable(a: Achievement, field_name: str = "achievement") -> None:
             "a meta-achievement (no event types) has no events to backfill; it is earned "
             "when its prerequisites are",
             field=f"{field_name}.rule.event_types",
+        )
+    if a.repeat is not Repeat.NONE:
+        raise InvalidArgument(
+            "a repeating achievement is awarded per period as events arrive; backfills do "
+            "not recompute periods",
+            field=f"{field_name}.repeat",
         )
 
 

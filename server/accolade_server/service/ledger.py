@@ -33,6 +33,9 @@ class Pending:
     event_id: str | None = None
     #: What an award grants besides the holding (see `service/rewards.py`).
     rewards: tuple[Reward, ...] = ()
+    #: A repeating achievement's period (see `AwardRecord.period`).
+    period: str = ""
+    period_start: datetime | None = None
 
     @classmethod
     def of(
@@ -56,6 +59,8 @@ class Pending:
             reason if manual else "",
             actor if manual else "",
             event_id,
+            period=d.period,
+            period_start=d.period_start,
         )
 
     @classmethod
@@ -85,6 +90,8 @@ async def allocate(
             actor=p.actor,
             event_id=p.event_id,
             rewards=p.rewards,
+            period=p.period,
+            period_start=p.period_start,
         )
         for n, p in enumerate(pending)
     ]

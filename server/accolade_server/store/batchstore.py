@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accolade_server.domain.days import Days
 from accolade_server.domain.model import AwardRecord, Holding
+from accolade_server.domain.periods import Counted
 from accolade_server.domain.state import ProgressState, Snapshot
 from accolade_server.store import columns as C
 from accolade_server.store.columns import Col, Read, Write
@@ -44,6 +45,10 @@ def _user(u: str) -> str:
 
 def _window(kv: tuple[Any, ProgressState]) -> str | None:
     return kv[1].days.encode() if kv[1].days is not None else None
+
+
+def _period(kv: tuple[Any, ProgressState]) -> str | None:
+    return kv[1].period.encode() if kv[1].period is not None else None
 
 
 def _erase(table: sa.Table) -> Write:
@@ -86,6 +91,7 @@ PROGRESS = Write(
         Col("streak_current", "int4", lambda kv: kv[1].streak_current),
         Col("update_time", "timestamptz"),
         Col("streak_window", "text", _window, nullable=True),
+        Col("period_state", "text", _period, nullable=True),
     ),
     key=("user_id", "achievement_id"),
     on_conflict="update",
@@ -105,9 +111,10 @@ UNHELD = Write(
         Col("user_id", "varchar", lambda r: r.user_id),
         Col("achievement_id", "varchar", lambda r: r.achievement_id),
         Col("tier", "varchar", lambda r: r.tier),
+        Col("period", "varchar", lambda r: r.period),
     ),
     op="delete",
-    key=("user_id", "achievement_id", "tier"),
+    key=("user_id", "achievement_id", "tier", "period"),
 )
 LOG = Write(
     awards,
@@ -124,6 +131,8 @@ LOG = Write(
         Col("actor", "varchar", lambda r: r.actor),
         Col("event_id", "varchar", lambda r: r.event_id, nullable=True),
         Col("award_time", "timestamptz", lambda r: r.award_time),
+        Col("period", "varchar", lambda r: r.period),
+        Col("period_start", "timestamptz", lambda r: r.period_start, nullable=True),
     ),
 )
 HELD = Write(
@@ -135,6 +144,7 @@ HELD = Write(
         Col("award_cursor", "int8", lambda r: r.cursor),
         Col("points", "int8", lambda r: r.points),
         Col("earned_time", "timestamptz", lambda r: r.award_time),
+        Col("period", "varchar", lambda r: r.period),
     ),
 )
 POINTS = Write(
@@ -210,6 +220,7 @@ STATES = Read(
         Col("streak_day", "int4"),
         Col("streak_current", "int4"),
         Col("streak_window", "text"),
+        Col("period_state", "text"),
     ),
 )
 HOLDINGS = Read(
@@ -222,6 +233,7 @@ HOLDINGS = Read(
         Col("award_cursor", "int8"),
         Col("points", "int8"),
         Col("earned_time", "timestamptz"),
+        Col("period", "varchar"),
     ),
     order_by="award_cursor",
 )
@@ -251,11 +263,14 @@ def _add_row(snap: Snapshot, spec: Read, row: Sequence[Any]) -> None:
         snap.outcomes[row[0]] = (bool(row[1]), row[2])
     elif spec is STATES:
         window = Days.decode(row[6]) if row[6] else None
-        snap.progress[(row[0], row[1])] = ProgressState(row[2], row[3], row[4], row[5], window)
+        counted = Counted.decode(row[7]) if row[7] else None
+        snap.progress[(row[0], row[1])] = ProgressState(
+            row[2], row[3], row[4], row[5], window, counted
+        )
     elif spec is HOLDINGS:
         earned = utc(row[5])
         assert earned is not None
-        snap.holdings[row[0]].append(Holding(row[1], row[2], row[3], row[4], earned))
+        snap.holdings[row[0]].append(Holding(row[1], row[2], row[3], row[4], earned, row[6]))
     else:
         snap.distinct.add((row[0], row[1], row[2]))
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from accolade_server.domain.model import Achievement, Aggregate, Reward, Rule, Tier
+from accolade_server.domain.periods import Repeat
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -27,11 +28,15 @@ def _streak_json(a: Achievement) -> dict[str, Any]:
         out["max_event_lateness_days"] = r.max_event_lateness_days
     if r.freezes_per_week:
         out["freezes_per_week"] = r.freezes_per_week
+    if r.achievement_id:
+        out["achievement_id"] = r.achievement_id
     return out
 
 
 def to_json(a: Achievement) -> dict[str, Any]:
     extra: dict[str, Any] = {"time_zone": a.time_zone} if a.time_zone else {}
+    if a.repeat is not Repeat.NONE:
+        extra["repeat"] = a.repeat.value
     return {
         **extra,
         "title": a.title,
@@ -102,6 +107,7 @@ def from_row(row: Any) -> Achievement:
             day_start_hour=r.get("day_start_hour", 0),
             max_event_lateness_days=r.get("max_event_lateness_days"),
             freezes_per_week=r.get("freezes_per_week", 0),
+            achievement_id=r.get("achievement_id", ""),
         ),
         tiers=tuple(
             Tier(t["name"], float(t["threshold"]), t["points"], _rewards(t.get("rewards")))
@@ -113,6 +119,7 @@ def from_row(row: Any) -> Achievement:
         use_level_thresholds=d["use_level_thresholds"],
         time_zone=d.get("time_zone", ""),
         rewards=_rewards(d.get("rewards")),
+        repeat=Repeat(d.get("repeat", "")),
         create_time=_utc(row.create_time),
         update_time=_utc(row.update_time),
         revision=row.revision,

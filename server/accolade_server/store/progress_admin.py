@@ -52,7 +52,7 @@ async def reset_progress(repo: Repository, ids: Sequence[str]) -> None:
     await repo.conn.execute(
         sa.update(progress)
         .where(progress.c.achievement_id.in_(list(ids)))
-        .values(value=0, streak_day=None, streak_current=0, streak_window=None)
+        .values(value=0, streak_day=None, streak_current=0, streak_window=None, period_state=None)
     )
     await repo.conn.execute(
         sa.delete(progress_distinct).where(progress_distinct.c.achievement_id.in_(list(ids)))

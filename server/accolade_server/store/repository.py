@@ -189,7 +189,12 @@ class Repository:
         )
         return [
             Holding(
-                row.achievement_id, row.tier, row.award_cursor, row.points, _utc(row.earned_time)
+                row.achievement_id,
+                row.tier,
+                row.award_cursor,
+                row.points,
+                _utc(row.earned_time),
+                row.period,
             )
             for row in rows
         ]
@@ -334,4 +339,6 @@ def _award(row: Any) -> AwardRecord:
         reason=row.reason,
         actor=row.actor,
         event_id=row.event_id,
+        period=row.period,
+        period_start=utc(row.period_start),
     )

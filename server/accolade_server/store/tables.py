@@ -72,6 +72,9 @@ progress = sa.Table(
     # STREAK_DAYS: the days counted (domain/days.py `Days.encode`); NULL in rows written
     # before day sets, which read as the run of `streak_current` days ending at `streak_day`.
     sa.Column("streak_window", sa.Text, nullable=True),
+    # Repeating achievements: the period counted and the periods completed (domain/periods.py
+    # `Counted.encode`); NULL for others.
+    sa.Column("period_state", sa.Text, nullable=True),
 )
 
 # DISTINCT aggregates: one row per value seen, so concurrent inserts count exactly.
@@ -101,6 +104,9 @@ awards = sa.Table(
     sa.Column("actor", sa.String(128), nullable=False, server_default=""),
     sa.Column("event_id", sa.String(128), nullable=True),
     sa.Column("award_time", sa.DateTime(timezone=True), nullable=False),
+    # Awards of a repeating achievement: the period's label ("2026-W48") and start.
+    sa.Column("period", sa.String(16), nullable=False, server_default=""),
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_awards_user_cursor", "user_id", "cursor"),
 )
 
@@ -113,13 +119,15 @@ award_log_head = sa.Table(
     sa.Column("last_cursor", sa.BigInteger, nullable=False),
 )
 
-# What each user holds now: the unique key makes "award once" an atomic insert.
+# What each user holds now: the unique key makes "award once" an atomic insert. `period` is
+# the period of a repeating achievement's award ("" otherwise): a level is held once per period.
 holdings = sa.Table(
     "holdings",
     metadata,
     sa.Column("user_id", sa.String(128), primary_key=True),
     sa.Column("achievement_id", sa.String(64), primary_key=True),
     sa.Column("tier", sa.String(64), primary_key=True),
+    sa.Column("period", sa.String(16), primary_key=True, server_default=""),
     sa.Column("award_cursor", sa.BigInteger, nullable=False),
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("earned_time", sa.DateTime(timezone=True), nullable=False),
