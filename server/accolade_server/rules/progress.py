@@ -26,7 +26,10 @@ class Status(enum.StrEnum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed after `view` builds it: the write path builds several per
+# event, and a frozen dataclass's `__init__` (one `object.__setattr__` per field, 25 here)
+# cost 3.5 times a plain one's.
+@dataclass(slots=True)
 class ProgressView:
     achievement_id: str
     status: Status
