@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_insight_errors"
-down_revision = "0013_backfills"
+down_revision = "0014_periods"
 branch_labels = None
 depends_on = None
 
