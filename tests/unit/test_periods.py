@@ -250,3 +250,20 @@ def test_webhook_and_ga4_payloads_carry_a_repeating_awards_period() -> None:
         award_payload(plain, None)["award"]["period"],
         award_payload(plain, None)["award"]["period_start"],
     ) == ("", None)
+
+
+def test_a_revocation_removes_the_latest_periods_level_and_names_its_period() -> None:
+    from accolade_server.rules.engine import Revoke
+
+    r = Replay(WEEKLY)
+    r.send(*(week(0, k) for k in range(3)))
+    r.send(*(week(1, k) for k in range(3)))
+    levels = r.rules.by_id["weekly-warrior"].levels
+    folded = fold([Revoke("u", "weekly-warrior", levels)], r.snapshot, r.rules, now=NOW)
+    [revocation] = folded.steps[0].decisions
+    assert (revocation.kind, revocation.period, revocation.points) == (
+        AwardKind.REVOCATION,
+        "2026-W46",
+        0,
+    )
+    assert [h.period for h in folded.steps[0].holdings] == ["2026-W45"]
