@@ -56,12 +56,12 @@ buflint:
 	else echo "buf lint: skipped (npm not found)"; fi
 
 # Two pytest runs: everything but tests/faults on PYTEST_WORKERS xdist workers (each with its
-# own PostgreSQL schema, SQLite file, ports and temporary directory; a test file stays on one
-# worker, so its module-scoped server or virtualenv is built once), then tests/faults alone
-# and serially, since it restarts PostgreSQL under every other test.
+# own PostgreSQL schema, SQLite file, ports and temporary directory; worksteal keeps both busy
+# to the end, where whole files on one worker left a long tail), then tests/faults alone and
+# serially, since it restarts PostgreSQL under every other test.
 PYTEST_WORKERS ?= 2
 pytest: $(VENV)/.dev-installed
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/faults $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --ignore=tests/faults $(PYTEST_ARGS)
 	$(BIN)/pytest -n 0 tests/faults $(PYTEST_ARGS)
 
 proto: $(VENV)/.dev-installed

@@ -34,7 +34,7 @@ from tests.e2e.test_broken_definitions import store_behind_the_servers_back
 from tests.helpers import achievement
 
 COMMAND = [sys.executable, "-m", "accolade.cli"]
-HEALTH_DEADLINE = 20.0
+HEALTH_DEADLINE = 60.0
 
 SPEC_FILE = """\
 achievement_rules:
