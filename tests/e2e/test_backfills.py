@@ -17,7 +17,8 @@ from google.protobuf.struct_pb2 import Struct
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import backfills_pb2 as bpb
-from accolade.v1 import backfills_pb2_grpc, points_pb2_grpc
+from accolade.v1 import backfills_pb2_grpc, insights_pb2_grpc, points_pb2_grpc
+from accolade.v1 import insights_pb2 as ipb
 from accolade.v1 import points_pb2 as ppb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
@@ -710,3 +711,24 @@ async def test_an_event_tracked_between_the_read_ahead_and_the_lock_is_counted_o
     assert await holders(server, "buyer") == {
         u: TIERS[: _reached([2, 4, 6], c)] for u, c in counts.items()
     }
+
+
+async def test_backfilled_awards_are_counted_apart_in_the_achievement_stats(
+    server: Running,
+) -> None:
+    await seed(server)
+    created = await server.admin.CreateAchievement(
+        apb.CreateAchievementRequest(achievement=buyer(), backfill=True)
+    )
+    job = await finished(server, created.backfill.name)
+    assert job.state == bpb.Backfill.STATE_SUCCEEDED, job.error
+    assert job.awards_made > 0
+    insights = insights_pb2_grpc.InsightsStub(server.channel)
+    got = await insights.GetAchievementStats(ipb.GetAchievementStatsRequest(achievement_id="buyer"))
+    s = got.stats
+    # Made from stored history: neither by the rule on a live event nor granted by hand.
+    assert (s.backfill_awards, s.rule_awards, s.manual_awards) == (job.awards_made, 0, 0)
+    # Their first progress came from the backfill: they started it there.
+    assert s.started == sum(len(a) > 0 for a in HISTORY.values())
+    bronze = next(lv for lv in s.levels if lv.tier == "bronze")
+    assert bronze.backfill_awards == bronze.holders == sum(len(a) >= 2 for a in HISTORY.values())

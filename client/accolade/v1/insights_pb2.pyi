@@ -87,6 +87,7 @@ class LevelStats(_message.Message):
     RULE_AWARDS_FIELD_NUMBER: _builtins.int
     MANUAL_AWARDS_FIELD_NUMBER: _builtins.int
     REVOCATIONS_FIELD_NUMBER: _builtins.int
+    BACKFILL_AWARDS_FIELD_NUMBER: _builtins.int
     MEDIAN_SECONDS_TO_EARN_FIELD_NUMBER: _builtins.int
     P90_SECONDS_TO_EARN_FIELD_NUMBER: _builtins.int
     tier: _builtins.str
@@ -101,9 +102,12 @@ class LevelStats(_message.Message):
     level: among users who started), in percent: the tier funnel.
     """
     rule_awards: _builtins.int
-    """Awards of the level in the range: by the rule, by grants; revocations."""
+    """Awards of the level in the range: by the rule, by grants, by backfills
+    (from stored history); revocations.
+    """
     manual_awards: _builtins.int
     revocations: _builtins.int
+    backfill_awards: _builtins.int
     median_seconds_to_earn: _builtins.float
     """Seconds from the user's first progress on the achievement to the rule's
     award of this level, median and 90th percentile; each the upper bound of a
@@ -122,12 +126,13 @@ class LevelStats(_message.Message):
         rule_awards: _builtins.int = ...,
         manual_awards: _builtins.int = ...,
         revocations: _builtins.int = ...,
+        backfill_awards: _builtins.int = ...,
         median_seconds_to_earn: _builtins.float | None = ...,
         p90_seconds_to_earn: _builtins.float | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_median_seconds_to_earn", b"_median_seconds_to_earn", "_p90_seconds_to_earn", b"_p90_seconds_to_earn", "median_seconds_to_earn", b"median_seconds_to_earn", "p90_seconds_to_earn", b"p90_seconds_to_earn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_median_seconds_to_earn", b"_median_seconds_to_earn", "_p90_seconds_to_earn", b"_p90_seconds_to_earn", "conversion_percent", b"conversion_percent", "holders", b"holders", "manual_awards", b"manual_awards", "median_seconds_to_earn", b"median_seconds_to_earn", "p90_seconds_to_earn", b"p90_seconds_to_earn", "rarity_percent", b"rarity_percent", "revocations", b"revocations", "rule_awards", b"rule_awards", "threshold", b"threshold", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_median_seconds_to_earn", b"_median_seconds_to_earn", "_p90_seconds_to_earn", b"_p90_seconds_to_earn", "backfill_awards", b"backfill_awards", "conversion_percent", b"conversion_percent", "holders", b"holders", "manual_awards", b"manual_awards", "median_seconds_to_earn", b"median_seconds_to_earn", "p90_seconds_to_earn", b"p90_seconds_to_earn", "rarity_percent", b"rarity_percent", "revocations", b"revocations", "rule_awards", b"rule_awards", "threshold", b"threshold", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__median_seconds_to_earn: _TypeAlias = _typing.Literal["median_seconds_to_earn"]  # noqa: Y015
     _WhichOneofArgType__median_seconds_to_earn: _TypeAlias = _typing.Literal["_median_seconds_to_earn", b"_median_seconds_to_earn"]  # noqa: Y015
@@ -157,6 +162,7 @@ class AchievementStats(_message.Message):
     RULE_AWARDS_FIELD_NUMBER: _builtins.int
     MANUAL_AWARDS_FIELD_NUMBER: _builtins.int
     REVOCATIONS_FIELD_NUMBER: _builtins.int
+    BACKFILL_AWARDS_FIELD_NUMBER: _builtins.int
     CONDITION_ERRORS_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_FIELD_NUMBER: _builtins.int
     LAST_CONDITION_ERROR_TIME_FIELD_NUMBER: _builtins.int
@@ -179,6 +185,7 @@ class AchievementStats(_message.Message):
     """Sums over the levels, in the range."""
     manual_awards: _builtins.int
     revocations: _builtins.int
+    backfill_awards: _builtins.int
     condition_errors: _builtins.int
     """Events the achievement's condition (or its aggregate's field) failed on,
     on every replica (such an event does not count towards it); always as of
@@ -214,6 +221,7 @@ class AchievementStats(_message.Message):
         rule_awards: _builtins.int = ...,
         manual_awards: _builtins.int = ...,
         revocations: _builtins.int = ...,
+        backfill_awards: _builtins.int = ...,
         condition_errors: _builtins.int = ...,
         last_condition_error: _builtins.str = ...,
         last_condition_error_time: _timestamp_pb2.Timestamp | None = ...,
@@ -222,7 +230,7 @@ class AchievementStats(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_condition_error_time", b"last_condition_error_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "active_users", b"active_users", "completed", b"completed", "completion_percent", b"completion_percent", "condition_errors", b"condition_errors", "hidden", b"hidden", "holders", b"holders", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "levels", b"levels", "manual_awards", b"manual_awards", "rarity_percent", b"rarity_percent", "revocations", b"revocations", "rule_awards", b"rule_awards", "started", b"started", "stuck_percent", b"stuck_percent", "stuck_tier", b"stuck_tier", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["achievement_id", b"achievement_id", "active_users", b"active_users", "backfill_awards", b"backfill_awards", "completed", b"completed", "completion_percent", b"completion_percent", "condition_errors", b"condition_errors", "hidden", b"hidden", "holders", b"holders", "last_condition_error", b"last_condition_error", "last_condition_error_time", b"last_condition_error_time", "levels", b"levels", "manual_awards", b"manual_awards", "rarity_percent", b"rarity_percent", "revocations", b"revocations", "rule_awards", b"rule_awards", "started", b"started", "stuck_percent", b"stuck_percent", "stuck_tier", b"stuck_tier", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

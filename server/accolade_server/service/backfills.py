@@ -48,6 +48,7 @@ from accolade_server.service.recompute import Mode, Recomputed, recompute
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import with_attributes
 from accolade_server.store import backfills as store
+from accolade_server.store.port import Keys
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
@@ -395,12 +396,16 @@ async def read_chunk(
     earlier (a backfill reads them before it locks the users)."""
     if history is None:
         history = await read_history(repo, rules, achievement_id, users, start=start, end=end)
-    held = await store.user_holdings(repo, users)
-    stored = await store.user_progress(repo, users, rules.closure([achievement_id]))
+    # The batch port's read, as on the live path: the same state, and the analytics books
+    # learn which of the users start the achievement here.
+    closure = sorted(rules.closure([achievement_id]))
+    snap = await repo.batch.read(
+        Keys(progress=[(u, a) for u in users for a in closure], holdings=users)
+    )
     by_user: dict[str, dict[UserKey, ProgressState]] = {u: {} for u in users}
-    for k, v in stored.items():
+    for k, v in snap.progress.items():
         by_user[k[0]][k] = v
-    return Chunk(users, history, held, by_user)
+    return Chunk(users, history, snap.holdings, by_user)
 
 
 async def recompute_chunk(

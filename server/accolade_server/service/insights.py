@@ -23,6 +23,12 @@ from accolade_server.store.uow import UnitOfWork
 
 #: Most buckets one GetTrends answer holds.
 MAX_BUCKETS = 5000
+#: How an award's source is counted in the stats (anything else: a grant, "manual").
+_BY_SOURCE = {
+    AwardSource.RULE.value: "rule",
+    AwardSource.BACKFILL.value: "backfill",
+    AwardSource.BACKFILL_NOTIFIED.value: "backfill",
+}
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
@@ -62,6 +68,8 @@ class LevelStats:
     rule_awards: int
     manual_awards: int
     revocations: int
+    #: Made by backfills from stored history (AwardSource.BACKFILL*), not by a live event.
+    backfill_awards: int
     #: Seconds from first progress to the rule award (upper bound of a bucket 19 % wide);
     #: None when no rule award of the level falls in the range.
     median_seconds: float | None
@@ -84,6 +92,7 @@ class AchievementStats:
     rule_awards: int
     manual_awards: int
     revocations: int
+    backfill_awards: int
     #: Events the condition (or the aggregate's field) failed on, on every replica since
     #: the counters exist; the newest error of a user not erased since, and when.
     condition_errors: int
@@ -204,13 +213,7 @@ class InsightsService:
         totals, active = found.totals, found.active
         counts: dict[tuple[str, str, str], int] = Counter()  # (aid, tier, kind)
         for m, aid, tier, key, n, _ in found.levels:
-            kind = (
-                "revocation"
-                if m == "revocation"
-                else "rule"
-                if key == AwardSource.RULE
-                else "manual"
-            )
+            kind = "revocation" if m == "revocation" else _BY_SOURCE.get(key, "manual")
             counts[aid, tier, kind] += n
         earn: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
         for _, aid, tier, key, n, _ in found.earn:
@@ -247,6 +250,7 @@ class InsightsService:
                     rule_awards=counts.get((a.id, level.name, "rule"), 0),
                     manual_awards=counts.get((a.id, level.name, "manual"), 0),
                     revocations=counts.get((a.id, level.name, "revocation"), 0),
+                    backfill_awards=counts.get((a.id, level.name, "backfill"), 0),
                     median_seconds=percentile(hist, 0.5),
                     p90_seconds=percentile(hist, 0.9),
                 )
@@ -272,6 +276,7 @@ class InsightsService:
             rule_awards=sum(lv.rule_awards for lv in out),
             manual_awards=sum(lv.manual_awards for lv in out),
             revocations=sum(lv.revocations for lv in out),
+            backfill_awards=sum(lv.backfill_awards for lv in out),
             condition_errors=totals[a.id, "errors", ""],
             last_condition_error=message,
             last_condition_error_time=when,

@@ -9,8 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from accolade_server.domain.model import Holding
-from accolade_server.domain.state import Event, ProgressState
+from accolade_server.domain.state import Event
 from accolade_server.store.db import utc
 from accolade_server.store.repository import Repository
 from accolade_server.store.tables import (
@@ -344,34 +343,6 @@ async def lock_versions(
     if lock:
         query = query.with_for_update()
     return {row[0]: row[1] for row in await repo.conn.execute(query)}
-
-
-async def user_holdings(repo: Repository, user_ids: Sequence[str]) -> dict[str, list[Holding]]:
-    c = holdings.c
-    rows = await repo.conn.execute(
-        sa.select(holdings).where(c.user_id.in_(list(user_ids))).order_by(c.award_cursor)
-    )
-    out: dict[str, list[Holding]] = {u: [] for u in user_ids}
-    for row in rows:
-        m = row._mapping
-        earned = utc(m["earned_time"])
-        assert earned is not None
-        out[m["user_id"]].append(
-            Holding(m["achievement_id"], m["tier"], m["award_cursor"], m["points"], earned)
-        )
-    return out
-
-
-async def user_progress(
-    repo: Repository, user_ids: Sequence[str], achievement_ids: Collection[str]
-) -> dict[tuple[str, str], ProgressState]:
-    c = progress.c
-    rows = await repo.conn.execute(
-        sa.select(
-            c.user_id, c.achievement_id, c.value, c.level, c.streak_day, c.streak_current
-        ).where(c.user_id.in_(list(user_ids)), c.achievement_id.in_(sorted(achievement_ids)))
-    )
-    return {(r[0], r[1]): ProgressState(r[2], r[3], r[4], r[5]) for r in rows}
 
 
 async def clear_distinct(repo: Repository, user_ids: Sequence[str], achievement_id: str) -> None:
