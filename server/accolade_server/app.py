@@ -65,6 +65,7 @@ from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.explain import ExplainService
 from accolade_server.service.insights import InsightsService
 from accolade_server.service.leaderboards import LeaderboardService
+from accolade_server.service.pacing import Pace
 from accolade_server.service.points import PointsService
 from accolade_server.service.retention import Pruner
 from accolade_server.service.rulecache import RuleCache
@@ -254,15 +255,16 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     uow.on_acquire = metrics.db_acquire.observe
     conditions = ConditionErrors(metrics)
     achievements = AchievementService(uow, settings, conditions=conditions)
+    pace = Pace(settings.backfill_live_yield)  # backfills give way to live traffic
     tracking = TrackingService(
-        uow, settings, rules, metrics=metrics, conditions=conditions, tracing=tracing
+        uow, settings, rules, metrics=metrics, conditions=conditions, tracing=tracing, pace=pace
     )
     awards = AwardService(uow, settings, rules)
     watch = WatchService(uow, broker, catalogue, metrics=metrics)
     admin_servicer = AchievementAdminServicer(
         achievements, awards, catalogue, EventTypeService(uow), guard=guard
     )
-    backfill_worker = BackfillWorker(uow, settings, rules)
+    backfill_worker = BackfillWorker(uow, settings, rules, pace=pace)
     achievements.on_backfill = backfill_worker.wake
     backfills = BackfillService(uow, settings, rules, wake=backfill_worker.wake)
     backfills_servicer = BackfillsServicer(backfills, guard)

@@ -317,6 +317,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Pause between a backfill's chunks, to leave the database to live traffic.",
     )
+    backfill_live_yield: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="While live events arrive, a backfill sleeps this many times as long as "
+        "each user's recompute took, so that live traffic keeps most of the server's time "
+        "(5: at least five sixths); 0: backfills never give way.",
+    )
     backfill_poll_seconds: float = Field(
         2.0, gt=0, description="How often a server looks for queued backfills."
     )

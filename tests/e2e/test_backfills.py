@@ -684,8 +684,8 @@ async def test_an_event_tracked_between_the_read_ahead_and_the_lock_is_counted_o
     read_ahead = worker._read_ahead
     between: list[str] = []
 
-    async def read_then_track(achievement_id: str, after: str | None) -> Any:
-        ahead = await read_ahead(achievement_id, after)
+    async def read_then_track(achievement_id: str, after: str | None, mode: Any) -> Any:
+        ahead = await read_ahead(achievement_id, after, mode)
         if ahead.users and not between:
             for user in ahead.users[:3]:
                 between.append(user)

@@ -24,11 +24,13 @@ from accolade_server.notify.tasks import finish_then_cancel
 from accolade_server.rules import engine
 from accolade_server.service import economy, ledger
 from accolade_server.service.backfills import (
+    Chunk,
     read_chunk,
     read_history,
     recompute_chunk,
     retention_cutoff,
 )
+from accolade_server.service.pacing import Pace
 from accolade_server.service.recompute import Mode, Recomputed
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.store import backfills as store
@@ -52,6 +54,10 @@ class _Ahead:
     users: list[str]
     history: dict[str, list[Event]] | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    #: Their holdings and progress as read then, and the recompute of them: kept for each
+    #: user whose lock-row version and state are the same under the lock.
+    chunk: Chunk | None = None
+    results: list[Recomputed] | None = None
     #: The read of the chunk after it, started once this one's users are locked.
     next: asyncio.Future[_Ahead] | None = None
 
@@ -67,8 +73,10 @@ class BackfillWorker:
         rules: RuleCache,
         *,
         clock: Callable[[], datetime] = _now,
+        pace: Pace | None = None,
     ) -> None:
         self.uow = uow
+        self.pace = pace
         self.settings = settings
         self.rules = rules
         self.clock = clock
@@ -152,7 +160,7 @@ class BackfillWorker:
                     await store.set_totals(repo, job.id, total=total, truncated=truncated)
         ahead: _Ahead | None = None
         pending: asyncio.Future[_Ahead] = asyncio.ensure_future(
-            self._read_ahead(job.achievement_id, job.checkpoint)
+            self._read_ahead(job.achievement_id, job.checkpoint, mode)
         )
         try:
             while not self._closing:
@@ -162,7 +170,7 @@ class BackfillWorker:
                 after = ahead.users[-1]
                 await asyncio.sleep(self.settings.backfill_pause_seconds)
                 pending = ahead.next or asyncio.ensure_future(
-                    self._read_ahead(job.achievement_id, after)
+                    self._read_ahead(job.achievement_id, after, mode)
                 )
         finally:
             for task in (pending, ahead.next if ahead is not None else None):
@@ -171,9 +179,10 @@ class BackfillWorker:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
 
-    async def _read_ahead(self, achievement_id: str, after: str | None) -> _Ahead:
-        """The next chunk's users and (PostgreSQL) their events, read without locking them;
-        the versions of their lock rows are read first (see `store.lock_versions`), so that
+    async def _read_ahead(self, achievement_id: str, after: str | None, mode: Mode) -> _Ahead:
+        """The next chunk's users and (PostgreSQL) their events, holdings and progress, read
+        without locking them, and their recompute (giving way to live traffic: `pace`); the
+        versions of their lock rows are read first (see `store.lock_versions`), so that
         `_chunk` can tell, under the lock, whose events changed since."""
         async with self.uow.transaction() as repo:
             rules = await self.rules.get(repo)
@@ -193,7 +202,17 @@ class BackfillWorker:
             if missing:
                 versions.update(await store.lock_versions(repo, missing))
             history = await read_history(repo, rules, achievement_id, users)
-        return _Ahead(rules, users, history, versions)
+            chunk = await read_chunk(repo, rules, achievement_id, users, history=history)
+        results = await recompute_chunk(
+            chunk,
+            rules,
+            achievement_id,
+            mode,
+            self.clock(),
+            self.settings.enable_achievements,
+            self.pace,
+        )
+        return _Ahead(rules, users, history, versions, chunk, results)
 
     async def _chunk(self, job: store.Job, ahead: _Ahead, mode: Mode, source: AwardSource) -> bool:
         """Lock the chunk's users, recompute and write them, move the checkpoint: one
@@ -217,6 +236,7 @@ class BackfillWorker:
                 log.info("backfill done", backfill=job.id)
                 return False
             history = ahead.history if ahead.rules is rules else None
+            moved: list[str] = []
             if history is not None:
                 locked = await store.lock_versions(repo, users, lock=True)
                 await repo.batch.lock_users(users, now)
@@ -224,13 +244,33 @@ class BackfillWorker:
                 if moved:
                     history = {**history, **await read_history(repo, rules, a.id, moved)}
                 # The next chunk is read while this one is recomputed and written.
-                ahead.next = asyncio.ensure_future(self._read_ahead(a.id, users[-1]))
+                ahead.next = asyncio.ensure_future(self._read_ahead(a.id, users[-1], mode))
             else:
                 await repo.batch.lock_users(users, now)
             chunk = await read_chunk(repo, rules, a.id, users, history=history)
-            results = await recompute_chunk(
-                chunk, rules, a.id, mode, now, self.settings.enable_achievements
-            )
+            ahead_results = ahead.results if history is not None else None
+            if ahead.chunk is not None and ahead_results is not None:
+                # Recomputed before the lock: redo only users whose events or state changed.
+                before = ahead.chunk
+                again = set(moved) | {
+                    u
+                    for u in users
+                    if chunk.holdings[u] != before.holdings[u]
+                    or chunk.stored[u] != before.stored[u]
+                }
+                redo = Chunk(
+                    [u for u in users if u in again], chunk.history, chunk.holdings, chunk.stored
+                )
+                by_user = {r.user_id: r for r in ahead_results if r.user_id not in again}
+                for r in await recompute_chunk(
+                    redo, rules, a.id, mode, now, self.settings.enable_achievements
+                ):
+                    by_user[r.user_id] = r
+                results = [by_user[u] for u in users if u in by_user]
+            else:
+                results = await recompute_chunk(
+                    chunk, rules, a.id, mode, now, self.settings.enable_achievements
+                )
             await self._write(repo, rules, job, a.id, results, source, now)
             await store.advance(
                 repo,

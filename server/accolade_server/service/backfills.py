@@ -44,6 +44,7 @@ from accolade_server.domain.periods import Repeat
 from accolade_server.domain.state import Event, ProgressState, UserKey
 from accolade_server.domain.validation import check_slug, validate_achievement
 from accolade_server.rules import engine
+from accolade_server.service.pacing import Pace
 from accolade_server.service.recompute import Mode, Recomputed, recompute
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.tracking import with_attributes
@@ -415,10 +416,13 @@ async def recompute_chunk(
     mode: Mode,
     now: datetime,
     awards_enabled: bool,
+    pace: Pace | None = None,
 ) -> list[Recomputed]:
-    """The users' recomputed states, one user at a time (live calls run in between)."""
+    """The users' recomputed states, one user at a time (live calls run in between; with
+    `pace`, the backfill gives way to them, see service/pacing.py)."""
     results = []
     for u in chunk.users:
+        started = time.perf_counter()
         results.append(
             recompute(
                 u,
@@ -432,5 +436,8 @@ async def recompute_chunk(
                 awards_enabled=awards_enabled,
             )
         )
-        await asyncio.sleep(0)
+        if pace is None:
+            await asyncio.sleep(0)
+        else:
+            await pace.pause(time.perf_counter() - started)
     return [r for r in results if r.touched]

@@ -30,6 +30,7 @@ from accolade_server.service import batch as batch_
 from accolade_server.service.batch import TrackResult
 from accolade_server.service.batcher import MicroBatcher
 from accolade_server.service.diagnostics import ConditionErrors
+from accolade_server.service.pacing import Pace
 from accolade_server.service.rulecache import RuleCache
 from accolade_server.service.shapes import ShapeRecorder
 from accolade_server.store import points as points_store
@@ -96,8 +97,10 @@ class TrackingService:
         shapes: ShapeRecorder | None = None,
         conditions: ConditionErrors | None = None,
         tracing: Tracing | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.uow = uow
+        self.pace = pace  # told of live batches, so that backfills give way to them
         self.shapes = shapes or ShapeRecorder(uow, clock=clock)
         self.settings = settings
         self.rules = rules
@@ -199,6 +202,8 @@ class TrackingService:
     async def commit(self, batch: Sequence[Event]) -> list[TrackResult | Exception]:
         """Record a batch in one transaction; if that fails, each event in its own, so one
         bad event cannot sink the others. Unavailability fails the whole batch."""
+        if self.pace is not None:
+            self.pace.live()
         try:
             return list(await self._transaction(batch, self.clock()))
         except Unavailable:
