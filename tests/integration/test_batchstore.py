@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource, Holding
@@ -166,33 +164,3 @@ async def test_an_erasure_leaves_one_entry_and_nothing_else_of_the_user(db: Data
     assert snap.holdings["gone"] == [] and len(snap.holdings["kept"]) == 1
     assert snap.distinct == {("kept", "a", "h")}
     assert users == {"kept"} and event_users == {"kept"} and log_users == ["kept", "gone"]
-
-
-async def test_batches_of_one_shape_share_one_prepared_statement(db: Database) -> None:
-    """PostgreSQL prepares and plans a statement per text: a batch's write must not vary it
-    by anything but the parts it has (e.g. not by the analytics shard it picked), or most
-    batches pay for parsing and planning it again."""
-    if db.backend == "sqlite":
-        pytest.skip("PostgreSQL's prepared statements")
-    texts: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("WITH p0"):
-            texts.append(statement)
-
-    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        for n in range(12):  # 8 shards: twelve batches pick several
-            async with uow(db).transaction() as repo:
-                store = repo.batch
-                await store.lock_users(["u1"], NOW)
-                records = await ledger.allocate(store, [award("u1", f"a{n}", "", 1)], NOW)
-                changes = Changes(
-                    events=[EventRow(ev(f"e{n}"), True)],
-                    progress={("u1", f"a{n}"): ProgressState(1, 1)},
-                )
-                await store.write(changes, records, NOW)
-    finally:
-        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
-    assert len(texts) == 12
-    assert len(set(texts)) == 1

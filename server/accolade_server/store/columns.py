@@ -102,11 +102,10 @@ def pg_write(spec: Write, rows: Sequence[Any], params: PgParams, now: datetime) 
     """The spec as one PostgreSQL statement over `rows` (usable as a CTE part)."""
     t = spec.table.name
     arrays = [c for c in spec.cols if c.get is not None]
-    placeholders = {
-        c.name: params.column(c, [c.get(r) for r in rows])  # type: ignore[misc]
+    unnest = ", ".join(
+        params.column(c, [c.get(r) for r in rows])  # type: ignore[misc]
         for c in arrays
-    }
-    unnest = ", ".join(placeholders.values())
+    )
     source = f"unnest({unnest}) AS x({', '.join(c.name for c in arrays)})"
 
     def value(c: Col) -> str:
@@ -114,16 +113,11 @@ def pg_write(spec: Write, rows: Sequence[Any], params: PgParams, now: datetime) 
             return params.now(now)
         return f"x.{c.name}::jsonb" if c.type == "jsonb" else f"x.{c.name}"
 
-    # Deletes and adds match rows by key; the key's first column also as `= ANY(its
-    # column)`: an index scan of the table for the rows' keys whatever the plan's estimates,
-    # never a hash join over the whole table.
-    match = " AND ".join(
-        [f"{t}.{k} = x.{k}" for k in spec.key]
-        + [f"{t}.{k} = ANY({placeholders[k]})" for k in spec.key[:1] if spec.op != "insert"]
-    )
     if spec.op == "delete":
+        match = " AND ".join(f"{t}.{k} = x.{k}" for k in spec.key)
         return f"DELETE FROM {t} USING {source} WHERE {match}"
     if spec.op == "add":
+        match = " AND ".join(f"{t}.{k} = x.{k}" for k in spec.key)
         sets = ", ".join(
             f"{c.name} = {params.now(now)}"
             if c.get is None

@@ -210,26 +210,16 @@ class Books:
                 f"{params.add(text_array(r.achievement_id for r in e), '::text::text[]')}, "
                 f"{params.add(text_array(r.tier for r in e), '::text::text[]')}, "
                 f"{params.add([r.award_time for r in e], '::timestamptz[]')}) "
-                "AS v(uid, aid, tier, t) LEFT JOIN LATERAL (SELECT first_time FROM insights_first"
-                # A primary-key lookup per award whatever the plan's estimates (not pulled up
-                # into a hash join over the whole table, which grows with the users).
-                " WHERE user_id = v.uid AND achievement_id = v.aid OFFSET 0) f ON true"
+                "AS v(uid, aid, tier, t) LEFT JOIN insights_first f "
+                "ON f.user_id = v.uid AND f.achievement_id = v.aid"
             )
-        # A parameter, not a literal: the statement's text (so its prepared statement and
-        # cached plan) is then the same whichever shard a batch picks.
-        shard = ""
-
-        def the_shard() -> str:
-            nonlocal shard
-            shard = shard or params.add(random.randrange(SHARDS), "::int2")
-            return shard
-
+        shard = str(random.randrange(SHARDS))  # a literal: the statement is prepared per text
         if sources:
             union = "\nUNION ALL ".join(sources)
             parts.append(
                 "iro AS (INSERT INTO insights_rollup AS t "
                 "(metric, period, achievement_id, bucket, tier, key, shard, count, amount) "
-                f"SELECT m, p, a, b, ti, k, {the_shard()}, sum(c), sum(am) FROM ({union}) "
+                f"SELECT m, p, a, b, ti, k, {shard}, sum(c), sum(am) FROM ({union}) "
                 "AS x(m, p, a, b, ti, k, c, am) GROUP BY 1, 2, 3, 4, 5, 6 "
                 "HAVING sum(c) <> 0 OR sum(am) <> 0 ORDER BY 1, 2, 3, 4, 5, 6 "
                 "ON CONFLICT (metric, period, achievement_id, bucket, tier, key, shard) "
@@ -244,7 +234,7 @@ class Books:
             parts.append(
                 "ito AS (INSERT INTO insights_totals AS t "
                 "(achievement_id, metric, tier, shard, count) "
-                f"SELECT x.a, x.m, x.ti, {the_shard()}, x.c FROM unnest("
+                f"SELECT x.a, x.m, x.ti, {shard}, x.c FROM unnest("
                 f"{arrays}, {params.add(counts, '::text::int8[]')}) "
                 "AS x(a, m, ti, c) ON CONFLICT (achievement_id, metric, tier, shard) "
                 "DO UPDATE SET count = t.count + excluded.count)"

@@ -229,27 +229,21 @@ def users_to_check(
 
 
 # The entries a write changes, with the old and the new (negated) score: `n` of the write.
-# `{points}` and `{grown}` are the stored points total and achievement value, joined by
-# `{joins}` (`_JOIN_POINTS`, `_JOIN_GROWN`) only where an update's mode reads them.
 _CHANGED = """
 SELECT board_id, period_start, user_id, old_neg, -score AS new_neg FROM (
   SELECT v.board_id, v.period_start, v.user_id, o.neg_score AS old_neg,
     CASE v.mode WHEN 's' THEN v.amount
-      WHEN 't' THEN coalesce({points}, 0) + v.amount
+      WHEN 't' THEN coalesce(p.points, 0) + v.amount
       WHEN 'a' THEN coalesce(-o.neg_score, 0) + v.amount
-      ELSE coalesce(-o.neg_score, 0) + {greatest}(v.amount - coalesce({grown}, 0), 0)
+      ELSE coalesce(-o.neg_score, 0) + {greatest}(v.amount - coalesce(g.value, 0), 0)
     END AS score
   FROM {values}
   LEFT JOIN leaderboard_scores o ON o.board_id = v.board_id
-    AND o.period_start = v.period_start AND o.user_id = v.user_id{joins}
+    AND o.period_start = v.period_start AND o.user_id = v.user_id
+  LEFT JOIN user_points p ON p.user_id = v.user_id
+  LEFT JOIN progress g ON g.user_id = v.user_id AND g.achievement_id = v.achievement_id
 ) x WHERE (old_neg IS NOT NULL OR score <> 0) AND (old_neg IS NULL OR old_neg <> -score)
 """
-_JOIN_POINTS = "\n  LEFT JOIN user_points p ON p.user_id = v.user_id"
-_JOIN_GROWN = (
-    "\n  LEFT JOIN progress g ON g.user_id = v.user_id AND g.achievement_id = v.achievement_id"
-)
-#: Both joins, for SQLite (one statement whatever the modes).
-_ALL = {"points": "p.points", "grown": "g.value", "joins": _JOIN_POINTS + _JOIN_GROWN}
 _UPSERT_SCORES = """
 INSERT INTO leaderboard_scores (board_id, period_start, user_id, neg_score, reached)
 {rows}
@@ -296,33 +290,18 @@ def pg_ctes(
             add(list(column), f"::{cast}[]")
             for column, cast in zip(zip(*updates, strict=True), casts, strict=True)
         ]
-        # The users' attributes only for filtered boards, each a primary-key lookup (not
-        # a join the plan could make a hash join over every profile).
-        filtered = (
-            " LEFT JOIN LATERAL (SELECT attributes FROM users WHERE user_id = w.user_id"
-            " OFFSET 0) u ON true WHERE w.filter_attribute = ''"
-            " OR u.attributes ->> w.filter_attribute = w.filter_value"
-            if any(u.filter_attribute for u in updates)
-            else ""
-        )
         values = (
             "(SELECT w.* FROM unnest("
             + ", ".join(columns)
             + ") AS w(board_id, period_start, user_id, mode, amount, achievement_id,"
-            f" filter_attribute, filter_value){filtered}) v"
-        )
-        modes = {u.mode for u in updates}
-        changed = _CHANGED.format(
-            greatest="greatest",
-            values=values,
-            points="p.points" if "t" in modes else "NULL::int8",
-            grown="g.value" if "g" in modes else "NULL::float8",
-            joins=(_JOIN_POINTS if "t" in modes else "") + (_JOIN_GROWN if "g" in modes else ""),
+            " filter_attribute, filter_value) LEFT JOIN users u ON u.user_id = w.user_id"
+            " WHERE w.filter_attribute = ''"
+            " OR u.attributes ->> w.filter_attribute = w.filter_value) v"
         )
         reached = add(micros(now), "::int8")
         rows = f"SELECT board_id, period_start, user_id, new_neg, {reached} FROM lb_n"
         ctes += [
-            f"lb_n AS ({changed})",
+            f"lb_n AS ({_CHANGED.format(greatest='greatest', values=values)})",
             f"lb_s AS ({_UPSERT_SCORES.format(rows=rows)})",
             f"lb_c AS ({_ADD_COUNTS.format(rows=_PG_COUNTS)})",
         ]
@@ -343,7 +322,7 @@ async def sqlite_write(conn: AsyncConnection, updates: Sequence[Update], now: da
         chunk = updates[start : start + 500]
         values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
         sql = f"WITH v({', '.join(_COLUMNS)}) AS (VALUES {values}) " + _CHANGED.format(
-            greatest="max", values="v", **_ALL
+            greatest="max", values="v"
         )
         params = [getattr(u, c) for u in chunk for c in _COLUMNS]
         changed += [tuple(r) for r in await conn.exec_driver_sql(sql, tuple(params))]

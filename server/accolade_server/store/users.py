@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from accolade_server.domain.users import User
-from accolade_server.store.db import text_array, utc
+from accolade_server.store.db import utc
 from accolade_server.store.repository import Repository
 from accolade_server.store.tables import users
 
@@ -115,13 +115,6 @@ async def time_zones(repo: Repository, user_ids: Iterable[str]) -> dict[str, str
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    if repo.is_postgres:  # one statement text (one prepared statement) whatever the count
-        pg = await repo.pg(
-            "SELECT user_id, time_zone FROM users WHERE user_id = ANY($1::text::text[])"
-            " AND time_zone <> ''",
-            text_array(ids),
-        )
-        return {user_id: zone for user_id, zone in pg}
     rows = await repo.conn.execute(
         sa.select(users.c.user_id, users.c.time_zone).where(
             users.c.user_id.in_(ids), users.c.time_zone != ""
