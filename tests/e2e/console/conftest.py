@@ -52,6 +52,21 @@ async def start_console(db: Database) -> ConsoleServer:
 
 
 @pytest.fixture
+async def any_console(db: Database) -> AsyncIterator[ConsoleServer]:
+    """A console server on each backend in turn (sessions live in the database)."""
+    server = await start_console(db)
+    try:
+        yield server
+    finally:
+        await stop_server(server.running)
+
+
+def client(server: ConsoleServer) -> httpx.AsyncClient:
+    """An HTTP client of the console's listener that does not follow redirects."""
+    return httpx.AsyncClient(base_url=server.running.http_url, follow_redirects=False)
+
+
+@pytest.fixture
 async def console(postgres_db: Database) -> AsyncIterator[ConsoleServer]:
     """The browser suite's server: PostgreSQL, keys for admin, read and track."""
     server = await start_console(postgres_db)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from accolade_server.store.repository import Repository
 from tests.conftest import Database, start_server, stop_server
 from tests.e2e.console.conftest import (
     ConsoleServer,
+    client,
     csrf_of,
     http_sign_in,
     make_key,
@@ -27,20 +27,6 @@ from tests.e2e.test_broken_definitions import FIVE_MACROS, store_behind_the_serv
 from tests.helpers import achievement
 
 SAMPLE_PARAMS = {"id": "no-such-achievement", "name": "console.css"}
-
-
-@pytest.fixture
-async def any_console(db: Database) -> AsyncIterator[ConsoleServer]:
-    """A console server on each backend in turn (sessions live in the database)."""
-    server = await start_console(db)
-    try:
-        yield server
-    finally:
-        await stop_server(server.running)
-
-
-def client(server: ConsoleServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.running.http_url, follow_redirects=False)
 
 
 def console_routes(server: ConsoleServer) -> list[ConsoleRoute]:

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-
-import httpx
-import pytest
 
 from accolade.v1 import admin_pb2 as apb
 from accolade.v1 import tracker_pb2 as tpb
 from accolade.v1 import types_pb2 as pb
-from tests.conftest import Database, stop_server
-from tests.e2e.console.conftest import ConsoleServer, csrf_of, http_sign_in, start_console
-
-
-@pytest.fixture
-async def any_console(db: Database) -> AsyncIterator[ConsoleServer]:
-    server = await start_console(db)
-    try:
-        yield server
-    finally:
-        await stop_server(server.running)
-
-
-def client(server: ConsoleServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.running.http_url, follow_redirects=False)
+from tests.e2e.console.conftest import ConsoleServer, client, csrf_of, http_sign_in
 
 
 async def test_the_editor_saves_repeat_and_the_period_streak_and_the_user_page_shows_periods(

@@ -2,27 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
-
 from accolade.v1 import admin_pb2 as apb
-from tests.conftest import Database, stop_server
-from tests.e2e.console.conftest import ConsoleServer, csrf_of, http_sign_in, start_console
-
-
-@pytest.fixture
-async def any_console(db: Database) -> AsyncIterator[ConsoleServer]:
-    server = await start_console(db)
-    try:
-        yield server
-    finally:
-        await stop_server(server.running)
-
-
-def client(server: ConsoleServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.running.http_url, follow_redirects=False)
+from tests.e2e.console.conftest import ConsoleServer, client, csrf_of, http_sign_in
 
 
 async def test_the_editor_saves_and_shows_the_streak_options_and_names_bad_ones(
