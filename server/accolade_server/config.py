@@ -300,11 +300,19 @@ class Settings(BaseSettings):
 
     # -- backfills (service/backfills.py) --
     backfill_chunk_users: int = Field(
-        50,
+        100,
         ge=1,
         le=10_000,
-        description="Users a backfill recomputes per transaction (their rows stay locked "
-        "for it; smaller chunks interfere less with live events).",
+        description="Users a backfill reads ahead and recomputes at a time, before it "
+        "locks them (larger chunks read faster).",
+    )
+    backfill_lock_users: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Users a backfill writes per transaction, their rows locked until it "
+        "commits: a live event of one of them waits for that (smaller slices interfere "
+        "less with live events).",
     )
     backfill_lease_seconds: float = Field(
         30.0,

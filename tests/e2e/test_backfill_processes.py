@@ -35,6 +35,8 @@ def env_for(backend: str, run_id: str, tmp_path: Path) -> tuple[dict[str, str], 
         "ACCOLADE_TRACK_EVENT_TYPES": '["*"]',
         "ACCOLADE_LOG_LEVEL": "warning",
         "ACCOLADE_BACKFILL_CHUNK_USERS": "3",
+        # Slices of 2 and 1 users: checkpoints inside a chunk too.
+        "ACCOLADE_BACKFILL_LOCK_USERS": "2",
         "ACCOLADE_BACKFILL_LEASE_SECONDS": "1",
         "ACCOLADE_BACKFILL_POLL_SECONDS": "0.2",
         "ACCOLADE_BACKFILL_PAUSE_SECONDS": "0.05",

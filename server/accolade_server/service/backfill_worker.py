@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import structlog
 
 from accolade_server.config import Settings
 from accolade_server.domain.errors import FailedPrecondition, Unavailable
-from accolade_server.domain.model import AwardSource
+from accolade_server.domain.model import Achievement, AwardSource
 from accolade_server.domain.state import Event
 from accolade_server.notify.delivery import lease_owner
 from accolade_server.notify.tasks import finish_then_cancel
@@ -58,8 +59,43 @@ class _Ahead:
     #: user whose lock-row version and state are the same under the lock.
     chunk: Chunk | None = None
     results: list[Recomputed] | None = None
-    #: The read of the chunk after it, started once this one's users are locked.
+    #: The read of the chunk after it, started once this one is read.
     next: asyncio.Future[_Ahead] | None = None
+
+    def only(self, users: list[str]) -> _Ahead:
+        """The part of the chunk of some of its users (a slice written in one transaction)."""
+        if self.history is None:
+            return _Ahead(self.rules, users)
+        keep = set(users)
+        chunk = self.chunk
+        if chunk is not None:
+            chunk = Chunk(
+                users,
+                {u: chunk.history[u] for u in users},
+                {u: chunk.holdings[u] for u in users},
+                {u: chunk.stored[u] for u in users},
+            )
+        return _Ahead(
+            self.rules,
+            users,
+            {u: self.history[u] for u in users},
+            {u: v for u, v in self.versions.items() if u in keep},
+            chunk,
+            None if self.results is None else [r for r in self.results if r.user_id in keep],
+        )
+
+
+def _achievement(rules: engine.RuleSet, job: store.Job) -> Achievement:
+    compiled = rules.by_id.get(job.achievement_id)
+    if compiled is None:
+        raise FailedPrecondition(
+            f"achievement {job.achievement_id!r} is deleted, disabled or cannot be compiled"
+        )
+    return compiled.achievement
+
+
+def _slices(users: list[str], size: int) -> list[list[str]]:
+    return [users[i : i + size] for i in range(0, len(users), size)]
 
 
 class BackfillWorker:
@@ -181,9 +217,11 @@ class BackfillWorker:
 
     async def _read_ahead(self, achievement_id: str, after: str | None, mode: Mode) -> _Ahead:
         """The next chunk's users and (PostgreSQL) their events, holdings and progress, read
-        without locking them, and their recompute (giving way to live traffic: `pace`); the
-        versions of their lock rows are read first (see `store.lock_versions`), so that
-        `_chunk` can tell, under the lock, whose events changed since."""
+        without locking them, and their recompute; the versions of their lock rows are read
+        first (see `store.lock_versions`), so that `_slice` can tell, under the lock, whose
+        events changed since. The events are read a slice of users at a time, giving way
+        to live traffic between slices as the recompute does (`pace`): a whole chunk's events
+        decoded at once would hold up live calls on the same event loop."""
         async with self.uow.transaction() as repo:
             rules = await self.rules.get(repo)
             if achievement_id not in rules.by_id:
@@ -198,25 +236,62 @@ class BackfillWorker:
         if missing:  # e.g. events imported without the live path: give them their lock row
             async with self.uow.transaction() as repo:
                 await repo.batch.lock_users(missing, self.clock())
-        async with self.uow.transaction() as repo:
-            if missing:
                 versions.update(await store.lock_versions(repo, missing))
-            history = await read_history(repo, rules, achievement_id, users)
-            chunk = await read_chunk(repo, rules, achievement_id, users, history=history)
-        results = await recompute_chunk(
-            chunk,
-            rules,
-            achievement_id,
-            mode,
-            self.clock(),
-            self.settings.enable_achievements,
-            self.pace,
-        )
+        history: dict[str, list[Event]] = {}
+        chunk = Chunk(users, history, {}, {})
+        results: list[Recomputed] = []
+        for part in _slices(users, self.settings.backfill_lock_users):
+            started = time.perf_counter()
+            async with self.uow.transaction() as repo:
+                events = await read_history(repo, rules, achievement_id, part)
+                read = await read_chunk(repo, rules, achievement_id, part, history=events)
+            if self.pace is not None:
+                await self.pace.pause(time.perf_counter() - started)
+            history.update(events)
+            chunk.holdings.update(read.holdings)
+            chunk.stored.update(read.stored)
+            results += await recompute_chunk(
+                read,
+                rules,
+                achievement_id,
+                mode,
+                self.clock(),
+                self.settings.enable_achievements,
+                self.pace,
+            )
         return _Ahead(rules, users, history, versions, chunk, results)
 
     async def _chunk(self, job: store.Job, ahead: _Ahead, mode: Mode, source: AwardSource) -> bool:
-        """Lock the chunk's users, recompute and write them, move the checkpoint: one
-        transaction. False when the job has ended (done, cancelled or taken over)."""
+        """Write the chunk a slice of users at a time (`backfill_lock_users`), each slice in
+        one transaction that locks its users and moves the checkpoint, so that a live call
+        of one of them waits for a slice, not for the chunk. False when the job has ended
+        (done, cancelled or taken over)."""
+        if not ahead.users:
+            async with self.uow.transaction() as repo:
+                now = self.clock()
+                if await store.renew(repo, job.id, self.owner, now, self.lease) is None:
+                    log.info("backfill stopped (cancelled or taken over)", backfill=job.id)
+                    return False
+                _achievement(await self.rules.get(repo), job)
+                await store.finish(repo, job.id, self.owner, state="succeeded", error="", now=now)
+                log.info("backfill done", backfill=job.id)
+            return False
+        if ahead.history is not None:
+            # The next chunk is read while this one is written.
+            ahead.next = asyncio.ensure_future(
+                self._read_ahead(job.achievement_id, ahead.users[-1], mode)
+            )
+        for part in _slices(ahead.users, self.settings.backfill_lock_users):
+            started = time.perf_counter()
+            if not await self._slice(job, ahead.only(part), mode, source):
+                return False
+            if self.pace is not None:  # give way after the commit, not under the lock
+                await self.pace.pause(time.perf_counter() - started)
+        return True
+
+    async def _slice(self, job: store.Job, ahead: _Ahead, mode: Mode, source: AwardSource) -> bool:
+        """Lock the users, recompute (again, for those whose events or state changed since
+        the read-ahead) and write them, move the checkpoint: one transaction."""
         now = self.clock()
         async with self.uow.transaction() as repo:
             current = await store.renew(repo, job.id, self.owner, now, self.lease)
@@ -224,17 +299,8 @@ class BackfillWorker:
                 log.info("backfill stopped (cancelled or taken over)", backfill=job.id)
                 return False
             rules = await self.rules.get(repo)
-            compiled = rules.by_id.get(job.achievement_id)
-            if compiled is None:
-                raise FailedPrecondition(
-                    f"achievement {job.achievement_id!r} is deleted, disabled or cannot be compiled"
-                )
-            a = compiled.achievement
+            a = _achievement(rules, job)
             users = ahead.users
-            if not users:
-                await store.finish(repo, job.id, self.owner, state="succeeded", error="", now=now)
-                log.info("backfill done", backfill=job.id)
-                return False
             history = ahead.history if ahead.rules is rules else None
             moved: list[str] = []
             if history is not None:
@@ -243,8 +309,6 @@ class BackfillWorker:
                 moved = [u for u in users if u not in locked or ahead.versions.get(u) != locked[u]]
                 if moved:
                     history = {**history, **await read_history(repo, rules, a.id, moved)}
-                # The next chunk is read while this one is recomputed and written.
-                ahead.next = asyncio.ensure_future(self._read_ahead(a.id, users[-1], mode))
             else:
                 await repo.batch.lock_users(users, now)
             chunk = await read_chunk(repo, rules, a.id, users, history=history)

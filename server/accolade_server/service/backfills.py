@@ -9,10 +9,12 @@ Hand-over with live traffic (exactly once; `service/backfill_worker.py`): a back
 chunk's events *before* it locks the chunk's users, so live TrackEvent calls of those users
 do not wait while their history is read. On PostgreSQL it first reads the version (`xmin`)
 of each user's lock row — the `user_points` row `lock_users` rewrites in every transaction
-that stores an event of the user — then the events. In the transaction that then locks the
-users (`lock_users`, the lock TrackEvent takes), reads their holdings and progress, replaces
-their state for the achievement with the recomputed one, writes award-log entries through the
-one writer (`BatchStore.write`) and moves the job's checkpoint, it reads the versions again
+that stores an event of the user — then the events. The chunk is then written a slice of
+users per transaction (`backfill_lock_users`), so that a live call of one of them waits for a
+slice, not for the chunk. The transaction of a slice locks its users (`lock_users`, the lock
+TrackEvent takes), reads their holdings and progress, replaces their state for the
+achievement with the recomputed one, writes award-log entries through the one writer
+(`BatchStore.write`) and moves the job's checkpoint; first it reads the versions again
 (locking the rows): a user whose version moved (an event, an award or a point change
 committed in between) has their events read again, under the lock. Events are stored in the
 same transaction that counts them live, so under the lock every event of the user is either
