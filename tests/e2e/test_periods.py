@@ -175,6 +175,56 @@ async def test_a_period_streak_must_name_an_existing_repeating_achievement(
     assert created.achievement.rule.achievement_id == "weekly-runner"
 
 
+async def test_an_achievement_a_period_streak_counts_keeps_repeating(server: Running) -> None:
+    """Stopping the repeat of (or deleting) the achievement a PERIOD_STREAK counts would leave
+    the streak reading 0 for good: refused, naming the streak, until the streak changes."""
+    for a in (weekly_warrior(), four_weeks()):
+        await server.admin.CreateAchievement(apb.CreateAchievementRequest(achievement=a))
+    stop = apb.UpdateAchievementRequest(
+        achievement=pb.Achievement(id="weekly-warrior", repeat=pb.REPEAT_UNSPECIFIED),
+        progress_policy=apb.PROGRESS_POLICY_KEEP,
+    )
+    stop.update_mask.paths.append("repeat")
+    await expect_error(
+        server.admin.UpdateAchievement(stop),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "achievement.repeat",
+        "PERIOD_STREAK rule of 'four-weeks'",
+    )
+    await expect_error(
+        server.admin.DeleteAchievement(apb.DeleteAchievementRequest(id="weekly-warrior")),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PERIOD_STREAK rule of 'four-weeks'",
+    )
+    # In one apply, the streak moves to another repeating achievement: accepted.
+    runner = weekly_warrior()
+    runner.id = "weekly-runner"
+    streak = four_weeks()
+    streak.rule.achievement_id = "weekly-runner"
+    plain = weekly_warrior()
+    plain.repeat = pb.REPEAT_UNSPECIFIED
+    applied = await server.admin.ApplyAchievements(
+        apb.ApplyAchievementsRequest(
+            achievements=[runner, streak, plain],
+            progress_policy=apb.PROGRESS_POLICY_KEEP,
+            allow_field_removal=True,
+        )
+    )
+    assert list(applied.created) == ["weekly-runner"]
+    assert sorted(applied.updated) == ["four-weeks", "weekly-warrior"]
+    got = await server.admin.GetAchievement(apb.GetAchievementRequest(id="weekly-warrior"))
+    assert got.achievement.repeat == pb.REPEAT_UNSPECIFIED
+    await server.admin.DeleteAchievement(apb.DeleteAchievementRequest(id="weekly-warrior"))
+    # A repeat changed by update mask alone (it was answered INTERNAL once).
+    daily = apb.UpdateAchievementRequest(
+        achievement=pb.Achievement(id="weekly-runner", repeat=pb.REPEAT_DAILY),
+        progress_policy=apb.PROGRESS_POLICY_KEEP,
+    )
+    daily.update_mask.paths.append("repeat")
+    updated = await server.admin.UpdateAchievement(daily)
+    assert updated.achievement.repeat == pb.REPEAT_DAILY
+
+
 async def test_the_cli_creates_a_repeating_achievement_and_prints_periods(
     server: Running,
 ) -> None:

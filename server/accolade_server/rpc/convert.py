@@ -244,6 +244,8 @@ def patch_from_mask(a: pb.Achievement, paths: list[str]) -> dict[str, Any]:
                 patch[head] = rewards_from_proto(a.rewards)
             elif head == "prerequisites":
                 patch[head] = tuple(a.prerequisites)
+            elif head == "repeat":
+                patch[head] = _repeat_from_proto(a.repeat, "achievement.repeat")
             else:
                 patch[head] = getattr(a, head)
         else:

@@ -34,6 +34,7 @@ from accolade_server.domain.model import (
     Aggregate,
     DefinitionStatus,
 )
+from accolade_server.domain.periods import Repeat
 from accolade_server.domain.shapes import EventTypeShape
 from accolade_server.domain.validation import (
     check_period_source,
@@ -54,13 +55,43 @@ MAX_APPLY = 1000
 
 
 async def _check_sources(repo: Repository, changed: Sequence[tuple[str, Achievement]]) -> None:
-    """PERIOD_STREAK rules name a repeating achievement (one of `changed`, or stored)."""
+    """PERIOD_STREAK rules name a repeating achievement (one of `changed`, or stored), and an
+    achievement a stored PERIOD_STREAK rule counts keeps repeating (unless that rule changes
+    too, in `changed`)."""
     batch = {a.id: a for _, a in changed}
     for prefix, a in changed:
         if a.rule.aggregate is Aggregate.PERIOD_STREAK:
             name = a.rule.achievement_id
             source = batch.get(name) or await repo.get_achievement(name)
             check_period_source(a, source, prefix)
+    stopping = {a.id: prefix for prefix, a in changed if a.repeat is Repeat.NONE}
+    if not stopping:
+        return
+    counted_by = await _period_streaks(repo, batch)
+    for aid, prefix in stopping.items():
+        if counted_by.get(aid):
+            raise FailedPrecondition(
+                f"achievement {aid!r} is counted by the PERIOD_STREAK rule of "
+                f"{', '.join(repr(x) for x in counted_by[aid])}, so it must keep repeating; "
+                "change or delete those first (or in the same apply)",
+                field=f"{prefix}.repeat",
+            )
+
+
+async def _period_streaks(
+    repo: Repository, batch: Mapping[str, Achievement]
+) -> dict[str, list[str]]:
+    """Repeating achievement -> the achievements whose PERIOD_STREAK rule counts it, as they
+    are stored or, for those in `batch`, as they will be."""
+    sources = await repo.period_streak_sources()
+    for aid, a in batch.items():
+        sources.pop(aid, None)
+        if a.rule.aggregate is Aggregate.PERIOD_STREAK:
+            sources[aid] = a.rule.achievement_id
+    counted_by: dict[str, list[str]] = {}
+    for aid, source in sorted(sources.items()):
+        counted_by.setdefault(source, []).append(aid)
+    return counted_by
 
 
 def _now() -> datetime:
@@ -429,6 +460,12 @@ class AchievementService:
                 raise FailedPrecondition(
                     f"achievement {achievement_id!r} is a prerequisite of "
                     f"{', '.join(dependents)}; remove it from those first"
+                )
+            streaks = (await _period_streaks(repo, {})).get(achievement_id)
+            if streaks:
+                raise FailedPrecondition(
+                    f"achievement {achievement_id!r} is counted by the PERIOD_STREAK rule of "
+                    f"{', '.join(repr(x) for x in streaks)}; change or delete those first"
                 )
             holders = await progress_admin.holder_count(repo, achievement_id)
             if holders and not force:

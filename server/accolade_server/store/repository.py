@@ -115,6 +115,16 @@ class Repository:
         rows = await self.conn.execute(sa.select(achievements.c.id, achievements.c.definition))
         return {row.id: tuple(row.definition["prerequisites"]) for row in rows}
 
+    async def period_streak_sources(self) -> dict[str, str]:
+        """Achievement id -> the repeating achievement its PERIOD_STREAK rule counts (only
+        that aggregate names one, `rule.achievement_id`)."""
+        rows = await self.conn.execute(sa.select(achievements.c.id, achievements.c.definition))
+        return {
+            row.id: row.definition["rule"]["achievement_id"]
+            for row in rows
+            if row.definition["rule"].get("achievement_id")
+        }
+
     async def insert_achievement(self, a: Achievement, now: datetime) -> Achievement | None:
         """Insert; None when the id is taken (atomically, so concurrent creates cannot both win)."""
         stmt = (
