@@ -211,6 +211,41 @@ async def test_erased_users_leave_the_counts(server: Running) -> None:
     assert [lv.holders for lv in s.levels] == [2, 1, 0]
 
 
+async def test_a_repeating_level_held_in_several_periods_is_one_holder(server: Running) -> None:
+    """u1 completes a daily achievement on three days, u2 on one: two holders (rarity 100 %,
+    not 200 %), whatever is revoked or erased of u1's periods."""
+    daily = achievement("daily-check", rule={"event_types": ["check_in"]})
+    daily.repeat = pb.REPEAT_DAILY
+    await create(server, daily)
+    now = datetime.now(UTC)
+    for user, days_ago in (("u1", 2), ("u1", 1), ("u1", 0), ("u2", 0)):
+        request = tpb.TrackEventRequest(event_id=f"e{next(_ids)}", user_id=user, type="check_in")
+        request.occurred_at.FromDatetime(now - timedelta(days=days_ago))
+        await server.tracker.TrackEvent(request)
+
+    async def level() -> ipb.LevelStats:
+        response = await insights(server).GetAchievementStats(
+            ipb.GetAchievementStatsRequest(achievement_id="daily-check")
+        )
+        [only] = response.stats.levels
+        return only
+
+    first = await level()
+    assert (first.holders, first.rarity_percent, first.rule_awards) == (2, 100.0, 4)
+    # The latest of u1's three periods goes; u1 still holds the other two.
+    revoked = await server.admin.RevokeAward(
+        apb.RevokeAwardRequest(user_id="u1", achievement_id="daily-check")
+    )
+    assert len(revoked.revocations) == 1
+    assert (await level()).holders == 2
+    await server.admin.DeleteUserData(apb.DeleteUserDataRequest(user_id="u1"))
+    assert (await level()).holders == 1
+    await server.admin.RevokeAward(
+        apb.RevokeAwardRequest(user_id="u2", achievement_id="daily-check", all_tiers=True)
+    )
+    assert (await level()).holders == 0
+
+
 async def explain(server: Running, user: str, aid: str) -> ipb.ExplainProgressResponse:
     return await insights(server).ExplainProgress(
         ipb.ExplainProgressRequest(user_id=user, achievement_id=aid)

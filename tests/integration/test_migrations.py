@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,49 @@ async def test_downgrade_to_base_removes_the_tables(empty: AsyncEngine) -> None:
 
     await migrate.upgrade(empty)  # and back up again from nothing
     assert await table_names(empty) == TABLES | {"alembic_version"}
+
+
+async def test_holders_of_repeating_levels_are_recounted_once_per_user(
+    empty: AsyncEngine,
+) -> None:
+    """0017: the holders a release before it counted once per period are counted once per
+    user; achievements that do not repeat keep their counts."""
+    await migrate.upgrade(empty, "0016_insight_errors")
+    rows = [  # u1 holds the daily level in three periods, u2 in one; "once" does not repeat
+        ("u1", "daily", "", "2026-11-29", 1),
+        ("u1", "daily", "", "2026-11-30", 2),
+        ("u1", "daily", "", "2026-12-01", 3),
+        ("u2", "daily", "", "2026-12-01", 4),
+        ("u1", "once", "", "", 5),
+    ]
+    async with empty.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO holdings (user_id, achievement_id, tier, period, award_cursor, "
+                "points, earned_time) VALUES (:u, :a, :t, :p, :c, 0, :now)"
+            ),
+            [
+                {"u": u, "a": a, "t": t, "p": p, "c": c, "now": datetime(2026, 12, 1, tzinfo=UTC)}
+                for u, a, t, p, c in rows
+            ],
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO insights_totals (achievement_id, metric, tier, shard, count) "
+                "VALUES ('daily', 'holders', '', 0, 3), ('daily', 'holders', '', 5, 1), "
+                "('daily', 'started', '', 0, 2), ('once', 'holders', '', 0, 7)"
+            )
+        )
+    await migrate.upgrade(empty)
+    async with empty.connect() as conn:
+        totals = await conn.execute(
+            sa.text(
+                "SELECT achievement_id, metric, sum(count) FROM insights_totals "
+                "GROUP BY achievement_id, metric ORDER BY achievement_id, metric"
+            )
+        )
+        assert [tuple(r) for r in totals] == [
+            ("daily", "holders", 2),
+            ("daily", "started", 2),
+            ("once", "holders", 7),
+        ]

@@ -95,10 +95,39 @@ class Books:
     def __init__(self) -> None:
         self.asked: set[UserKey] = set()
         self.found: set[UserKey] = set()
+        #: (user, achievement, tier) -> the periods the user holds it in ("" when it does
+        #: not repeat), for the users whose holdings the snapshots read; a user holding a
+        #: level of a repeating achievement in several periods is one holder.
+        self.held: dict[tuple[str, str, str], set[str]] = {}
+        self.holdings_read: set[str] = set()
 
     def saw(self, keys: Keys, snap: Snapshot) -> None:
         self.asked.update(keys.progress)
         self.found.update(snap.progress)
+        for user in keys.holdings:
+            if user in self.holdings_read:
+                continue  # read again later in the transaction: what was planned since counts
+            self.holdings_read.add(user)
+            for h in snap.holdings.get(user, ()):
+                self.held.setdefault((user, h.achievement_id, h.tier), set()).add(h.period)
+
+    def _holder_change(self, r: AwardRecord) -> int:
+        """+1 when an award makes its user a holder of the level, -1 when a revocation
+        ends that: a level of a repeating achievement counts once for a user however many
+        periods they hold it in. Users whose holdings no snapshot read (none of the write
+        paths) count per entry."""
+        award = r.kind is AwardKind.AWARD
+        if r.user_id not in self.holdings_read:
+            return 1 if award else -1
+        periods = self.held.setdefault((r.user_id, r.achievement_id, r.tier), set())
+        if award:
+            change = 0 if periods else 1
+            periods.add(r.period)
+            return change
+        if not periods:  # not held as far as the snapshot knew: counted per entry
+            return -1
+        periods.discard(r.period)
+        return 0 if periods else -1
 
     def _plan(self, changes: Changes, records: Sequence[AwardRecord], now: datetime) -> _Plan:
         rollup: Counter[RollupKey] = Counter()
@@ -116,10 +145,8 @@ class Books:
                 k = (r.kind.value[:16], period, r.achievement_id, bucket, r.tier, r.source.value)
                 rollup[k] += 1
                 amounts[k] += r.points
-            if r.kind is AwardKind.AWARD:
-                totals[r.achievement_id, "holders", r.tier] += 1
-            elif r.kind is AwardKind.REVOCATION:
-                totals[r.achievement_id, "holders", r.tier] -= 1
+            if r.kind in (AwardKind.AWARD, AwardKind.REVOCATION):
+                totals[r.achievement_id, "holders", r.tier] += self._holder_change(r)
         first = sorted(k for k in changes.progress if k in self.asked and k not in self.found)
         self.found.update(first)
         for _, aid in first:
@@ -393,7 +420,11 @@ class Books:
         totals: Counter[TotalKey] = Counter()
         if log:
             held = await conn.execute(
-                sa.select(holdings.c.achievement_id, holdings.c.tier, sa.func.count())
+                sa.select(
+                    holdings.c.achievement_id,
+                    holdings.c.tier,
+                    sa.func.count(sa.distinct(holdings.c.user_id)),  # one per user, any period
+                )
                 .where(holdings.c.user_id.in_(log))
                 .group_by(holdings.c.achievement_id, holdings.c.tier)
             )
