@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource
+from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource, Holding
 from accolade_server.domain.state import Snapshot, UserKey
 from accolade_server.store import columns as C
 from accolade_server.store.db import number_array, text_array, utc
@@ -95,21 +95,19 @@ class Books:
     def __init__(self) -> None:
         self.asked: set[UserKey] = set()
         self.found: set[UserKey] = set()
-        #: (user, achievement, tier) -> the periods the user holds it in ("" when it does
-        #: not repeat), for the users whose holdings the snapshots read; a user holding a
-        #: level of a repeating achievement in several periods is one holder.
+        #: The holdings of each user as the transaction's first snapshot of them read them,
+        #: and, built from them when an entry needs it, (user, achievement, tier) -> the
+        #: periods the user holds it in ("" when it does not repeat): a user holding a level
+        #: of a repeating achievement in several periods is one holder.
+        self.holdings: dict[str, Sequence[Holding]] = {}
         self.held: dict[tuple[str, str, str], set[str]] = {}
-        self.holdings_read: set[str] = set()
 
     def saw(self, keys: Keys, snap: Snapshot) -> None:
         self.asked.update(keys.progress)
         self.found.update(snap.progress)
         for user in keys.holdings:
-            if user in self.holdings_read:
-                continue  # read again later in the transaction: what was planned since counts
-            self.holdings_read.add(user)
-            for h in snap.holdings.get(user, ()):
-                self.held.setdefault((user, h.achievement_id, h.tier), set()).add(h.period)
+            if user not in self.holdings:  # a later read: what was planned since counts
+                self.holdings[user] = tuple(snap.holdings.get(user, ()))
 
     def _holder_change(self, r: AwardRecord) -> int:
         """+1 when an award makes its user a holder of the level, -1 when a revocation
@@ -117,9 +115,15 @@ class Books:
         periods they hold it in. Users whose holdings no snapshot read (none of the write
         paths) count per entry."""
         award = r.kind is AwardKind.AWARD
-        if r.user_id not in self.holdings_read:
+        held = self.holdings.get(r.user_id)
+        if held is None:
             return 1 if award else -1
-        periods = self.held.setdefault((r.user_id, r.achievement_id, r.tier), set())
+        key = (r.user_id, r.achievement_id, r.tier)
+        periods = self.held.get(key)
+        if periods is None:
+            periods = self.held[key] = {
+                h.period for h in held if (h.achievement_id, h.tier) == key[1:]
+            }
         if award:
             change = 0 if periods else 1
             periods.add(r.period)
