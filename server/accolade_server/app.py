@@ -254,7 +254,7 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
     uow.on_awards = awards_committed
     uow.on_acquire = metrics.db_acquire.observe
     conditions = ConditionErrors(metrics)
-    achievements = AchievementService(uow, settings, conditions=conditions)
+    achievements = AchievementService(uow, settings)
     pace = Pace(settings.backfill_live_yield)  # backfills give way to live traffic
     tracking = TrackingService(
         uow, settings, rules, metrics=metrics, conditions=conditions, tracing=tracing, pace=pace

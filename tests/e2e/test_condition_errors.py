@@ -1,5 +1,5 @@
 """Run-time condition errors are visible: counted per achievement (bounded metric labels),
-shown with the last message and time by GetAchievement, logged at warning level at most
+shown with the last message and time by GetAchievement on every replica, logged at warning level at most
 once a minute per achievement."""
 
 from __future__ import annotations
@@ -61,6 +61,19 @@ async def test_condition_errors_are_counted_shown_and_logged_rate_limited(db: Da
             "huge": 3,
             "vip": 3,
         }
+        # Another replica over the same database (one that counted nothing) shows the same.
+        other = await start_server(db)
+        try:
+            there = (
+                await other.admin.GetAchievement(apb.GetAchievementRequest(id="big"))
+            ).achievement
+            assert (there.condition_error_count, there.last_condition_error) == (
+                3,
+                got.last_condition_error,
+            )
+            assert there.last_condition_error_time == got.last_condition_error_time
+        finally:
+            await stop_server(other)
 
         lines = [e for e in logs if e["event"].startswith("condition failed")]
         # One line per achievement, not per event: the next would come a minute later.

@@ -465,12 +465,13 @@ class Achievement(_message.Message):
     """
     condition_error_count: _builtins.int
     """Output only. How many events the condition (or the aggregate's `field`)
-    failed on since the answering server process started; such an event
-    counts as "no match". Counted per server process (replica, worker).
+    failed on; such an event counts as "no match". Counted in the database in
+    the transaction that records the event: the same on every replica, kept
+    across restarts, each event once.
     """
     last_condition_error: _builtins.str
     """Output only. The most recent of those errors, e.g. `event has no property
-    'amount'`; empty if none.
+    'amount'`; empty if none, or if only users since erased had them.
     """
     time_zone: _builtins.str
     """The IANA time zone (e.g. "Europe/Berlin") of STREAK_DAYS days for events

@@ -100,7 +100,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
         params = request.query_params
         query = params.get("q", "").strip()
         chosen = {f.name: params.get(f.name, "") for f in FILTERS}
-        statuses = {a.id: service.status(a) for a in items}
+        statuses = await service.statuses(items)
         shown = [
             a
             for a in items
@@ -172,7 +172,7 @@ def routes(console: Console) -> list[ConsoleRoute]:
             forms.from_achievement(a),
             creating=False,
             flash=flash,
-            health=service.status(a),
+            health=await service.status(a),
             stats=await insights.achievement_stats(console, a.id),
         )
 

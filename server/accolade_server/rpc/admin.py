@@ -56,7 +56,7 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
         self, request: pb.GetAchievementRequest, context: Context
     ) -> pb.GetAchievementResponse:
         found = await self.achievements.get(request.id)
-        status = self.achievements.status(found)
+        status = await self.achievements.status(found)
         return pb.GetAchievementResponse(achievement=convert.achievement_to_proto(found, status))
 
     async def ListAchievements(
@@ -68,10 +68,9 @@ class AchievementAdminServicer(admin_pb2_grpc.AchievementAdminServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
+        statuses = await self.achievements.statuses(page.items)
         return pb.ListAchievementsResponse(
-            achievements=[
-                convert.achievement_to_proto(a, self.achievements.status(a)) for a in page.items
-            ],
+            achievements=[convert.achievement_to_proto(a, statuses[a.id]) for a in page.items],
             next_page_token=page.next_page_token,
         )
 

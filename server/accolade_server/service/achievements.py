@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,9 +46,8 @@ from accolade_server.domain.validation import (
 from accolade_server.rules.engine import load_problem
 from accolade_server.service import shapes
 from accolade_server.service.backfills import StartOptions, queue_job
-from accolade_server.service.diagnostics import ConditionErrors
 from accolade_server.service.recompute import Mode
-from accolade_server.store import backfills, progress_admin
+from accolade_server.store import backfills, insights_read, progress_admin
 from accolade_server.store.repository import Repository
 from accolade_server.store.uow import UnitOfWork
 
@@ -273,7 +273,6 @@ class AchievementService:
         *,
         clock: Callable[[], datetime] = _now,
         on_change: Callable[[], None] | None = None,
-        conditions: ConditionErrors | None = None,
     ) -> None:
         self.uow = uow
         self.settings = settings
@@ -281,15 +280,32 @@ class AchievementService:
         self.on_change = on_change or (lambda: None)
         #: Called after a change queued a backfill (wakes the backfill worker).
         self.on_backfill: Callable[[], None] = lambda: None
-        self.conditions = conditions
 
-    def status(self, a: Achievement) -> DefinitionStatus:
-        """Whether this server can run the stored definition (compiled the way loading
-        compiles it), and its condition errors so far in this process."""
-        broken = load_problem(a)
-        if self.conditions is None:
-            return DefinitionStatus(broken_reason=broken)
-        return self.conditions.status(a.id, broken)
+    async def statuses(self, items: Sequence[Achievement]) -> dict[str, DefinitionStatus]:
+        """Whether this server can run each stored definition (compiled the way loading
+        compiles it), and its condition errors as the database counts them: those of every
+        replica, in the transactions that recorded the events (store/insights.py). The last
+        message is that of the newest error of a user not erased."""
+        ids = sorted({a.id for a in items})
+        last: dict[str, tuple[str, datetime]] = {}
+        async with self.uow.transaction() as repo:
+            counts = await insights_read.totals(repo.conn, ids) if ids else Counter()
+            erring = [aid for aid in ids if counts[aid, "errors", ""]]
+            if erring:
+                last = await insights_read.last_errors(repo.conn, erring)
+        out = {}
+        for a in items:
+            message, when = last.get(a.id, ("", None))
+            out[a.id] = DefinitionStatus(
+                broken_reason=load_problem(a),
+                condition_error_count=counts[a.id, "errors", ""],
+                last_condition_error=message,
+                last_condition_error_time=when,
+            )
+        return out
+
+    async def status(self, a: Achievement) -> DefinitionStatus:
+        return (await self.statuses([a]))[a.id]
 
     def _check_tracked(self, a: Achievement, prefix: str) -> None:
         untracked = [t for t in a.rule.event_types if not self.settings.tracks(t)]

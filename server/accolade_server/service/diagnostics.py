@@ -1,9 +1,9 @@
-"""What the server notices about definitions while running them: condition errors per
-achievement (counted, the last one kept, logged at most once a minute per achievement).
+"""What the server says about condition errors while running definitions: a Prometheus
+counter per achievement (bounded labels) and a log line at most once a minute per
+achievement, both of this process.
 
-Counters live in the process (per replica and worker), like the Prometheus metrics: they
-start at zero when the process starts, and GetAchievement shows those of the process that
-answers.
+The counts GetAchievement and Insights show are kept in the database, with the events that
+had them (`store/insights.py`): the same on every replica, and kept across restarts.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import structlog
 
-from accolade_server.domain.model import DefinitionStatus
 from accolade_server.metrics import Metrics
 
 log = structlog.get_logger("accolade.rules")
@@ -27,8 +25,6 @@ LOG_INTERVAL = 60.0
 @dataclass(slots=True)
 class _Stats:
     count: int = 0
-    last_message: str = ""
-    last_time: datetime | None = None
     logged_at: float | None = None  # monotonic time of the last log line
     logged_count: int = 0  # `count` when that line was written
 
@@ -46,14 +42,12 @@ class ConditionErrors:
         self.clock = clock
         self._stats: dict[str, _Stats] = {}
 
-    def record(self, achievement_id: str, message: str, *, event_id: str, now: datetime) -> None:
+    def record(self, achievement_id: str, message: str, *, event_id: str) -> None:
         """One event on which the achievement's condition (or its aggregate's field) failed."""
         stats = self._stats.get(achievement_id)
         if stats is None:
             stats = self._stats[achievement_id] = _Stats()
         stats.count += 1
-        stats.last_message = message
-        stats.last_time = now
         label = self.metrics.achievement_label(achievement_id)
         self.metrics.condition_errors.labels(label).inc()
         moment = self.clock()
@@ -69,14 +63,3 @@ class ConditionErrors:
         )
         stats.logged_at = moment
         stats.logged_count = stats.count
-
-    def status(self, achievement_id: str, broken_reason: str = "") -> DefinitionStatus:
-        stats = self._stats.get(achievement_id)
-        if stats is None:
-            return DefinitionStatus(broken_reason=broken_reason)
-        return DefinitionStatus(
-            broken_reason=broken_reason,
-            condition_error_count=stats.count,
-            last_condition_error=stats.last_message,
-            last_condition_error_time=stats.last_time,
-        )

@@ -257,7 +257,7 @@ class TrackingService:
             outcome = "duplicate" if r.duplicate else "tracked" if r.tracked else "ignored"
             self.metrics.events.labels(outcome).inc()
         for event_id, err in errors:  # committed: counted once per recorded event
-            self.conditions.record(err.achievement_id, err.message, event_id=event_id, now=now)
+            self.conditions.record(err.achievement_id, err.message, event_id=event_id)
         await self.shapes.record(batch)
         return [
             r if r.tracked else replace(r, untracked_reason=untracked_reason(ev.type, r.duplicate))
