@@ -1,6 +1,6 @@
 """Run-time condition errors are visible: counted per achievement (bounded metric labels),
-shown with the last message and time by GetAchievement on every replica, logged at warning level at most
-once a minute per achievement."""
+shown with the last message and time by GetAchievement on every replica, logged at warning
+level at most once a minute per achievement."""
 
 from __future__ import annotations
 

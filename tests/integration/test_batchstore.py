@@ -10,8 +10,8 @@ from accolade_server.domain.model import AwardKind, AwardRecord, AwardSource, Ho
 from accolade_server.domain.state import Event, ProgressState
 from accolade_server.service import ledger
 from accolade_server.store import batchstore
-from accolade_server.store.port import Changes, EventRow, Keys
-from accolade_server.store.tables import awards, events, user_points
+from accolade_server.store.port import Changes, EventRow, Keys, Locked
+from accolade_server.store.tables import awards, events, user_points, users
 from accolade_server.store.uow import UnitOfWork
 from tests.conftest import Database
 
@@ -164,3 +164,28 @@ async def test_an_erasure_leaves_one_entry_and_nothing_else_of_the_user(db: Data
     assert snap.holdings["gone"] == [] and len(snap.holdings["kept"]) == 1
     assert snap.distinct == {("kept", "a", "h")}
     assert users == {"kept"} and event_users == {"kept"} and log_users == ["kept", "gone"]
+
+
+async def test_lock_reads_the_definitions_version_and_profile_zones_with_the_locks(
+    db: Database,
+) -> None:
+    async with uow(db).transaction() as repo:
+        await repo.conn.execute(
+            sa.insert(users),
+            [
+                {"user_id": u, "time_zone": z, "attributes": {}, "create_time": NOW}
+                | {"update_time": NOW}
+                for u, z in (("ana", "Europe/Berlin"), ("bo", ""), ("cy", "Asia/Tokyo"))
+            ],
+        )
+        await repo.bump_definitions_version()
+        version = await repo.definitions_version()
+    async with uow(db).transaction() as repo:
+        locked = await repo.batch.lock(["ana", "bo", "dee"], NOW, zones_of=["ana", "bo", "dee"])
+        # Only profiles naming a zone; cy has one but was not asked about.
+        assert locked == Locked(version, {"ana": "Europe/Berlin"})
+        assert (await repo.batch.lock([], NOW)) == Locked(version, {})
+    async with uow(db).transaction() as repo:
+        rows = await repo.conn.execute(sa.select(user_points.c.user_id).order_by("user_id"))
+        # The lock rows exist (the lock TrackEvent's transactions serialize on).
+        assert [r[0] for r in rows] == ["ana", "bo", "dee"]

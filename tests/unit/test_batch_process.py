@@ -14,7 +14,7 @@ from accolade_server.domain.model import AwardKind, AwardRecord, Holding, Tier
 from accolade_server.domain.state import Event, ProgressState, Snapshot
 from accolade_server.rules.engine import RuleSet
 from accolade_server.service.batch import Raced, process
-from accolade_server.store.port import Changes, Keys, effects
+from accolade_server.store.port import Changes, Keys, Locked, effects
 from tests.unit.test_engine import achievement
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -35,6 +35,12 @@ class FakeStore:
 
     async def lock_users(self, user_ids: Collection[str], now: datetime) -> None:
         self.locked.append(sorted(user_ids))
+
+    async def lock(
+        self, user_ids: Collection[str], now: datetime, *, zones_of: Collection[str] = ()
+    ) -> Locked:
+        await self.lock_users(user_ids, now)
+        return Locked(1, {})
 
     async def read(self, keys: Keys) -> Snapshot:
         return Snapshot(

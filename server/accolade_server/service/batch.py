@@ -58,6 +58,11 @@ class Raced(Exception):
     after this one looked: roll back and run the batch again, which then sees it."""
 
 
+def users_of(batch: Sequence[Event]) -> set[str]:
+    """The users `process` locks: those of the batch's first occurrence of each event id."""
+    return {batch[i].user_id for i in _first_occurrences(batch).values()}
+
+
 def _first_occurrences(batch: Sequence[Event]) -> dict[str, int]:
     first: dict[str, int] = {}
     for i, ev in enumerate(batch):
@@ -109,15 +114,19 @@ async def process(
     batch: Sequence[Event],
     now: datetime,
     matched: Matched | None = None,
+    *,
+    locked: bool = False,
 ) -> list[TrackResult]:
-    """Lock → snapshot → fold → allocate → write; results in the batch's order."""
+    """Lock → snapshot → fold → allocate → write; results in the batch's order. With
+    `locked`, the caller has locked `users_of(batch)` in this transaction already."""
     store = repo.batch
     first = _first_occurrences(batch)
     fresh = sorted(first.values())
     if matched is None or matched.rules is not rules:
         matched = match_batch(rules, settings, batch)
     # The user locks make an earlier event of the same user visible once it has committed.
-    await store.lock_users({batch[i].user_id for i in fresh}, now)
+    if not locked:
+        await store.lock_users({batch[i].user_id for i in fresh}, now)
     snapshot = await store.read(matched.keys(batch, fresh))
     results = await _replayed(repo, batch, fresh, snapshot.outcomes)
     fresh = [i for i in fresh if i not in results]

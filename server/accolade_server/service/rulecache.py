@@ -42,8 +42,11 @@ class RuleCache:
         self.rules = RuleSet(())
         self._reported: dict[str, tuple[int, str]] = {}  # id -> (revision, reason)
 
-    async def get(self, repo: Repository) -> RuleSet:
-        version = await repo.definitions_version()
+    async def get(self, repo: Repository, version: int | None = None) -> RuleSet:
+        """The rule set of the definitions as of `version` (read now when not given; the
+        live path reads it with its locks, `BatchStore.lock`)."""
+        if version is None:
+            version = await repo.definitions_version()
         if version != self.version:
             self.rules = RuleSet(
                 await repo.all_achievements(),

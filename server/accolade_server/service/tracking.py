@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -233,16 +233,25 @@ class TrackingService:
             errors: list[tuple[str, engine.ConditionError]] = []
             try:
                 async with self.uow.transaction() as repo:
-                    rules = await self.rules.get(repo)
+                    # One round trip: the users' locks, the definitions version, and the
+                    # profile zones of users whose events name none if a rule needs them.
+                    zones_of = unzoned(batch) if cached.reads_zone else set()
+                    locked = await repo.batch.lock(batch_.users_of(batch), now, zones_of=zones_of)
+                    rules = await self.rules.get(repo, locked.definitions_version)
                     if rules.reads_user and not cached.reads_user:
                         # The definitions just changed (rare): read them here; `process`
                         # matches again with the new rule set.
                         batch = await with_attributes(repo, batch)
-                        cached = rules
-                    if rules.reads_zone:  # one small read, before the users' locks
-                        batch, matched = await with_zones(repo, rules, batch, matched)
+                    if rules.reads_zone:
+                        zones = (
+                            locked.zones
+                            if cached.reads_zone
+                            else await user_store.time_zones(repo, unzoned(batch))
+                        )
+                        batch, matched = with_zones(rules, batch, matched, zones)
+                    cached = rules
                     results = await batch_.process(
-                        repo, rules, self.settings, errors, batch, now, matched
+                        repo, rules, self.settings, errors, batch, now, matched, locked=True
                     )
                 break
             except batch_.Raced:
@@ -322,14 +331,20 @@ async def with_attributes(repo: Repository, batch: Sequence[Event]) -> list[Even
     return [replace(e, user_attributes=found.get(e.user_id, {})) for e in batch]
 
 
-async def with_zones(
-    repo: Repository, rules: engine.RuleSet, batch: Sequence[Event], matched: batch_.Matched
+def unzoned(batch: Sequence[Event]) -> set[str]:
+    """Users of the batch's events that name no zone."""
+    return {e.user_id for e in batch if not e.time_zone and not e.user_time_zone}
+
+
+def with_zones(
+    rules: engine.RuleSet,
+    batch: Sequence[Event],
+    matched: batch_.Matched,
+    zones: Mapping[str, str],
 ) -> tuple[Sequence[Event], batch_.Matched]:
-    """The batch's events that name no zone carrying their users' profile zones (one read),
-    and the matches of those events made again with them; as they were when no user of
-    such an event has a zone."""
-    unzoned = {e.user_id for e in batch if not e.time_zone and not e.user_time_zone}
-    zones = await user_store.time_zones(repo, unzoned) if unzoned else {}
+    """The batch's events that name no zone carrying their users' profile `zones`, and the
+    matches of those events made again with them; as they were when no user of such an
+    event has a zone."""
     if not zones:
         return batch, matched
     events = list(batch)

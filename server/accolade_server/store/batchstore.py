@@ -22,11 +22,12 @@ from accolade_server.store import columns as C
 from accolade_server.store.columns import Col, Read, Write
 from accolade_server.store.db import channel_name, utc
 from accolade_server.store.insights import Books
-from accolade_server.store.port import Changes, Keys, effects
+from accolade_server.store.port import Changes, Keys, Locked, effects
 from accolade_server.store.scores import Scorer
 from accolade_server.store.tables import (
     award_log_head,
     awards,
+    definitions_version,
     entitlements,
     events,
     holdings,
@@ -36,6 +37,7 @@ from accolade_server.store.tables import (
     progress_distinct,
     redemptions,
     user_points,
+    users,
 )
 
 
@@ -345,6 +347,27 @@ class PostgresBatchStore(_Base):
             params = C.PgParams()
             await self._run(C.pg_write(LOCK, ordered, params, now), params)
 
+    async def lock(
+        self, user_ids: Collection[str], now: datetime, *, zones_of: Collection[str] = ()
+    ) -> Locked:
+        # The lock as a data-modifying CTE (run once, whether read or not), beside the two
+        # reads: user ids are never empty, so the version's row has "" for one.
+        params = C.PgParams()
+        ordered = sorted(set(user_ids))
+        lock = f"WITH l AS ({C.pg_write(LOCK, ordered, params, now)}) " if ordered else ""
+        u = users.name
+        sql = f"{lock}SELECT '', version::text FROM {definitions_version.name} WHERE id = 1"
+        if zones_of:
+            ids = params.add(sorted(set(zones_of)), "::text[]")
+            sql += (
+                f" UNION ALL SELECT {u}.user_id, {u}.time_zone FROM {u} "
+                f"WHERE {u}.user_id = ANY({ids}) AND {u}.time_zone <> ''"
+            )
+        rows = (await self._run(sql, params)).all()
+        zones = {str(user): str(zone) for user, zone in rows if user}
+        [version] = [int(v) for user, v in rows if not user]
+        return Locked(version, zones)
+
     async def read(self, keys: Keys) -> Snapshot:
         snap = _snapshot(keys)
         reads = _reads(keys)
@@ -397,6 +420,22 @@ class SqliteBatchStore(_Base):
         ordered = sorted(set(user_ids))
         if ordered:
             await C.sqlite_write(self.conn, LOCK, ordered, now)
+
+    async def lock(
+        self, user_ids: Collection[str], now: datetime, *, zones_of: Collection[str] = ()
+    ) -> Locked:
+        await self.lock_users(user_ids, now)
+        v = definitions_version.c
+        version = (await self.conn.execute(sa.select(v.version).where(v.id == 1))).scalar_one()
+        zones: dict[str, str] = {}
+        if zones_of:
+            rows = await self.conn.execute(
+                sa.select(users.c.user_id, users.c.time_zone).where(
+                    users.c.user_id.in_(sorted(set(zones_of))), users.c.time_zone != ""
+                )
+            )
+            zones = {str(user): str(zone) for user, zone in rows}
+        return Locked(int(version), zones)
 
     async def read(self, keys: Keys) -> Snapshot:
         snap = _snapshot(keys)

@@ -102,12 +102,29 @@ def effects(records: Sequence[AwardRecord]) -> Effects:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """What `BatchStore.lock` read with the locks."""
+
+    definitions_version: int
+    #: user id -> the time zone their profile names, for the users asked about who have one.
+    zones: dict[str, str]
+
+
 class BatchStore(Protocol):
     #: Entries this transaction wrote to the award log, for the local broker after commit.
     appended: list[AwardRecord]
 
     async def lock_users(self, user_ids: Collection[str], now: datetime) -> None:
         """Lock each user's row until commit, in a fixed order so batches cannot deadlock."""
+
+    async def lock(
+        self, user_ids: Collection[str], now: datetime, *, zones_of: Collection[str] = ()
+    ) -> Locked:
+        """`lock_users`, and the definitions version and the profile zones of `zones_of`,
+        in the same round trip where the backend allows (the live path's first statement).
+        The version and zones are as they were when the statement started, before any
+        wait for a lock, as if read just before locking."""
 
     async def read(self, keys: Keys) -> Snapshot:
         """The stored state of `keys`, in one round trip where the backend allows."""
