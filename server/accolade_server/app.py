@@ -50,9 +50,9 @@ from accolade_server.notify.listener import PgListener
 from accolade_server.notify.sinks import admin_sinks, build_sinks
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.backfills import BackfillsServicer
-from accolade_server.rpc.errors import ErrorInterceptor
 from accolade_server.rpc.insights import InsightsServicer
 from accolade_server.rpc.leaderboards import LeaderboardsServicer
+from accolade_server.rpc.pipeline import PipelineInterceptor
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
@@ -217,7 +217,7 @@ async def _build(settings: Settings, engine: AsyncEngine, tracing: Tracing | Non
                 "on 127.0.0.1, or pass --insecure (ACCOLADE_INSECURE=true) to accept that"
             )
     options = [*SERVER_OPTIONS, ("grpc.max_receive_message_length", settings.max_message_bytes)]
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics, guard)]
+    interceptors: list[grpc.aio.ServerInterceptor] = [PipelineInterceptor(metrics, guard)]
     if tracing is not None:  # first, so that calls the guard refuses are traced too
         interceptors.insert(0, tracing.grpc_interceptor())
     server = grpc.aio.server(interceptors=interceptors, options=options)

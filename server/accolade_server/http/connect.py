@@ -2,7 +2,7 @@
 
 The generated Connect apps (`http/v1/*_connect.py`) call snake_case methods with a
 Connect context; `ConnectService` answers them with the gRPC servicers' own methods, each
-through the same per-call pipeline as gRPC (`rpc.errors.wrap_unary` / `wrap_stream`: API
+through the same per-call pipeline as gRPC (`rpc.pipeline.wrap_unary` / `wrap_stream`: API
 key and scope, rate and stream limits, NUL check, domain error → status, metrics).
 `ConnectContext` stands in for the gRPC servicer context: its `abort` raises the gRPC
 status as the Connect error of the same name, which the library sends with its HTTP status.
@@ -38,8 +38,8 @@ from accolade_server.http.v1.users_connect import UserDirectory, UserDirectoryAS
 from accolade_server.metrics import Metrics
 from accolade_server.rpc.admin import AchievementAdminServicer
 from accolade_server.rpc.backfills import BackfillsServicer
-from accolade_server.rpc.errors import wrap_stream, wrap_unary
 from accolade_server.rpc.insights import InsightsServicer
+from accolade_server.rpc.pipeline import wrap_stream, wrap_unary
 from accolade_server.rpc.points import PointsLedgerServicer
 from accolade_server.rpc.tracker import BadgeTrackerServicer
 from accolade_server.rpc.users import UserDirectoryServicer
