@@ -403,10 +403,8 @@ async def test_connect_json_previews_and_lists(server: Running) -> None:
         assert list(listed.backfills) == []
 
 
-async def test_cli_previews_a_file_and_lists_gets_and_cancels_backfills(
-    server: Running, tmp_path: Path
-) -> None:
-    await seed(server)
+def buyer_file(tmp_path: Path) -> Path:
+    """A definitions file with the two-tier `buyer` of the seeded history."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         "achievements:\n"
@@ -415,6 +413,14 @@ async def test_cli_previews_a_file_and_lists_gets_and_cancels_backfills(
         "    rule: {event_types: [purchase_completed]}\n"
         "    tiers: [{name: bronze, threshold: 2}, {name: gold, threshold: 6}]\n"
     )
+    return rules
+
+
+async def test_cli_previews_a_file_and_lists_gets_and_cancels_backfills(
+    server: Running, tmp_path: Path
+) -> None:
+    await seed(server)
+    rules = buyer_file(tmp_path)
     shown = ok(await client(server, "rules", "preview", str(rules)))
     assert "buyer:" in shown.out and "bronze" in shown.out
     assert f"{sum(len(a) >= 6 for a in HISTORY.values())} users" in shown.out
@@ -632,14 +638,7 @@ async def test_cli_applies_with_backfill_and_starts_a_backfill(
     server: Running, tmp_path: Path
 ) -> None:
     await seed(server)
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "achievements:\n"
-        "  - id: buyer\n"
-        "    title: Buyer\n"
-        "    rule: {event_types: [purchase_completed]}\n"
-        "    tiers: [{name: bronze, threshold: 2}, {name: gold, threshold: 6}]\n"
-    )
+    rules = buyer_file(tmp_path)
     applied = ok(await client(server, "rules", "apply", str(rules), "--backfill", "--notify"))
     assert "backfill queued: backfills/" in applied.out and "(buyer)" in applied.out
     name = applied.out.split("backfill queued: ")[1].split()[0]
