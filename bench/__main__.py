@@ -54,6 +54,7 @@ SECTIONS: dict[str, str] = {
     "leaderboards": "bench.leaderboards",
     "insights": "bench.insights",
     "backfill": "bench.backfill",
+    "phases": "bench.phases",
 }
 
 
