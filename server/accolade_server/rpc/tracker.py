@@ -43,16 +43,30 @@ def event_input(request: pb.TrackEventRequest, prefix: str = "") -> EventInput:
 def result_to_proto(
     result: TrackResult, definition: Callable[[str], Achievement | None]
 ) -> pb.TrackEventResponse:
-    return pb.TrackEventResponse(
-        duplicate=result.duplicate,
-        tracked=result.tracked,
-        awards=convert.awards_to_proto(result.awards, definition),
-        progress=result.progress,
-        untracked_reason=result.untracked_reason,
-        not_counted=[
-            pb.NotCounted(achievement_id=aid, reason=reason) for aid, reason in result.not_counted
-        ],
-    )
+    out = pb.TrackEventResponse()
+    fill_response(out, result, definition)
+    return out
+
+
+def fill_response(
+    out: pb.TrackEventResponse,
+    result: TrackResult,
+    definition: Callable[[str], Achievement | None],
+) -> None:
+    """`result` into `out`, which may be part of a larger response being built.
+
+    Filled in place because a message passed to a constructor is copied, and so is a message
+    holding it passed to the next one: TrackEvents used to copy each event's progress
+    messages three times on their way into the response.
+    """
+    out.SetInParent()  # an outcome with every field at its default is still an outcome
+    out.duplicate = result.duplicate
+    out.tracked = result.tracked
+    out.awards.extend(convert.awards_to_proto(result.awards, definition))
+    out.progress.extend(result.progress)
+    out.untracked_reason = result.untracked_reason
+    for aid, reason in result.not_counted:
+        out.not_counted.add(achievement_id=aid, reason=reason)
 
 
 def _error(exc: Exception) -> pb.EventError:
@@ -89,18 +103,14 @@ class BadgeTrackerServicer(tracker_pb2_grpc.BadgeTrackerServicer):
             except AccoladeError as exc:
                 inputs.append(exc)
         outcomes = await self.tracking.track_many(inputs)
-        results = []
+        response = pb.TrackEventsResponse()
         for event, outcome in zip(request.events, outcomes, strict=True):
+            result = response.results.add(event_id=event.event_id)
             if isinstance(outcome, Exception):
-                results.append(pb.TrackEventResult(event_id=event.event_id, error=_error(outcome)))
+                result.error.CopyFrom(_error(outcome))
             else:
-                results.append(
-                    pb.TrackEventResult(
-                        event_id=event.event_id,
-                        outcome=result_to_proto(outcome, self.catalogue.get),
-                    )
-                )
-        return pb.TrackEventsResponse(results=results)
+                fill_response(result.outcome, outcome, self.catalogue.get)
+        return response
 
     async def GetProgress(
         self, request: pb.GetProgressRequest, context: Context

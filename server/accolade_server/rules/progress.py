@@ -100,7 +100,7 @@ def view(
     is current: once the period counted is over, its progress reads as zero and only the
     holdings of the current period, or of none, count as earned).
     """
-    period = _Period()
+    period = _NO_PERIOD
     if a.repeat is not Repeat.NONE and a.rule.event_types:
         state, held, period = _current_period(a, state, held, now, zone)
     if held:
@@ -189,6 +189,11 @@ class _Period:
     completed: int = 0
     streak: int = 0
     best: int = 0
+
+
+#: The period fields of an achievement that does not repeat (one shared value: a frozen
+#: dataclass's `__init__` costs about a microsecond, and most views need none).
+_NO_PERIOD = _Period()
 
 
 def _current_period(
