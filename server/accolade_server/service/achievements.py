@@ -54,10 +54,12 @@ from accolade_server.store.uow import UnitOfWork
 MAX_APPLY = 1000
 
 
-async def _check_sources(repo: Repository, changed: Sequence[tuple[str, Achievement]]) -> None:
+async def _check_sources(
+    repo: Repository, changed: Sequence[tuple[str, Achievement]], stored: Mapping[str, str]
+) -> None:
     """PERIOD_STREAK rules name a repeating achievement (one of `changed`, or stored), and an
     achievement a stored PERIOD_STREAK rule counts keeps repeating (unless that rule changes
-    too, in `changed`)."""
+    too, in `changed`). `stored` is `Links.period_sources`, read with the prerequisites."""
     batch = {a.id: a for _, a in changed}
     for prefix, a in changed:
         if a.rule.aggregate is Aggregate.PERIOD_STREAK:
@@ -67,7 +69,7 @@ async def _check_sources(repo: Repository, changed: Sequence[tuple[str, Achievem
     stopping = {a.id: prefix for prefix, a in changed if a.repeat is Repeat.NONE}
     if not stopping:
         return
-    counted_by = await _period_streaks(repo, batch)
+    counted_by = _period_streaks(stored, batch)
     for aid, prefix in stopping.items():
         if counted_by.get(aid):
             raise FailedPrecondition(
@@ -78,12 +80,12 @@ async def _check_sources(repo: Repository, changed: Sequence[tuple[str, Achievem
             )
 
 
-async def _period_streaks(
-    repo: Repository, batch: Mapping[str, Achievement]
+def _period_streaks(
+    stored: Mapping[str, str], batch: Mapping[str, Achievement]
 ) -> dict[str, list[str]]:
     """Repeating achievement -> the achievements whose PERIOD_STREAK rule counts it, as they
-    are stored or, for those in `batch`, as they will be."""
-    sources = await repo.period_streak_sources()
+    are stored (`stored`: id -> source) or, for those in `batch`, as they will be."""
+    sources = dict(stored)
     for aid, a in batch.items():
         sources.pop(aid, None)
         if a.rule.aggregate is Aggregate.PERIOD_STREAK:
@@ -325,12 +327,13 @@ class AchievementService:
         """Create `a`; with `backfill`, queue a backfill of it in the same transaction."""
         self._check(a, "achievement")
         async with self.uow.transaction() as repo:
-            graph = await repo.prerequisite_graph()
+            links = await repo.links()
+            graph = links.prerequisites
             if a.id in graph:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
             graph[a.id] = a.prerequisites
             validate_graph([("achievement", a)], graph)
-            await _check_sources(repo, [("achievement", a)])
+            await _check_sources(repo, [("achievement", a)], links.period_sources)
             created = await repo.insert_achievement(a, self.clock())
             if created is None:
                 raise AlreadyExists(f"achievement {a.id!r} already exists")
@@ -352,13 +355,13 @@ class AchievementService:
         writing: for editors that show errors as the user types."""
         self._check(a, "achievement")
         async with self.uow.transaction() as repo:
-            graph = await repo.prerequisite_graph()
-        if not replacing and a.id in graph:
-            raise AlreadyExists(f"achievement {a.id!r} already exists", field="achievement.id")
-        graph[a.id] = a.prerequisites
-        validate_graph([("achievement", a)], graph)
-        async with self.uow.transaction() as repo:
-            await _check_sources(repo, [("achievement", a)])
+            links = await repo.links()
+            graph = links.prerequisites
+            if not replacing and a.id in graph:
+                raise AlreadyExists(f"achievement {a.id!r} already exists", field="achievement.id")
+            graph[a.id] = a.prerequisites
+            validate_graph([("achievement", a)], graph)
+            await _check_sources(repo, [("achievement", a)], links.period_sources)
 
     async def get(self, achievement_id: str) -> Achievement:
         check_slug(achievement_id, "id")
@@ -415,10 +418,11 @@ class AchievementService:
                 )
             updated = apply_patch(current, patch)
             self._check(updated, "achievement")
-            graph = await repo.prerequisite_graph()
+            links = await repo.links()
+            graph = links.prerequisites
             graph[updated.id] = updated.prerequisites
             validate_graph([("achievement", updated)], graph)
-            await _check_sources(repo, [("achievement", updated)])
+            await _check_sources(repo, [("achievement", updated)], links.period_sources)
             if updated.same_definition(current):
                 job = None
                 if backfill is not None:  # asked for explicitly: run it on the definition
@@ -467,17 +471,16 @@ class AchievementService:
                 raise Aborted(
                     f"etag {etag!r} does not match the current {current.etag!r}", field="etag"
                 )
+            links = await repo.links()
             dependents = sorted(
-                aid
-                for aid, prereqs in (await repo.prerequisite_graph()).items()
-                if achievement_id in prereqs
+                aid for aid, prereqs in links.prerequisites.items() if achievement_id in prereqs
             )
             if dependents:
                 raise FailedPrecondition(
                     f"achievement {achievement_id!r} is a prerequisite of "
                     f"{', '.join(dependents)}; remove it from those first"
                 )
-            streaks = (await _period_streaks(repo, {})).get(achievement_id)
+            streaks = _period_streaks(links.period_sources, {}).get(achievement_id)
             if streaks:
                 raise FailedPrecondition(
                     f"achievement {achievement_id!r} is counted by the PERIOD_STREAK rule of "
@@ -515,11 +518,12 @@ class AchievementService:
         self._check_all([item.achievement for item in items])
         jobs: list[backfills.Job] = []
         async with self.uow.transaction() as repo:
-            graph = await repo.prerequisite_graph()
+            links = await repo.links()
+            graph = links.prerequisites
             graph.update({item.achievement.id: item.achievement.prerequisites for item in items})
             changed = [(f"achievements[{i}]", item.achievement) for i, item in enumerate(items)]
             validate_graph(changed, graph)
-            await _check_sources(repo, changed)
+            await _check_sources(repo, changed, links.period_sources)
             existing = await repo.get_achievements([item.achievement.id for item in items])
             changes, writes, problems = _plan(items, existing, options)
             written = {a.id for a in writes}

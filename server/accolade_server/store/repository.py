@@ -6,6 +6,7 @@ It never commits; the unit of work does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,16 @@ from accolade_server.store.tables import (
     progress_distinct,
     user_points,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """How stored definitions refer to each other (see `Repository.links`)."""
+
+    #: achievement id -> the achievements it requires
+    prerequisites: dict[str, tuple[str, ...]]
+    #: achievement id -> the repeating achievement its PERIOD_STREAK rule counts
+    period_sources: dict[str, str]
 
 
 class Repository:
@@ -111,19 +122,16 @@ class Repository:
         rows = await self.conn.execute(sa.select(achievements).order_by(achievements.c.id))
         return [codec.from_row(row) for row in rows]
 
-    async def prerequisite_graph(self) -> dict[str, tuple[str, ...]]:
+    async def links(self) -> Links:
+        """How the stored definitions refer to each other, from one read of them all."""
         rows = await self.conn.execute(sa.select(achievements.c.id, achievements.c.definition))
-        return {row.id: tuple(row.definition["prerequisites"]) for row in rows}
-
-    async def period_streak_sources(self) -> dict[str, str]:
-        """Achievement id -> the repeating achievement its PERIOD_STREAK rule counts (only
-        that aggregate names one, `rule.achievement_id`)."""
-        rows = await self.conn.execute(sa.select(achievements.c.id, achievements.c.definition))
-        return {
-            row.id: row.definition["rule"]["achievement_id"]
-            for row in rows
-            if row.definition["rule"].get("achievement_id")
-        }
+        links = Links({}, {})
+        for row in rows:
+            links.prerequisites[row.id] = tuple(row.definition["prerequisites"])
+            source = row.definition["rule"].get("achievement_id")
+            if source:  # only a PERIOD_STREAK rule names one
+                links.period_sources[row.id] = source
+        return links
 
     async def insert_achievement(self, a: Achievement, now: datetime) -> Achievement | None:
         """Insert; None when the id is taken (atomically, so concurrent creates cannot both win)."""

@@ -50,6 +50,14 @@ async def test_the_editor_saves_repeat_and_the_period_streak_and_the_user_page_s
         assert '<option value="weekly" selected>' in page
         page = (await http.get("/console/achievements/four-weeks")).text
         assert 'name="period_source" value="weekly-warrior"' in page
+        # As the user types: turning off the repeat of the achievement the streak counts is
+        # refused on the spot, naming the streak.
+        typed = await http.post(
+            "/console/achievements/validate?mode=edit",
+            data={**weekly, "repeat": "", "csrf": csrf},
+        )
+        assert 'id="err-repeat"' in typed.text, typed.text
+        assert "four-weeks" in typed.text
 
     metadata = any_console.metadata(any_console.admin_key)
     got = await any_console.running.admin.GetAchievement(
