@@ -134,7 +134,7 @@ COUNTERS = Counters()
 
 def _wrap(fn: Callable[..., Any], phase: str) -> Callable[..., Any]:
     c = COUNTERS
-    if getattr(fn, "__wrapped__", None) is not None:
+    if inspect.isasyncgenfunction(getattr(fn, "__wrapped__", None)):
         # An @asynccontextmanager (`UnitOfWork.transaction`): count its entry and exit, not
         # the caller's block inside it.
         return _wrap_context(fn, phase)
